@@ -1,0 +1,403 @@
+package binlog
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/internal/logging"
+	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/position"
+)
+
+// Row is one encoded row change.
+type Row struct {
+	DB, Table string
+	// ID is the envelope id, "file:pos:row".
+	ID string
+	// Data is the JSON envelope.
+	Data []byte
+}
+
+// Event is what the Reader hands on: the rows of one binlog rows event, or a
+// transaction boundary, or both never at once.
+type Event struct {
+	// Rows holds the encoded changes of one rows event, in binlog order.
+	Rows []Row
+	// Bytes is the total size of Rows' data.
+	Bytes int
+	// Boundary is set when Position is a transaction boundary: everything
+	// before it is complete, and reading may resume there.
+	Boundary bool
+	// Position is where reading resumes after this event (boundaries only).
+	Position position.Position
+	// Flush asks for the pending batch to be published and checkpointed now
+	// (binlog rotation, DDL).
+	Flush bool
+	// Time is the event's binlog timestamp.
+	Time time.Time
+}
+
+// Reader streams one server's binlog as decoded, encoded row changes.
+type Reader struct {
+	cfg    Config
+	src    *Source
+	log    logrus.FieldLogger
+	tables map[uint64]*table
+	infos  map[string]*infoTable
+	// excluded caches table ids whose rows are not published.
+	excluded map[uint64]bool
+}
+
+// NewReader returns a Reader that uses src for table metadata. src must stay
+// open while the Reader runs.
+func NewReader(cfg Config, src *Source, log logrus.FieldLogger) *Reader {
+	return &Reader{cfg: cfg, src: src, log: log}
+}
+
+// Run streams from start (a transaction boundary) into out until ctx is done,
+// an error occurs, or stop is closed: then it finishes the transaction it is
+// in (its events are already in the binlog), sends that boundary, and returns
+// nil. Errors that retrying cannot fix are FatalError.
+func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan struct{}, out chan<- Event) error {
+	r.tables = map[uint64]*table{}
+	r.infos = map[string]*infoTable{}
+	r.excluded = map[uint64]bool{}
+	collations, err := r.src.collationCharsets()
+	if err != nil {
+		return err
+	}
+	buffer := r.cfg.EventBuffer
+	if buffer <= 0 {
+		buffer = 128
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:                r.cfg.ServerID,
+		Flavor:                  r.src.Flavor(),
+		Host:                    r.cfg.Host,
+		Port:                    r.cfg.Port,
+		User:                    r.cfg.User,
+		Password:                r.cfg.Password,
+		Charset:                 r.cfg.Charset,
+		HeartbeatPeriod:         r.cfg.HeartbeatPeriod,
+		ReadTimeout:             r.cfg.ReadTimeout,
+		TimestampStringLocation: time.UTC,
+		RenderJSONAsMySQLText:   true,
+		DisableRetrySync:        true, // the producer resumes from its checkpoint instead
+		Logger:                  logging.Slog(r.log),
+		EventCacheCount:         buffer,
+		VerifyChecksum:          true,
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+	if err != nil {
+		return r.cfg.classify(fmt.Errorf("start binlog stream at %s: %w", start, err))
+	}
+	r.log.WithField("position", start.String()).Info("binlog stream started")
+
+	// readCtx is cancelled on stop, so a reader idle at a boundary returns.
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-readCtx.Done():
+		}
+	}()
+
+	st := &streamState{file: start.File, gtid: start.GTID}
+	stopping := false
+	for {
+		getCtx := readCtx
+		if stopping {
+			getCtx = ctx
+		}
+		ev, err := streamer.GetEvent(getCtx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if readCtx.Err() != nil && !stopping {
+				if !st.inTx {
+					return nil
+				}
+				stopping = true // finish the open transaction first
+				continue
+			}
+			return r.cfg.classify(fmt.Errorf("binlog stream at %s:%d: %w", st.file, st.lastPos, err))
+		}
+		out1, err := r.handle(st, ev, collations)
+		if err != nil {
+			return err
+		}
+		if out1 != nil {
+			select {
+			case out <- *out1:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if out1.Boundary && (stopping || readCtx.Err() != nil) {
+				return nil
+			}
+		}
+	}
+}
+
+// streamState tracks where the stream is.
+type streamState struct {
+	file    string
+	lastPos uint32
+	gtid    string
+	inTx    bool
+}
+
+// handle turns one binlog event into what the pipeline needs, or nil.
+func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations map[uint64]string) (*Event, error) {
+	h := ev.Header
+	if h.LogPos != 0 {
+		st.lastPos = h.LogPos
+	}
+	boundary := func(flush bool) *Event {
+		st.inTx = false
+		if h.LogPos == 0 {
+			return nil
+		}
+		return &Event{Boundary: true, Flush: flush, Time: time.Unix(int64(h.Timestamp), 0),
+			Position: position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid}}
+	}
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		next := string(e.NextLogName)
+		if h.Timestamp == 0 || h.LogPos == 0 {
+			// A fake rotate at stream start only names the file.
+			st.file = next
+			return nil, nil
+		}
+		st.file = next
+		st.lastPos = uint32(e.Position)
+		st.inTx = false
+		return &Event{Boundary: true, Flush: true, Time: time.Unix(int64(h.Timestamp), 0),
+			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid}}, nil
+	case *replication.MariadbGTIDEvent:
+		st.gtid = e.GTID.String()
+		st.inTx = !e.IsStandalone()
+	case *replication.GTIDEvent:
+		if next, err := e.GTIDNext(); err == nil {
+			st.gtid = next.String()
+		}
+	case *replication.QueryEvent:
+		q := strings.TrimSpace(string(e.Query))
+		switch {
+		case strings.EqualFold(q, "BEGIN"):
+			st.inTx = true
+		case strings.EqualFold(q, "COMMIT") || strings.EqualFold(q, "ROLLBACK"):
+			return boundary(false), nil
+		case st.inTx:
+			// SAVEPOINT and friends inside a transaction.
+		default:
+			// DDL (or another statement logged on its own): the table
+			// definitions may have changed.
+			r.tables = map[uint64]*table{}
+			r.infos = map[string]*infoTable{}
+			r.excluded = map[uint64]bool{}
+			r.log.WithFields(logrus.Fields{"schema": string(e.Schema), "query": truncate(q, 200), "position": fmt.Sprintf("%s:%d", st.file, h.LogPos)}).Info("DDL")
+			return boundary(true), nil
+		}
+	case *replication.XIDEvent:
+		return boundary(false), nil
+	case *replication.TableMapEvent:
+		return nil, r.mapTable(e, collations)
+	case *replication.RowsEvent:
+		return r.rows(st, h, e)
+	}
+	return nil, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// mapTable builds (or reuses) the decoding plan of a table map.
+func (r *Reader) mapTable(tm *replication.TableMapEvent, collations map[uint64]string) error {
+	if _, ok := r.tables[tm.TableID]; ok {
+		return nil
+	}
+	if r.excluded[tm.TableID] {
+		return nil
+	}
+	db, name := string(tm.Schema), string(tm.Table)
+	if r.cfg.Include != nil && !r.cfg.Include(db, name) {
+		r.excluded[tm.TableID] = true
+		return nil
+	}
+	key := db + "." + name
+	info, ok := r.infos[key]
+	if !ok {
+		var err error
+		info, err = r.src.tableInfo(db, name)
+		if err != nil {
+			return fmt.Errorf("read the definition of %s: %w", key, err)
+		}
+		r.infos[key] = info
+	}
+	t, err := buildTable(tm, info, collations)
+	if err != nil {
+		return &FatalError{Err: err}
+	}
+	r.tables[tm.TableID] = t
+	return nil
+}
+
+// rows encodes the rows of one rows event into envelopes sharing one buffer.
+func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replication.RowsEvent) (*Event, error) {
+	if r.excluded[e.TableID] {
+		return nil, nil
+	}
+	t, ok := r.tables[e.TableID]
+	if !ok {
+		return nil, &FatalError{Err: fmt.Errorf("rows event at %s:%d for table id %d without its table map", st.file, h.LogPos-h.EventSize, e.TableID)}
+	}
+	var typ string
+	step := 1
+	switch h.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		typ = envelope.TypeInsert
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1, replication.PARTIAL_UPDATE_ROWS_EVENT:
+		typ = envelope.TypeUpdate
+		step = 2
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		typ = envelope.TypeDelete
+	default:
+		return nil, nil
+	}
+	pos := h.LogPos - h.EventSize
+	ts := time.Unix(int64(h.Timestamp), 0).UTC()
+	n := len(e.Rows) / step
+	rows := make([]Row, n)
+	ends := make([]int, n)
+	buf := make([]byte, 0, n*(160+len(t.head)+len(r.cfg.SourceName)+len(st.file)+len(st.gtid))+int(h.EventSize)*2*step)
+	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
+	for i := 0; i < n; i++ {
+		id := prefix + strconv.Itoa(i)
+		var before, after []any
+		var skipBefore, skipAfter []int
+		switch typ {
+		case envelope.TypeInsert:
+			after, skipAfter = e.Rows[i], skipped(e, i)
+		case envelope.TypeDelete:
+			before, skipBefore = e.Rows[i], skipped(e, i)
+		default:
+			before, skipBefore = e.Rows[2*i], skipped(e, 2*i)
+			after, skipAfter = e.Rows[2*i+1], skipped(e, 2*i+1)
+		}
+		var err error
+		buf, err = r.appendEnvelope(buf, t, id, typ, st.file, pos, i, st.gtid, h.ServerID, ts, before, after, skipBefore, skipAfter)
+		if err != nil {
+			return nil, &FatalError{Err: fmt.Errorf("row %s: %w", id, err)}
+		}
+		rows[i] = Row{DB: t.db, Table: t.name, ID: id}
+		ends[i] = len(buf)
+	}
+	start := 0
+	for i := range rows {
+		rows[i].Data = buf[start:ends[i]:ends[i]]
+		start = ends[i]
+	}
+	return &Event{Rows: rows, Bytes: len(buf), Time: ts}, nil
+}
+
+func skipped(e *replication.RowsEvent, i int) []int {
+	if i < len(e.SkippedColumns) {
+		return e.SkippedColumns[i]
+	}
+	return nil
+}
+
+// appendEnvelope writes one envelope v1 (docs/envelope.md), keys in a fixed
+// order.
+func (r *Reader) appendEnvelope(b []byte, t *table, id, typ, file string, pos uint32, row int, gtid string,
+	serverID uint32, ts time.Time, before, after []any, skipBefore, skipAfter []int) ([]byte, error) {
+	b = append(b, `{"v":1,"id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"source":{"name":`...)
+	b = appendJSONString(b, r.cfg.SourceName)
+	b = append(b, `,"server_id":`...)
+	b = strconv.AppendUint(b, uint64(serverID), 10)
+	b = append(b, `,"file":`...)
+	b = appendJSONString(b, file)
+	b = append(b, `,"pos":`...)
+	b = strconv.AppendUint(b, uint64(pos), 10)
+	b = append(b, `,"row":`...)
+	b = strconv.AppendInt(b, int64(row), 10)
+	if gtid != "" {
+		b = append(b, `,"gtid":`...)
+		b = appendJSONString(b, gtid)
+	}
+	b = append(b, `,"ts":"`...)
+	b = ts.AppendFormat(b, time.RFC3339)
+	b = append(b, `"},`...)
+	b = append(b, t.head...)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `",`...)
+	b = append(b, t.pkJSON...)
+	var err error
+	if before != nil {
+		b = append(b, `,"before":`...)
+		if b, err = appendImage(b, t, before, skipBefore); err != nil {
+			return nil, err
+		}
+	}
+	if after != nil {
+		b = append(b, `,"after":`...)
+		if b, err = appendImage(b, t, after, skipAfter); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendImage writes a row image as a JSON object, columns in table order,
+// leaving out columns absent from the image.
+func appendImage(b []byte, t *table, values []any, skip []int) ([]byte, error) {
+	b = append(b, '{')
+	first := true
+	for i := range t.columns {
+		if i >= len(values) {
+			break
+		}
+		if contains(skip, i) {
+			continue
+		}
+		c := &t.columns[i]
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, c.key...)
+		var err error
+		if b, err = appendValue(b, c, values[i]); err != nil {
+			return nil, &ValueError{DB: t.db, Table: t.name, Column: c.name, Reason: err.Error()}
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

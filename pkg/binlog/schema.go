@@ -1,0 +1,395 @@
+package binlog
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+)
+
+// valueKind says how a column's decoded value becomes JSON (the type contract
+// of docs/envelope.md).
+type valueKind int
+
+const (
+	kindNumber    valueKind = iota // integers, floats, YEAR: JSON number
+	kindBit                        // BIT: unsigned JSON number
+	kindDecimal                    // DECIMAL: string of exact digits
+	kindText                       // CHAR/VARCHAR/TEXT: UTF-8 string
+	kindBytes                      // BINARY/VARBINARY/BLOB/GEOMETRY: base64 string
+	kindJSON                       // JSON: the document itself
+	kindDate                       // DATE, TIME: string as MySQL writes it
+	kindDatetime                   // DATETIME: wall clock, "T" separator, no zone
+	kindTimestamp                  // TIMESTAMP: UTC instant with "Z"
+	kindEnum                       // ENUM: the value's name
+	kindSet                        // SET: array of names
+)
+
+// column is what the encoder needs to know about one column.
+type column struct {
+	name     string
+	key      []byte // `"name":` pre-encoded
+	kind     valueKind
+	realType byte
+	unsigned bool
+	charset  string   // text columns: the column's character set
+	values   []string // ENUM and SET member names, in definition order
+}
+
+// table is the decoding plan of one table map: the columns in binlog order.
+type table struct {
+	db, name string
+	columns  []column
+	pk       []string
+	// head is the pre-encoded `"db":..,"table":..,` fragment and pkJSON the
+	// `"pk":[..]` fragment of every envelope of this table.
+	head   []byte
+	pkJSON []byte
+}
+
+// infoColumn is one row of information_schema.COLUMNS.
+type infoColumn struct {
+	name       string
+	dataType   string // "int", "varchar", "longtext", ...
+	columnType string // "int(10) unsigned", "enum('a','b')", ...
+	charset    string // "" for non-character columns and binary strings
+	json       bool   // a JSON column (MySQL's type or MariaDB's json_valid check)
+}
+
+// infoTable is what information_schema says about a table now.
+type infoTable struct {
+	columns []infoColumn
+	pk      []string
+}
+
+func (it *infoTable) column(name string) *infoColumn {
+	for i := range it.columns {
+		if strings.EqualFold(it.columns[i].name, name) {
+			return &it.columns[i]
+		}
+	}
+	return nil
+}
+
+// SchemaError reports a table whose rows dbsync cannot decode faithfully. It
+// is fatal: the producer stops rather than publish misaligned values.
+type SchemaError struct {
+	DB, Table string
+	Reason    string
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("table %s.%s: %s", e.DB, e.Table, e.Reason)
+}
+
+// buildTable combines a table map event with information_schema into a
+// decoding plan. Column names, signedness, character sets and ENUM/SET values
+// come from the binlog's own metadata when the server logs them
+// (binlog_row_metadata=FULL), because they describe the row as it was
+// written; information_schema (the table as it is now) fills in what the
+// binlog lacks, and only when it still matches the binlog's column layout.
+func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[uint64]string) (*table, error) {
+	db, name := string(tm.Schema), string(tm.Table)
+	n := int(tm.ColumnCount)
+	names := tm.ColumnNameString()
+	fromBinlog := len(names) == n
+	if !fromBinlog {
+		if info == nil || len(info.columns) != n {
+			have := 0
+			if info != nil {
+				have = len(info.columns)
+			}
+			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
+				"the binlog row has %d columns but the table now has %d, and the server does not log column names; "+
+					"the table changed after these rows were written. Set binlog_row_metadata=FULL on the server "+
+					"(SET GLOBAL binlog_row_metadata=FULL) so rows carry their own column names", n, have)}
+		}
+		names = make([]string, n)
+		for i := range names {
+			names[i] = info.columns[i].name
+		}
+	}
+	unsigned := tm.UnsignedMap()
+	charsets := tm.CollationMap()
+	enumSetCharsets := tm.EnumSetCollationMap()
+	enums := tm.EnumStrValueMap()
+	sets := tm.SetStrValueMap()
+
+	t := &table{db: db, name: name, columns: make([]column, n)}
+	for i := 0; i < n; i++ {
+		c := &t.columns[i]
+		c.name = names[i]
+		c.key = append(appendJSONString(nil, c.name), ':')
+		c.realType = realType(tm, i)
+		var ic *infoColumn
+		if info != nil {
+			ic = info.column(c.name)
+			if !fromBinlog && ic != nil && !typeMatches(c.realType, ic.dataType) {
+				return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
+					"column %d %q is %s in the binlog but %s in the table now; the table changed after these rows were "+
+						"written. Set binlog_row_metadata=FULL on the server so rows carry their own column metadata",
+					i+1, c.name, typeName(c.realType), ic.columnType)}
+			}
+		}
+		if u, ok := unsigned[i]; ok {
+			c.unsigned = u
+		} else if ic != nil {
+			c.unsigned = strings.Contains(ic.columnType, "unsigned")
+		}
+		charset := ""
+		if id, ok := charsets[i]; ok {
+			charset = collations[id]
+		} else if id, ok := enumSetCharsets[i]; ok {
+			charset = collations[id]
+		} else if ic != nil {
+			charset = ic.charset
+		}
+		c.charset = charset
+		if v, ok := enums[i]; ok {
+			c.values = v
+		} else if v, ok := sets[i]; ok {
+			c.values = v
+		} else if ic != nil && (c.realType == mysql.MYSQL_TYPE_ENUM || c.realType == mysql.MYSQL_TYPE_SET) {
+			c.values = parseEnumValues(ic.columnType)
+		}
+		isJSON := ic != nil && ic.json
+		kind, err := kindOf(c.realType, charset, isJSON, charsetKnown(charsets, enumSetCharsets, i, ic))
+		if err != nil {
+			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
+		}
+		c.kind = kind
+		if (kind == kindEnum || kind == kindSet) && c.values == nil {
+			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
+				"column %q: the %s member names are neither in the binlog nor in information_schema; "+
+					"set binlog_row_metadata=FULL on the server", c.name, typeName(c.realType))}
+		}
+	}
+	switch {
+	case len(tm.PrimaryKey) > 0:
+		for _, idx := range tm.PrimaryKey {
+			if int(idx) < n {
+				t.pk = append(t.pk, t.columns[idx].name)
+			}
+		}
+	case info != nil:
+		t.pk = info.pk
+	}
+	t.head = appendJSONString(append(appendJSONString([]byte(`"db":`), db), `,"table":`...), name)
+	t.pkJSON = append([]byte(`"pk":[`), ']')
+	if len(t.pk) > 0 {
+		t.pkJSON = []byte(`"pk":[`)
+		for i, k := range t.pk {
+			if i > 0 {
+				t.pkJSON = append(t.pkJSON, ',')
+			}
+			t.pkJSON = appendJSONString(t.pkJSON, k)
+		}
+		t.pkJSON = append(t.pkJSON, ']')
+	}
+	return t, nil
+}
+
+func charsetKnown(a, b map[int]uint64, i int, ic *infoColumn) bool {
+	if _, ok := a[i]; ok {
+		return true
+	}
+	if _, ok := b[i]; ok {
+		return true
+	}
+	return ic != nil
+}
+
+// realType resolves MYSQL_TYPE_STRING's packed real type (ENUM and SET are
+// logged as STRING with the real type in the metadata).
+func realType(tm *replication.TableMapEvent, i int) byte {
+	t := tm.ColumnType[i]
+	if t == mysql.MYSQL_TYPE_STRING {
+		meta := tm.ColumnMeta[i]
+		if meta >= 256 {
+			b0 := byte(meta >> 8)
+			if b0&0x30 != 0x30 {
+				return b0 | 0x30
+			}
+			return b0
+		}
+	}
+	return t
+}
+
+// kindOf maps a binlog column type to its JSON kind. charset is the column's
+// character set name ("binary" or "" for byte strings).
+func kindOf(t byte, charset string, isJSON, charsetKnown bool) (valueKind, error) {
+	switch t {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG,
+		mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE, mysql.MYSQL_TYPE_YEAR:
+		return kindNumber, nil
+	case mysql.MYSQL_TYPE_BIT:
+		return kindBit, nil
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return kindDecimal, nil
+	case mysql.MYSQL_TYPE_JSON:
+		return kindJSON, nil
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return kindBytes, nil
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE, mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return kindDate, nil
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
+		return kindDatetime, nil
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return kindTimestamp, nil
+	case mysql.MYSQL_TYPE_ENUM:
+		return kindEnum, nil
+	case mysql.MYSQL_TYPE_SET:
+		return kindSet, nil
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING,
+		mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB:
+		if !charsetKnown {
+			return 0, fmt.Errorf("cannot tell text from binary: the character set is neither in the binlog nor in information_schema")
+		}
+		if charset == "" || charset == "binary" {
+			return kindBytes, nil
+		}
+		if isJSON {
+			return kindJSON, nil
+		}
+		return kindText, nil
+	}
+	return 0, fmt.Errorf("binlog column type %d is not supported by dbsync", t)
+}
+
+// typeMatches reports whether information_schema's DATA_TYPE can produce
+// binlog column type t; a mismatch means the table changed since the event.
+func typeMatches(t byte, dataType string) bool {
+	dt := strings.ToLower(dataType)
+	switch t {
+	case mysql.MYSQL_TYPE_TINY:
+		return dt == "tinyint" || dt == "bool" || dt == "boolean"
+	case mysql.MYSQL_TYPE_SHORT:
+		return dt == "smallint"
+	case mysql.MYSQL_TYPE_INT24:
+		return dt == "mediumint"
+	case mysql.MYSQL_TYPE_LONG:
+		return dt == "int" || dt == "integer"
+	case mysql.MYSQL_TYPE_LONGLONG:
+		return dt == "bigint"
+	case mysql.MYSQL_TYPE_FLOAT:
+		return dt == "float"
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return dt == "double" || dt == "real"
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return dt == "decimal" || dt == "numeric"
+	case mysql.MYSQL_TYPE_YEAR:
+		return dt == "year"
+	case mysql.MYSQL_TYPE_BIT:
+		return dt == "bit"
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return dt == "date"
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return dt == "time"
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
+		return dt == "datetime"
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return dt == "timestamp"
+	case mysql.MYSQL_TYPE_ENUM:
+		return dt == "enum"
+	case mysql.MYSQL_TYPE_SET:
+		return dt == "set"
+	case mysql.MYSQL_TYPE_JSON:
+		return dt == "json"
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
+		return dt == "varchar" || dt == "varbinary"
+	case mysql.MYSQL_TYPE_STRING:
+		return dt == "char" || dt == "binary"
+	case mysql.MYSQL_TYPE_BLOB:
+		return strings.HasSuffix(dt, "blob") || strings.HasSuffix(dt, "text") || dt == "json"
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return true // geometry, point, polygon, ...
+	}
+	return false
+}
+
+func typeName(t byte) string {
+	switch t {
+	case mysql.MYSQL_TYPE_TINY:
+		return "TINYINT"
+	case mysql.MYSQL_TYPE_SHORT:
+		return "SMALLINT"
+	case mysql.MYSQL_TYPE_INT24:
+		return "MEDIUMINT"
+	case mysql.MYSQL_TYPE_LONG:
+		return "INT"
+	case mysql.MYSQL_TYPE_LONGLONG:
+		return "BIGINT"
+	case mysql.MYSQL_TYPE_FLOAT:
+		return "FLOAT"
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return "DOUBLE"
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return "DECIMAL"
+	case mysql.MYSQL_TYPE_YEAR:
+		return "YEAR"
+	case mysql.MYSQL_TYPE_BIT:
+		return "BIT"
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return "DATE"
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return "TIME"
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
+		return "DATETIME"
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return "TIMESTAMP"
+	case mysql.MYSQL_TYPE_ENUM:
+		return "ENUM"
+	case mysql.MYSQL_TYPE_SET:
+		return "SET"
+	case mysql.MYSQL_TYPE_JSON:
+		return "JSON"
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
+		return "VARCHAR/VARBINARY"
+	case mysql.MYSQL_TYPE_STRING:
+		return "CHAR/BINARY"
+	case mysql.MYSQL_TYPE_BLOB:
+		return "BLOB/TEXT"
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return "GEOMETRY"
+	}
+	return fmt.Sprintf("type %d", t)
+}
+
+// parseEnumValues extracts the member names of "enum('a','b')" or
+// "set('x','y')", undoing SQL quote doubling.
+func parseEnumValues(columnType string) []string {
+	open := strings.IndexByte(columnType, '(')
+	end := strings.LastIndexByte(columnType, ')')
+	if open < 0 || end <= open {
+		return nil
+	}
+	s := columnType[open+1 : end]
+	var out []string
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\'' {
+			continue
+		}
+		var b strings.Builder
+		for i++; i < len(s); i++ {
+			if s[i] == '\'' {
+				if i+1 < len(s) && s[i+1] == '\'' {
+					b.WriteByte('\'')
+					i++
+					continue
+				}
+				break
+			}
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		out = append(out, b.String())
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}

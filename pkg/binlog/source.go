@@ -1,0 +1,410 @@
+package binlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/position"
+)
+
+// Config says how to reach the source server and how to pose as its replica.
+type Config struct {
+	Host     string
+	Port     uint16
+	User     string
+	Password string
+	// ServerID is the replica server id dbsync registers with. It must be
+	// unique among the server's replicas and differ from the server's own.
+	ServerID uint32
+	// Flavor is "mysql", "mariadb", or "" to detect it from VERSION().
+	Flavor  string
+	Charset string
+	// HeartbeatPeriod asks the server for a heartbeat when it has nothing to
+	// send; ReadTimeout (longer) declares the connection dead without one.
+	HeartbeatPeriod time.Duration
+	ReadTimeout     time.Duration
+	ConnectTimeout  time.Duration
+	// SourceName is written to every envelope's source.name.
+	SourceName string
+	// Include reports whether a table's rows are published; nil means all.
+	Include func(db, table string) bool
+	// EventBuffer is how many raw binlog events go-mysql may read ahead.
+	EventBuffer int
+}
+
+func (c *Config) addr() string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+}
+
+// FatalError marks an error that retrying cannot fix: the operator must act
+// (a purged binlog, wrong credentials, a table dbsync cannot decode).
+type FatalError struct{ Err error }
+
+func (e *FatalError) Error() string { return e.Err.Error() }
+func (e *FatalError) Unwrap() error { return e.Err }
+
+// IsFatal reports whether err (or an error it wraps) is a FatalError.
+func IsFatal(err error) bool {
+	var f *FatalError
+	return errors.As(err, &f)
+}
+
+// MySQL server error codes dbsync classifies.
+const (
+	errAccessDenied      = 1045 // ER_ACCESS_DENIED_ERROR
+	errDBAccessDenied    = 1044 // ER_DBACCESS_DENIED_ERROR
+	errSpecificAccess    = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR
+	errMasterFatalBinlog = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
+)
+
+// classify wraps server errors that retrying cannot fix in FatalError, with
+// the fix in the message.
+func (c *Config) classify(err error) error {
+	var me *mysql.MyError
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch me.Code {
+	case errAccessDenied, errDBAccessDenied:
+		return &FatalError{Err: fmt.Errorf("MySQL at %s refused user %q: %w (check Mysql.Username and Mysql.Password, or DBSYNC_MYSQL_PASSWORD)", c.addr(), c.User, err)}
+	case errSpecificAccess:
+		return &FatalError{Err: fmt.Errorf("MySQL user %q at %s lacks a privilege: %w (GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user)", c.User, c.addr(), err)}
+	case errMasterFatalBinlog:
+		return &FatalError{Err: fmt.Errorf("MySQL at %s cannot send the binlog from the checkpoint: %w", c.addr(), err)}
+	}
+	return err
+}
+
+// Source is an administrative connection to the server: flavor, positions,
+// binlog inventory and table metadata.
+type Source struct {
+	cfg        Config
+	log        logrus.FieldLogger
+	conn       *client.Conn
+	flavor     string
+	serverID   uint32
+	collations map[uint64]string
+}
+
+// Connect opens the administrative connection and detects the flavor. Wrong
+// credentials are a FatalError naming the user and address; an unreachable
+// server is a plain error naming the address.
+func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, error) {
+	s := &Source{cfg: cfg, log: log}
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	version, err := s.queryString("SELECT VERSION()")
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.flavor = cfg.Flavor
+	if s.flavor == "" {
+		s.flavor = mysql.MySQLFlavor
+		if strings.Contains(strings.ToLower(version), "mariadb") {
+			s.flavor = mysql.MariaDBFlavor
+		}
+	}
+	id, err := s.queryString("SELECT @@server_id")
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	sid, _ := strconv.ParseUint(id, 10, 32)
+	s.serverID = uint32(sid)
+	log.WithFields(logrus.Fields{"addr": cfg.addr(), "version": version, "flavor": s.flavor, "server_id": sid}).Info("connected to source")
+	return s, nil
+}
+
+func (s *Source) connect(ctx context.Context) error {
+	timeout := s.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	conn, err := client.ConnectWithContext(ctx, s.cfg.addr(), s.cfg.User, s.cfg.Password, "", timeout, func(c *client.Conn) error {
+		if s.cfg.Charset != "" {
+			return c.SetCharset(s.cfg.Charset)
+		}
+		return nil
+	})
+	if err != nil {
+		if err2 := s.cfg.classify(err); err2 != err {
+			return err2
+		}
+		return fmt.Errorf("connect to MySQL at %s as %q: %w (is Mysql.Host/Mysql.Port right and the server up?)", s.cfg.addr(), s.cfg.User, err)
+	}
+	s.conn = conn
+	return nil
+}
+
+// Flavor is "mysql" or "mariadb".
+func (s *Source) Flavor() string { return s.flavor }
+
+// ServerID is the source server's own server_id.
+func (s *Source) ServerID() uint32 { return s.serverID }
+
+// Close closes the connection.
+func (s *Source) Close() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// execute runs a query, reconnecting once if the connection broke.
+func (s *Source) execute(query string, args ...any) (*mysql.Result, error) {
+	if s.conn == nil {
+		if err := s.connect(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	r, err := s.conn.Execute(query, args...)
+	if err != nil && mysql.ErrorEqual(err, mysql.ErrBadConn) || err != nil && isNetErr(err) {
+		s.Close()
+		if err := s.connect(context.Background()); err != nil {
+			return nil, err
+		}
+		r, err = s.conn.Execute(query, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("MySQL at %s: %s: %w", s.cfg.addr(), query, s.cfg.classify(err))
+	}
+	return r, nil
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection")
+}
+
+func (s *Source) queryString(query string) (string, error) {
+	r, err := s.execute(query)
+	if err != nil {
+		return "", err
+	}
+	if r.RowNumber() == 0 {
+		return "", fmt.Errorf("MySQL at %s: %s returned no row", s.cfg.addr(), query)
+	}
+	return r.GetString(0, 0)
+}
+
+// Variable returns a global server variable's value.
+func (s *Source) Variable(name string) (string, error) {
+	r, err := s.execute("SHOW GLOBAL VARIABLES LIKE '" + strings.ReplaceAll(name, "'", "") + "'")
+	if err != nil {
+		return "", err
+	}
+	if r.RowNumber() == 0 {
+		return "", nil
+	}
+	return r.GetString(0, 1)
+}
+
+// BinlogFile is one entry of SHOW BINARY LOGS.
+type BinlogFile struct {
+	Name string
+	Size uint64
+}
+
+// BinaryLogs lists the binlog files the server still has, oldest first.
+func (s *Source) BinaryLogs() ([]BinlogFile, error) {
+	r, err := s.execute("SHOW BINARY LOGS")
+	if err != nil {
+		return nil, err
+	}
+	files := make([]BinlogFile, 0, r.RowNumber())
+	for i := 0; i < r.RowNumber(); i++ {
+		name, _ := r.GetString(i, 0)
+		size, _ := r.GetUint(i, 1)
+		files = append(files, BinlogFile{Name: name, Size: size})
+	}
+	return files, nil
+}
+
+// CurrentPosition is where the server's binlog ends now.
+func (s *Source) CurrentPosition() (position.Position, error) {
+	r, err := s.execute("SHOW MASTER STATUS")
+	if err != nil {
+		return position.Position{}, err
+	}
+	if r.RowNumber() == 0 {
+		return position.Position{}, &FatalError{Err: fmt.Errorf("MySQL at %s has binary logging off (SHOW MASTER STATUS is empty): start it with log_bin=ON and binlog_format=ROW", s.cfg.addr())}
+	}
+	file, _ := r.GetString(0, 0)
+	pos, _ := r.GetUint(0, 1)
+	p := position.Position{File: file, Pos: uint32(pos)}
+	if s.flavor == mysql.MariaDBFlavor {
+		p.GTID, _ = s.queryString("SELECT @@gtid_binlog_pos")
+	} else if gtid, err := r.GetString(0, 4); err == nil {
+		p.GTID = strings.ReplaceAll(gtid, "\n", "")
+	}
+	return p, nil
+}
+
+// OldestPosition is the start of the oldest binlog the server still has.
+func (s *Source) OldestPosition() (position.Position, error) {
+	files, err := s.BinaryLogs()
+	if err != nil {
+		return position.Position{}, err
+	}
+	if len(files) == 0 {
+		return position.Position{}, &FatalError{Err: fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr())}
+	}
+	return position.Position{File: files[0].Name, Pos: 4}, nil
+}
+
+// PurgedError reports a checkpoint whose binlog the server no longer has.
+type PurgedError struct {
+	Pos    position.Position
+	Oldest string
+	Addr   string
+}
+
+func (e *PurgedError) Error() string {
+	return fmt.Sprintf("checkpoint %s is not on MySQL at %s any more: the oldest binlog the server still has is %s. "+
+		"The changes in between are lost to dbsync; to go on, re-sync the consumers from a snapshot and then delete "+
+		"the checkpoint (dbsync starts at the current position) or set it to %s:4. Raise binlog_expire_logs_seconds "+
+		"so this does not happen again", e.Pos, e.Addr, e.Oldest, e.Oldest)
+}
+
+// CheckResumable verifies that the server still has pos: its file is listed
+// by SHOW BINARY LOGS and pos is not beyond the file's end (which would mean
+// a different binlog history, e.g. after RESET MASTER). Failures are fatal.
+func (s *Source) CheckResumable(pos position.Position) error {
+	if err := pos.Validate(); err != nil {
+		return &FatalError{Err: fmt.Errorf("checkpoint %s: %w", pos, err)}
+	}
+	files, err := s.BinaryLogs()
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return &FatalError{Err: fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr())}
+	}
+	for _, f := range files {
+		if f.Name == pos.File {
+			if uint64(pos.Pos) > f.Size {
+				return &FatalError{Err: fmt.Errorf("checkpoint %s is beyond the end of %s (%d bytes) on MySQL at %s: "+
+					"the server's binlog history differs from the one the checkpoint was taken on (RESET MASTER, or another server). "+
+					"Re-sync the consumers and reset the checkpoint", pos, f.Name, f.Size, s.cfg.addr())}
+			}
+			return nil
+		}
+	}
+	return &FatalError{Err: &PurgedError{Pos: pos, Oldest: files[0].Name, Addr: s.cfg.addr()}}
+}
+
+// CheckReplicable fails (fatally) when the server cannot feed dbsync: binary
+// logging off, a binlog format other than ROW, or a server_id equal to ours.
+func (s *Source) CheckReplicable() error {
+	var problems []error
+	logBin, err := s.Variable("log_bin")
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(logBin, "ON") {
+		problems = append(problems, fmt.Errorf("binary logging is off (log_bin=%s): start the server with log_bin=ON", logBin))
+	}
+	format, err := s.Variable("binlog_format")
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(format, "ROW") {
+		problems = append(problems, fmt.Errorf("binlog_format is %s: dbsync needs ROW (SET GLOBAL binlog_format='ROW' and set it in the server's config)", format))
+	}
+	if s.serverID == s.cfg.ServerID {
+		problems = append(problems, fmt.Errorf("the server's own server_id is %d, the same as Mysql.ServerID: pick another Mysql.ServerID", s.serverID))
+	}
+	if len(problems) > 0 {
+		return &FatalError{Err: fmt.Errorf("MySQL at %s cannot be streamed: %w", s.cfg.addr(), errors.Join(problems...))}
+	}
+	return nil
+}
+
+// tableInfo reads a table's current definition from information_schema. A
+// table that no longer exists yields nil and no error.
+func (s *Source) tableInfo(db, name string) (*infoTable, error) {
+	r, err := s.execute(`SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME, ''), COLUMN_KEY
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, name)
+	if err != nil {
+		return nil, err
+	}
+	if r.RowNumber() == 0 {
+		return nil, nil
+	}
+	it := &infoTable{}
+	for i := 0; i < r.RowNumber(); i++ {
+		var c infoColumn
+		c.name, _ = r.GetString(i, 0)
+		c.dataType, _ = r.GetString(i, 1)
+		c.columnType, _ = r.GetString(i, 2)
+		c.charset, _ = r.GetString(i, 3)
+		c.json = strings.EqualFold(c.dataType, "json")
+		it.columns = append(it.columns, c)
+	}
+	r, err = s.execute(`SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`, db, name)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < r.RowNumber(); i++ {
+		k, _ := r.GetString(i, 0)
+		it.pk = append(it.pk, k)
+	}
+	if s.flavor == mysql.MariaDBFlavor {
+		// MariaDB's JSON is LONGTEXT with a json_valid(`col`) check.
+		r, err = s.execute(`SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+			WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, db, name)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < r.RowNumber(); i++ {
+			clause, _ := r.GetString(i, 0)
+			if col, ok := jsonValidColumn(clause); ok {
+				if c := it.column(col); c != nil {
+					c.json = true
+				}
+			}
+		}
+	}
+	return it, nil
+}
+
+// jsonValidColumn recognises MariaDB's "json_valid(`col`)" check clause.
+func jsonValidColumn(clause string) (string, bool) {
+	c := strings.TrimSpace(clause)
+	if !strings.HasPrefix(strings.ToLower(c), "json_valid(`") || !strings.HasSuffix(c, "`)") {
+		return "", false
+	}
+	return strings.ReplaceAll(c[len("json_valid(`"):len(c)-2], "``", "`"), true
+}
+
+// collationCharsets maps collation ids to character set names.
+func (s *Source) collationCharsets() (map[uint64]string, error) {
+	if s.collations != nil {
+		return s.collations, nil
+	}
+	r, err := s.execute("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint64]string, r.RowNumber())
+	for i := 0; i < r.RowNumber(); i++ {
+		id, _ := r.GetUint(i, 0)
+		cs, _ := r.GetString(i, 1)
+		m[id] = cs
+	}
+	m[63] = "binary"
+	s.collations = m
+	return m, nil
+}

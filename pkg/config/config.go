@@ -1,0 +1,324 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// Config is dbsync's configuration, as read from config.json. Field names are
+// the JSON keys (matched case-insensitively).
+type Config struct {
+	// Version is informational (the seed format carries "1.0.0").
+	Version string
+	// ProName prefixes every subject: subject = ProName + db + "." + table.
+	// Default "" (no prefix).
+	ProName string
+	// DataDir is the directory for local state; a relative Bolt.File is
+	// resolved against it. Default "" means the working directory.
+	DataDir string
+	Mysql   Mysql
+	Storage Storage
+	Bolt    Bolt
+	Redis   Redis
+	// MQName selects the message queue: "stan" (the default when empty).
+	MQName string
+	Stan   Stan
+	Batch  Batch
+	Tables Tables
+	Log    Log
+}
+
+// Mysql is the source server dbsync reads the binlog from, posing as a
+// replica.
+type Mysql struct {
+	Host     string
+	Port     Port
+	Username string
+	Password string
+	// ServerID is the replica server id dbsync registers with; it must be
+	// unique among the source's replicas. Default 1001; 0 is invalid.
+	ServerID uint32
+	// Flavor is "" (auto-detect), "mysql" or "mariadb".
+	Flavor string
+	// StartAt says where to start when there is no checkpoint: "current"
+	// (the server's current position, default) or "oldest" (the oldest
+	// binlog the server still has).
+	StartAt string
+	// Charset of the connection; default "utf8mb4".
+	Charset string
+	// HeartbeatPeriod asks the server for a heartbeat when idle; default 10s.
+	HeartbeatPeriod Duration
+	// ReadTimeout is how long a read may block; default 30s, must exceed
+	// HeartbeatPeriod.
+	ReadTimeout Duration
+	// ConnectTimeout bounds dialing the server; default 10s.
+	ConnectTimeout Duration
+}
+
+// Storage selects the checkpoint store.
+type Storage struct {
+	// DaoName is "bolt" (default) or "redis".
+	DaoName string
+	// PosKey is the key the checkpoint is stored under; default "key".
+	PosKey string
+}
+
+// Bolt configures the bolt checkpoint file.
+type Bolt struct {
+	// File is the database file; default "pos.db", relative to DataDir.
+	File string
+	// Bucket is the bucket holding the checkpoint; default "pos".
+	Bucket string
+	// Timeout is how long to wait for the file lock; default 1s.
+	Timeout Duration
+}
+
+// Redis configures the redis checkpoint store; required only when
+// Storage.DaoName is "redis".
+type Redis struct {
+	Host     string
+	Port     Port
+	Password string
+	DB       int
+}
+
+// Stan configures the NATS Streaming connection.
+type Stan struct {
+	// Host is "nats://host", "nats://host:port" or a bare host name.
+	Host      string
+	Port      Port
+	ClusterID string
+	// ClientID must be unique per connection: letters, digits, '-', '_'.
+	ClientID string
+	// MaxInflight bounds unacknowledged publishes; default 4096.
+	MaxInflight int
+	// AckTimeout is how long to wait for a publish ack; default 30s.
+	AckTimeout Duration
+}
+
+// Batch bounds how many row changes are published before a checkpoint.
+type Batch struct {
+	// MaxRows flushes a batch at this many rows; default 1024.
+	MaxRows int
+	// MaxWait flushes a batch this long after its first row; default 3s.
+	MaxWait Duration
+	// FlushWhenIdle flushes as soon as the binlog stream goes idle; default
+	// true. Read it with Batch.FlushIdle.
+	FlushWhenIdle *bool
+	// MaxBytes is the memory budget of a batch; default 16 MiB, at least
+	// 64 KiB.
+	MaxBytes int
+}
+
+// Tables selects which tables are streamed. Patterns are "db.table" with
+// path.Match globs ('*', '?', '[...]') on each side of the dot, e.g.
+// "shop.*" or "*.tmp_*".
+type Tables struct {
+	// Include lists the tables to stream; empty means every table.
+	Include []string
+	// Exclude lists tables never streamed; it wins over Include.
+	Exclude []string
+}
+
+// Log configures the producer's logging.
+type Log struct {
+	// Level is trace, debug, info (default), warn or error.
+	Level string
+	// Format is "text" (default) or "json".
+	Format string
+}
+
+// Default values, exported so documentation and callers can refer to them.
+const (
+	DefaultServerID        = 1001
+	DefaultStartAt         = "current"
+	DefaultCharset         = "utf8mb4"
+	DefaultHeartbeatPeriod = 10 * time.Second
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultDaoName         = "bolt"
+	DefaultPosKey          = "key"
+	DefaultBoltFile        = "pos.db"
+	DefaultBoltBucket      = "pos"
+	DefaultBoltTimeout     = time.Second
+	DefaultMQName          = "stan"
+	DefaultMaxInflight     = 4096
+	DefaultAckTimeout      = 30 * time.Second
+	DefaultBatchMaxRows    = 1024
+	DefaultBatchMaxWait    = 3 * time.Second
+	DefaultBatchMaxBytes   = 16 << 20
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "text"
+)
+
+// Defaults returns a Config holding every default and nothing else (no
+// addresses, so it does not validate on its own).
+func Defaults() *Config {
+	c := &Config{}
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults fills every zero-valued setting that has a default (numbers,
+// durations, enumerations, names, FlushWhenIdle). It is meant for configs
+// built in code; Parse instead starts from Defaults so that an explicit 0 in
+// a file stays 0 and is reported by Validate.
+func (c *Config) ApplyDefaults() {
+	c.applyStringDefaults()
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur := func(p *Duration, v time.Duration) {
+		if *p == 0 {
+			*p = Duration(v)
+		}
+	}
+	if c.Mysql.ServerID == 0 {
+		c.Mysql.ServerID = DefaultServerID
+	}
+	setDur(&c.Mysql.HeartbeatPeriod, DefaultHeartbeatPeriod)
+	setDur(&c.Mysql.ReadTimeout, DefaultReadTimeout)
+	setDur(&c.Mysql.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&c.Bolt.Timeout, DefaultBoltTimeout)
+	setInt(&c.Stan.MaxInflight, DefaultMaxInflight)
+	setDur(&c.Stan.AckTimeout, DefaultAckTimeout)
+	setInt(&c.Batch.MaxRows, DefaultBatchMaxRows)
+	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
+	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
+}
+
+// applyStringDefaults replaces empty strings that have a default, and a nil
+// FlushWhenIdle, with their defaults. An empty string in the file therefore
+// means "the default".
+func (c *Config) applyStringDefaults() {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&c.Mysql.StartAt, DefaultStartAt)
+	set(&c.Mysql.Charset, DefaultCharset)
+	set(&c.Storage.DaoName, DefaultDaoName)
+	set(&c.Storage.PosKey, DefaultPosKey)
+	set(&c.Bolt.File, DefaultBoltFile)
+	set(&c.Bolt.Bucket, DefaultBoltBucket)
+	set(&c.MQName, DefaultMQName)
+	set(&c.Log.Level, DefaultLogLevel)
+	set(&c.Log.Format, DefaultLogFormat)
+	if c.Batch.FlushWhenIdle == nil {
+		t := true
+		c.Batch.FlushWhenIdle = &t
+	}
+}
+
+// FlushIdle reports whether a batch is flushed when the stream goes idle
+// (FlushWhenIdle, true when unset).
+func (b Batch) FlushIdle() bool { return b.FlushWhenIdle == nil || *b.FlushWhenIdle }
+
+// Load reads, defaults, overrides from the process environment and
+// validates the config file at path. It is LoadWithEnv(path, os.LookupEnv).
+func Load(path string) (*Config, error) {
+	return LoadWithEnv(path, os.LookupEnv)
+}
+
+// LoadWithEnv reads the config file at path and returns Parse's result, with
+// lookup supplying the environment overrides (nil means none). A missing
+// file is an error naming the path and suggesting -config PATH.
+func LoadWithEnv(path string, lookup func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config file %q does not exist; pass -config PATH with the path of dbsync's JSON config (see config.json in the repository): %w", path, err)
+		}
+		return nil, fmt.Errorf("read config file %q: %w", path, err)
+	}
+	return Parse(data, path, lookup)
+}
+
+// Parse decodes data (a JSON object; source names it in messages), starting
+// from Defaults, then applies the environment overrides found through lookup
+// (nil means none), fills empty strings with their defaults and validates.
+//
+// On failure it returns a nil Config and one error listing every problem:
+// the syntax error with line:column, or all unknown keys, type errors and
+// validation problems, each naming its key path.
+func Parse(data []byte, source string, lookup func(string) (string, bool)) (*Config, error) {
+	if source == "" {
+		source = "config"
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s: the file is empty; it must hold a JSON object such as {\"Mysql\": {\"Host\": \"127.0.0.1\", ...}}", source)
+	}
+	var root json.RawMessage
+	if err := json.Unmarshal(data, &root); err != nil {
+		return nil, syntaxError(source, data, err)
+	}
+	c := Defaults()
+	// Explicit zero numbers in the file must stay visible to Validate, so
+	// start from full defaults and decode over them.
+	d := decoder{}
+	d.decodeStruct(root, reflect.ValueOf(c).Elem(), "")
+	problems := d.problems
+
+	applied := c.applyEnv(lookup)
+	c.applyStringDefaults()
+
+	if err := c.Validate(); err != nil {
+		for _, e := range unwrapJoined(err) {
+			var fe *FieldError
+			if errors.As(e, &fe) {
+				if d.bad[fe.Key] {
+					continue // already reported as a type error
+				}
+				if name, ok := applied[fe.Key]; ok {
+					fe.Env = name
+				}
+			}
+			problems = append(problems, e)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &problemList{source: source, errs: problems}
+	}
+	return c, nil
+}
+
+// problemList is Parse's error: every problem found in one source. It
+// unwraps to the individual *FieldError and *UnknownKeyError values.
+type problemList struct {
+	source string
+	errs   []error
+}
+
+func (p *problemList) Error() string {
+	var b strings.Builder
+	noun := "problems"
+	if len(p.errs) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(&b, "%s: %d configuration %s:", p.source, len(p.errs), noun)
+	for _, e := range p.errs {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+func (p *problemList) Unwrap() []error { return p.errs }
+
+// unwrapJoined returns the errors joined in err, or err alone.
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

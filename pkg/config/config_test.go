@@ -1,0 +1,696 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// noEnv is a lookup that finds no environment variable.
+func noEnv(string) (string, bool) { return "", false }
+
+// envMap returns a lookup over m.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// minimal returns a small valid config as a generic map; tests mutate it.
+func minimal() map[string]any {
+	return map[string]any{
+		"Mysql": map[string]any{"Host": "127.0.0.1", "Port": "3306", "Username": "u", "Password": "p"},
+		"Stan":  map[string]any{"Host": "127.0.0.1", "Port": 4222, "ClusterID": "c", "ClientID": "id"},
+	}
+}
+
+func section(m map[string]any, name string) map[string]any {
+	s, ok := m[name].(map[string]any)
+	if !ok {
+		s = map[string]any{}
+		m[name] = s
+	}
+	return s
+}
+
+func encode(t *testing.T, m map[string]any) []byte {
+	t.Helper()
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatalf("marshal test config: %v", err)
+	}
+	return b
+}
+
+func TestSeedLoadsUnchanged(t *testing.T) {
+	raw, err := os.ReadFile("testdata/seed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte("\t\t\"File\": \"pos.db\"")) {
+		t.Fatal("testdata/seed.json lost the seed's tab indentation; copy it byte for byte from the seed")
+	}
+	c, err := LoadWithEnv("testdata/seed.json", noEnv)
+	if err != nil {
+		t.Fatalf("seed config must load unchanged: %v", err)
+	}
+	want := Config{
+		Version: "1.0.0",
+		Mysql: Mysql{
+			Host: "127.0.0.1", Port: "3306", Username: "canal", Password: "canal",
+			ServerID: 1001, StartAt: "current", Charset: "utf8mb4",
+			HeartbeatPeriod: Duration(10 * time.Second), ReadTimeout: Duration(30 * time.Second),
+			ConnectTimeout: Duration(10 * time.Second),
+		},
+		Storage: Storage{DaoName: "bolt", PosKey: "key"},
+		Bolt:    Bolt{File: "pos.db", Bucket: "pos", Timeout: Duration(time.Second)},
+		Redis:   Redis{Host: "127.0.0.1", Port: "6379", Password: ""},
+		MQName:  "stan",
+		Stan: Stan{
+			Host: "nats://nats.default.svc.cluster.local", Port: "4222", ClusterID: "stan", ClientID: "binlogsync",
+			MaxInflight: 4096, AckTimeout: Duration(30 * time.Second),
+		},
+		Batch: Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
+		Log:   Log{Level: "info", Format: "text"},
+	}
+	if !reflect.DeepEqual(*c, want) {
+		t.Errorf("seed decoded to\n%+v\nwant\n%+v", *c, want)
+	}
+	for _, tc := range []struct{ name, got, want string }{
+		{"MysqlAddr", c.MysqlAddr(), "127.0.0.1:3306"},
+		{"StanURL", c.StanURL(), "nats://nats.default.svc.cluster.local:4222"},
+		{"RedisAddr", c.RedisAddr(), "127.0.0.1:6379"},
+		{"BoltPath", c.BoltPath(), "pos.db"},
+		{"Subject", c.Subject("shop", "orders"), "shop.orders"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+	if !c.Batch.FlushIdle() {
+		t.Error("Batch.FlushIdle() = false, want the default true")
+	}
+}
+
+func TestRepoConfigValidates(t *testing.T) {
+	c, err := LoadWithEnv(filepath.Join("..", "..", "config.json"), noEnv)
+	if err != nil {
+		t.Fatalf("the repository's config.json must validate: %v", err)
+	}
+	if got := c.BoltPath(); got != filepath.Join("data", "pos.db") {
+		t.Errorf("BoltPath = %q, want data/pos.db", got)
+	}
+	if got := c.StanURL(); got != "nats://127.0.0.1:4222" {
+		t.Errorf("StanURL = %q", got)
+	}
+	if c.Mysql.Username != "dbsync" || c.Mysql.Password != "dbsync" || c.Stan.ClusterID != "test-cluster" ||
+		c.Stan.ClientID != "dbsync-producer" || c.ProName != "" {
+		t.Errorf("config.json values changed: %+v", c.Redacted())
+	}
+	// The example spells out the defaults: it must equal what defaulting
+	// produces, so documentation and code cannot drift apart.
+	d := Defaults()
+	if c.Batch.MaxRows != d.Batch.MaxRows || c.Batch.MaxWait != d.Batch.MaxWait || c.Batch.MaxBytes != d.Batch.MaxBytes ||
+		c.Batch.FlushIdle() != d.Batch.FlushIdle() || c.Log != d.Log || c.Mysql.ServerID != d.Mysql.ServerID {
+		t.Errorf("config.json Batch/Log/ServerID %+v %+v %d differ from the defaults %+v %+v %d",
+			c.Batch, c.Log, c.Mysql.ServerID, d.Batch, d.Log, d.Mysql.ServerID)
+	}
+}
+
+func TestPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		raw     string // JSON value of Mysql.Port
+		want    Port
+		wantErr string
+	}{
+		{"string", `"3306"`, "3306", ""},
+		{"number", `3306`, "3306", ""},
+		{"max", `65535`, "65535", ""},
+		{"string out of range", `"99999"`, "", `Mysql.Port: "99999" is not a port (1-65535)`},
+		{"number out of range", `70000`, "", `Mysql.Port: "70000" is not a port (1-65535)`},
+		{"zero", `0`, "", `Mysql.Port: "0" is not a port (1-65535)`},
+		{"negative", `-1`, "", `Mysql.Port: "-1" is not a port`},
+		{"fraction", `3306.5`, "", `Mysql.Port: 3306.5 is not a port`},
+		{"letters", `"33a6"`, "", `Mysql.Port: "33a6" is not a port`},
+		{"signed string", `"+3306"`, "", `Mysql.Port: "+3306" is not a port`},
+		{"bool", `true`, "", `Mysql.Port: got a boolean true, want a port number`},
+		{"empty", `""`, "", `Mysql.Port: is required`},
+		{"null", `null`, "", `Mysql.Port: is required`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := minimal()
+			section(m, "Mysql")["Port"] = json.RawMessage(tc.raw)
+			c, err := Parse(encode(t, m), "test.json", noEnv)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mysql.Port != tc.want {
+				t.Errorf("Mysql.Port = %q, want %q", c.Mysql.Port, tc.want)
+			}
+			if n, err := c.Mysql.Port.Int(); err != nil || Port(jsonInt(n)) != tc.want {
+				t.Errorf("Port.Int() = %d, %v", n, err)
+			}
+		})
+	}
+}
+
+func jsonInt(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestEnvOverridesWin(t *testing.T) {
+	m := minimal()
+	section(m, "Redis")["Host"] = "file-redis"
+	env := map[string]string{
+		"DBSYNC_MYSQL_HOST":      "db.example",
+		"DBSYNC_MYSQL_PORT":      "3307",
+		"DBSYNC_MYSQL_USERNAME":  "envuser",
+		"DBSYNC_MYSQL_PASSWORD":  "s3cret",
+		"DBSYNC_REDIS_HOST":      "redis.example",
+		"DBSYNC_REDIS_PORT":      "6380",
+		"DBSYNC_REDIS_PASSWORD":  "rpass",
+		"DBSYNC_STAN_HOST":       "nats://nats.example",
+		"DBSYNC_STAN_PORT":       "4223",
+		"DBSYNC_STAN_CLUSTER_ID": "prod",
+		"DBSYNC_STAN_CLIENT_ID":  "dbsync-1",
+		"DBSYNC_LOG_LEVEL":       "debug",
+		"DBSYNC_DATA_DIR":        "/var/lib/dbsync",
+		"DBSYNC_UNRELATED":       "ignored",
+	}
+	c, err := Parse(encode(t, m), "test.json", envMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{c.Mysql.Host, string(c.Mysql.Port), c.Mysql.Username, c.Mysql.Password,
+		c.Redis.Host, string(c.Redis.Port), c.Redis.Password, c.Stan.Host, string(c.Stan.Port),
+		c.Stan.ClusterID, c.Stan.ClientID, c.Log.Level, c.DataDir}
+	want := []string{"db.example", "3307", "envuser", "s3cret", "redis.example", "6380", "rpass",
+		"nats://nats.example", "4223", "prod", "dbsync-1", "debug", "/var/lib/dbsync"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after env overrides got %q\nwant %q", got, want)
+	}
+	if c.BoltPath() != "/var/lib/dbsync/pos.db" || c.StanURL() != "nats://nats.example:4223" || c.MysqlAddr() != "db.example:3307" {
+		t.Errorf("derived addresses ignore env: %s %s %s", c.BoltPath(), c.StanURL(), c.MysqlAddr())
+	}
+
+	// A bad value from the environment names both the key and the variable.
+	_, err = Parse(encode(t, minimal()), "test.json", envMap(map[string]string{"DBSYNC_MYSQL_PORT": "nope"}))
+	if err == nil || !strings.Contains(err.Error(), `Mysql.Port: "nope" is not a port`) ||
+		!strings.Contains(err.Error(), "DBSYNC_MYSQL_PORT") {
+		t.Errorf("bad env port: error = %v, want Mysql.Port and DBSYNC_MYSQL_PORT named", err)
+	}
+	// An empty variable means the default where there is one.
+	c, err = Parse(encode(t, minimal()), "test.json", envMap(map[string]string{"DBSYNC_LOG_LEVEL": ""}))
+	if err != nil || c.Log.Level != "info" {
+		t.Errorf("empty DBSYNC_LOG_LEVEL: level %q, err %v; want the default info", c.Log.Level, err)
+	}
+}
+
+func TestEnvOverridesList(t *testing.T) {
+	list := EnvOverrides()
+	if len(list) != 13 {
+		t.Errorf("EnvOverrides() has %d entries, want 13", len(list))
+	}
+	names := map[string]bool{}
+	for _, o := range list {
+		if !strings.HasPrefix(o.Name, "DBSYNC_") || names[o.Name] {
+			t.Errorf("override %q: want a unique DBSYNC_ name", o.Name)
+		}
+		names[o.Name] = true
+		// Every key must resolve to a string-kinded field, and setting the
+		// variable must change exactly that field.
+		c := Defaults()
+		f := fieldByPath(reflect.ValueOf(c).Elem(), o.Key)
+		if !f.IsValid() || f.Kind() != reflect.String {
+			t.Fatalf("override %s targets %q, which is not a string field", o.Name, o.Key)
+		}
+		applied := c.applyEnv(envMap(map[string]string{o.Name: "marker"}))
+		if f.String() != "marker" || applied[o.Key] != o.Name || len(applied) != 1 {
+			t.Errorf("%s did not set %s (applied %v)", o.Name, o.Key, applied)
+		}
+	}
+	list[0].Name = "CHANGED"
+	if EnvOverrides()[0].Name == "CHANGED" {
+		t.Error("EnvOverrides must return a fresh slice")
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	m := minimal()
+	m["Verison"] = "1.0.0"
+	section(m, "Mysql")["Passwrd"] = "x"
+	section(m, "Batch")["MaxRow"] = 10
+	m["Kafka"] = map[string]any{"Brokers": "x"}
+	_, err := Parse(encode(t, m), "test.json", noEnv)
+	if err == nil {
+		t.Fatal("unknown keys were accepted")
+	}
+	for _, want := range []string{
+		`unknown key "Verison" (did you mean "Version"?)`,
+		`unknown key "Mysql.Passwrd" (did you mean "Password"?)`,
+		`unknown key "Batch.MaxRow" (did you mean "MaxRows"?)`,
+		`unknown key "Kafka" (known keys here: Version, ProName, DataDir, Mysql,`,
+		"test.json: 4 configuration problems",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	var uk *UnknownKeyError
+	if !errors.As(err, &uk) {
+		t.Error("errors.As(*UnknownKeyError) failed")
+	}
+}
+
+func TestKeysAreCaseInsensitive(t *testing.T) {
+	data := []byte(`{"mysql": {"HOST": "h", "port": 3306, "username": "u"},
+		"stan": {"host": "n", "port": "4222", "clusterid": "c", "clientID": "x"}, "mqname": "stan"}`)
+	c, err := Parse(data, "lower.json", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mysql.Host != "h" || c.Mysql.Port != "3306" || c.Stan.ClientID != "x" || c.Stan.ClusterID != "c" {
+		t.Errorf("case-insensitive keys not applied: %+v", c.Redacted())
+	}
+	_, err = Parse([]byte(`{"Mysql": {"Host": "a"}, "mysql": {"Host": "b"}}`), "dup.json", noEnv)
+	if err == nil || !strings.Contains(err.Error(), `Mysql: given twice, as "Mysql" and "mysql"`) {
+		t.Errorf("duplicate key in two spellings: error = %v", err)
+	}
+}
+
+func TestAllProblemsReportedAtOnce(t *testing.T) {
+	m := minimal()
+	my := section(m, "Mysql")
+	my["Port"] = "99999"
+	delete(my, "Username")
+	my["ServerID"] = 0
+	my["Flavor"] = "oracle"
+	my["HeartbeatPeriod"] = "40s" // > ReadTimeout 30s
+	section(m, "Stan")["ClientID"] = "bad id!"
+	b := section(m, "Batch")
+	b["MaxRows"] = 0
+	b["MaxWait"] = "soon"       // type error
+	b["MaxBytes"] = "lots"      // type error
+	b["FlushWhenIdle"] = "true" // type error
+	section(m, "Tables")["Include"] = []string{"nodot", "shop.[", "shop.*"}
+	section(m, "Tables")["Exclude"] = []string{"a.b.c"}
+	section(m, "Log")["Level"] = "loud"
+	section(m, "Storage")["DaoName"] = "etcd"
+
+	_, err := Parse(encode(t, m), "bad.json", noEnv)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`Mysql.Port: "99999" is not a port (1-65535)`,
+		`Mysql.Username: is required`,
+		`Mysql.ServerID: must not be 0`,
+		`Mysql.Flavor: "oracle" is not one of "", "mysql", "mariadb"`,
+		`Mysql.ReadTimeout: 30s must be longer than Mysql.HeartbeatPeriod (40s)`,
+		`Stan.ClientID: "bad id!" may only contain letters, digits, '-' and '_'`,
+		`Batch.MaxRows: 0 is out of range 1-1000000`,
+		`Batch.MaxWait: "soon" is not a duration`,
+		`Batch.MaxBytes: got a string "lots", want an integer`,
+		`Batch.FlushWhenIdle: got a string "true", want true or false`,
+		`Tables.Include[0]: "nodot" must be "db.table" with exactly one '.'`,
+		`Tables.Include[1]: "shop.[" is not a valid glob`,
+		`Tables.Exclude[0]: "a.b.c" must be "db.table"`,
+		`Log.Level: "loud" is not one of "trace", "debug", "info", "warn", "error"`,
+		`Storage.DaoName: "etcd" is not one of "bolt", "redis"`,
+		"bad.json: 15 configuration problems",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+	// A value with a type error is reported once, not again as "required"
+	// or "out of range" after it kept its default.
+	if strings.Count(msg, "Batch.MaxWait:") != 1 || strings.Count(msg, "Batch.MaxBytes:") != 1 {
+		t.Errorf("type errors reported more than once:\n%s", msg)
+	}
+	if strings.Contains(msg, "Tables.Include[2]") {
+		t.Errorf("valid pattern reported:\n%s", msg)
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Key == "" {
+		t.Error("errors.As(*FieldError) failed")
+	}
+	if t.Failed() {
+		t.Logf("full error:\n%s", msg)
+	}
+}
+
+func TestConditionalRequirements(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mutate  func(m map[string]any)
+		wantErr []string // empty: valid
+	}{
+		{"redis store needs redis address", func(m map[string]any) {
+			section(m, "Storage")["DaoName"] = "redis"
+		}, []string{"Redis.Host: is required", "Redis.Port: is required"}},
+		{"redis store with address", func(m map[string]any) {
+			section(m, "Storage")["DaoName"] = "redis"
+			m["Redis"] = map[string]any{"Host": "127.0.0.1", "Port": 6379, "DB": 2}
+		}, nil},
+		{"bolt store ignores redis", func(m map[string]any) {
+			m["Redis"] = map[string]any{"Port": "junk"}
+		}, nil},
+		{"stan needs its settings", func(m map[string]any) {
+			m["Stan"] = map[string]any{}
+		}, []string{"Stan.Host: is required", "Stan.Port: is required", "Stan.ClusterID: is required", "Stan.ClientID: is required"}},
+		{"unknown mq", func(m map[string]any) {
+			m["MQName"] = "kafka"
+		}, []string{`MQName: "kafka" is not one of "stan"`}},
+		{"empty strings mean defaults", func(m map[string]any) {
+			m["MQName"] = ""
+			m["Storage"] = map[string]any{"DaoName": "", "PosKey": ""}
+			m["Log"] = map[string]any{"Level": "", "Format": ""}
+		}, nil},
+		{"host with port", func(m map[string]any) {
+			section(m, "Mysql")["Host"] = "127.0.0.1:3306"
+		}, []string{`Mysql.Host: "127.0.0.1:3306" includes a port; put the host alone here and the port in Mysql.Port`}},
+		{"stan scheme", func(m map[string]any) {
+			section(m, "Stan")["Host"] = "http://x"
+		}, []string{`Stan.Host: "http://x": scheme "http" is not supported`}},
+		{"uint32 overflow", func(m map[string]any) {
+			section(m, "Mysql")["ServerID"] = 1 << 33
+		}, []string{"Mysql.ServerID: got a number 8589934592, want an integer 0-4294967295"}},
+		{"section not an object", func(m map[string]any) {
+			m["Batch"] = "big"
+		}, []string{`Batch: got a string "big", want an object`}},
+		{"bad pro name", func(m map[string]any) {
+			m["ProName"] = "dbsync.*"
+		}, []string{`ProName: "dbsync.*" would make invalid subjects`}},
+		{"start at and format", func(m map[string]any) {
+			section(m, "Mysql")["StartAt"] = "newest"
+			section(m, "Log")["Format"] = "xml"
+		}, []string{`Mysql.StartAt: "newest" is not one of "current", "oldest"`, `Log.Format: "xml" is not one of "text", "json"`}},
+		{"small batch bytes", func(m map[string]any) {
+			section(m, "Batch")["MaxBytes"] = 1000
+		}, []string{"Batch.MaxBytes: 1000 is below the minimum 65536"}},
+		{"top level not an object", nil, []string{"top level must be a JSON object"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := []byte(`[1, 2]`)
+			if tc.mutate != nil {
+				m := minimal()
+				tc.mutate(m)
+				data = encode(t, m)
+			}
+			_, err := Parse(data, "t.json", noEnv)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; want errors %q", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestBadJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"empty", "", "x.json: the file is empty"},
+		{"blank", " \n\t\n", "x.json: the file is empty"},
+		{"double comma", "{\n  \"Mysql\": {\n    \"Host\": \"x\",,\n  }\n}", "x.json:3:17: invalid JSON"},
+		{"trailing comma", "{\n\t\"Version\": \"1\",\n}", "x.json:3:1: invalid JSON"},
+		{"truncated", "{\n  \"Mysql\": {\n    \"Host\": \"x\"", "x.json:3:16: invalid JSON: unexpected end of JSON input"},
+		{"garbage after object", "{}\n}", "x.json:2:1: invalid JSON"},
+		{"unicode column", "{\"Version\": \"é\" x}", "x.json:1:17: invalid JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.data), "x.json", noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope.json")
+	_, err := LoadWithEnv(p, noEnv)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "-config PATH") ||
+		!errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("error = %v; want the path, a -config PATH hint and fs.ErrNotExist", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.json")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWithEnv(empty, noEnv); err == nil || !strings.Contains(err.Error(), empty+": the file is empty") {
+		t.Fatalf("empty file: error = %v", err)
+	}
+}
+
+func TestLoadUsesProcessEnv(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(p, encode(t, minimal()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DBSYNC_MYSQL_PASSWORD", "from-env")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mysql.Password != "from-env" {
+		t.Errorf("Load ignored DBSYNC_MYSQL_PASSWORD: %q", c.Mysql.Password)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for _, tc := range []struct {
+		raw     string
+		want    time.Duration
+		wantErr string
+	}{
+		{`"3s"`, 3 * time.Second, ""},
+		{`"250ms"`, 250 * time.Millisecond, ""},
+		{`"1m30s"`, 90 * time.Second, ""},
+		{`250`, 250 * time.Millisecond, ""},
+		{`1.5`, 1500 * time.Microsecond, ""},
+		{`0`, 0, ""},
+		{`null`, 7, ""}, // unchanged
+		{`"-1s"`, -time.Second, ""},
+		{`"soon"`, 0, `"soon" is not a duration`},
+		{`"3"`, 0, `"3" is not a duration`},
+		{`true`, 0, "got a boolean true, want a duration"},
+		{`{}`, 0, "got an object {}, want a duration"},
+		{`1e300`, 0, "out of range"},
+	} {
+		t.Run(tc.raw, func(t *testing.T) {
+			d := Duration(7)
+			err := json.Unmarshal([]byte(tc.raw), &d)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Duration() != tc.want {
+				t.Errorf("got %v, want %v", d.Duration(), tc.want)
+			}
+		})
+	}
+	b, err := json.Marshal(struct{ D Duration }{Duration(1500 * time.Millisecond)})
+	if err != nil || string(b) != `{"D":"1.5s"}` {
+		t.Errorf("MarshalJSON = %s, %v; want {\"D\":\"1.5s\"}", b, err)
+	}
+	var back struct{ D Duration }
+	if err := json.Unmarshal(b, &back); err != nil || back.D != Duration(1500*time.Millisecond) {
+		t.Errorf("round trip = %v, %v", back.D, err)
+	}
+}
+
+func TestStanURL(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		port Port
+		want string
+	}{
+		{"nats://nats.default.svc.cluster.local", "4222", "nats://nats.default.svc.cluster.local:4222"},
+		{"nats://127.0.0.1", "4222", "nats://127.0.0.1:4222"},
+		{"127.0.0.1", "4223", "nats://127.0.0.1:4223"},
+		{"nats://10.0.0.1:5000", "4222", "nats://10.0.0.1:5000"},
+		{"10.0.0.1:5000", "4222", "nats://10.0.0.1:5000"},
+		{"tls://secure.example", "4443", "tls://secure.example:4443"},
+		{"nats://nats.example/", "4222", "nats://nats.example:4222"},
+		{"::1", "4222", "nats://[::1]:4222"},
+		{"nats://[::1]", "4222", "nats://[::1]:4222"},
+		{"nats://user:pw@host", "4222", "nats://user:pw@host:4222"},
+	} {
+		c := &Config{Stan: Stan{Host: tc.host, Port: tc.port}}
+		if got := c.StanURL(); got != tc.want {
+			t.Errorf("StanURL(Host %q, Port %q) = %q, want %q", tc.host, tc.port, got, tc.want)
+		}
+	}
+}
+
+func TestAddrs(t *testing.T) {
+	c := &Config{Mysql: Mysql{Host: "::1", Port: "3306"}, Redis: Redis{Host: "[fe80::1]", Port: "6379"}}
+	if got := c.MysqlAddr(); got != "[::1]:3306" {
+		t.Errorf("MysqlAddr = %q", got)
+	}
+	if got := c.RedisAddr(); got != "[fe80::1]:6379" {
+		t.Errorf("RedisAddr = %q", got)
+	}
+}
+
+func TestBoltPath(t *testing.T) {
+	for _, tc := range []struct{ dir, file, want string }{
+		{"", "pos.db", "pos.db"},
+		{"data", "pos.db", filepath.Join("data", "pos.db")},
+		{"/var/lib/dbsync", "pos.db", "/var/lib/dbsync/pos.db"},
+		{"/var/lib/dbsync", "/abs/pos.db", "/abs/pos.db"},
+		{"data", "sub/pos.db", filepath.Join("data", "sub", "pos.db")},
+	} {
+		c := &Config{DataDir: tc.dir, Bolt: Bolt{File: tc.file}}
+		if got := c.BoltPath(); got != tc.want {
+			t.Errorf("BoltPath(DataDir %q, File %q) = %q, want %q", tc.dir, tc.file, got, tc.want)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	for _, tc := range []struct{ pro, db, table, want string }{
+		{"", "shop", "orders", "shop.orders"},
+		{"dbsync.", "shop", "orders", "dbsync.shop.orders"},
+		{"prod_", "hole", "holes", "prod_hole.holes"},
+	} {
+		c := &Config{ProName: tc.pro}
+		if got := c.Subject(tc.db, tc.table); got != tc.want {
+			t.Errorf("Subject(%q; %q, %q) = %q, want %q", tc.pro, tc.db, tc.table, got, tc.want)
+		}
+	}
+}
+
+func TestTablesMatch(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tables    Tables
+		db, table string
+		want      bool
+	}{
+		{"empty matches all", Tables{}, "shop", "orders", true},
+		{"include db glob", Tables{Include: []string{"shop.*"}}, "shop", "orders", true},
+		{"include other db", Tables{Include: []string{"shop.*"}}, "blog", "posts", false},
+		{"include exact", Tables{Include: []string{"blog.posts"}}, "blog", "posts", true},
+		{"include any of several", Tables{Include: []string{"shop.*", "blog.posts"}}, "blog", "posts", true},
+		{"exclude tmp", Tables{Exclude: []string{"*.tmp_*"}}, "shop", "tmp_orders", false},
+		{"exclude leaves others", Tables{Exclude: []string{"*.tmp_*"}}, "shop", "orders", true},
+		{"exclude wins over include", Tables{Include: []string{"shop.*"}, Exclude: []string{"shop.secret"}}, "shop", "secret", false},
+		{"question mark", Tables{Include: []string{"db?.t"}}, "db1", "t", true},
+		{"question mark one char", Tables{Include: []string{"db?.t"}}, "db12", "t", false},
+		{"dot separates db from table", Tables{Include: []string{"a.b*"}}, "a.b", "c", false},
+		{"db name with a dot", Tables{Include: []string{"a*.c"}}, "a.b", "c", true},
+		{"class", Tables{Include: []string{"shop.order[0-9]"}}, "shop", "order7", true},
+		{"invalid pattern matches nothing", Tables{Include: []string{"shop.["}}, "shop", "[", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.tables.Match(tc.db, tc.table); got != tc.want {
+				t.Errorf("%+v.Match(%q, %q) = %v, want %v", tc.tables, tc.db, tc.table, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := Defaults()
+	c.Mysql.Password = "mysql-secret"
+	c.Redis.Password = "redis-secret"
+	c.Stan.Host = "nats://alice:nats-secret@nats.example"
+	c.Tables.Include = []string{"shop.*"}
+	r := c.Redacted()
+	if r.Mysql.Password != "***" || r.Redis.Password != "***" || r.Stan.Host != "nats://alice:***@nats.example" {
+		t.Errorf("Redacted = %+v %+v %q", r.Mysql, r.Redis, r.Stan.Host)
+	}
+	dump, _ := json.Marshal(r)
+	for _, secret := range []string{"mysql-secret", "redis-secret", "nats-secret"} {
+		if strings.Contains(string(dump), secret) {
+			t.Errorf("redacted config still contains %q: %s", secret, dump)
+		}
+	}
+	if c.Mysql.Password != "mysql-secret" || c.Stan.Host != "nats://alice:nats-secret@nats.example" {
+		t.Error("Redacted modified the original")
+	}
+	r.Tables.Include[0] = "changed"
+	*r.Batch.FlushWhenIdle = false
+	if c.Tables.Include[0] != "shop.*" || !*c.Batch.FlushWhenIdle {
+		t.Error("Redacted shares slices or pointers with the original")
+	}
+	c.Stan.Host = "nats://token@nats.example"
+	if got := c.Redacted().Stan.Host; got != "nats://***@nats.example" {
+		t.Errorf("token URL redacted to %q", got)
+	}
+	c.Mysql.Password = ""
+	if got := c.Redacted().Mysql.Password; got != "" {
+		t.Errorf("empty password redacted to %q; want it left empty", got)
+	}
+}
+
+func TestProgrammaticConfig(t *testing.T) {
+	c := &Config{
+		Mysql: Mysql{Host: "127.0.0.1", Port: "3306", Username: "u"},
+		Stan:  Stan{Host: "127.0.0.1", Port: "4222", ClusterID: "c", ClientID: "id"},
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "Batch.MaxRows") {
+		t.Errorf("Validate without defaults = %v, want Batch.MaxRows reported", err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate after ApplyDefaults: %v", err)
+	}
+	if c.Mysql.ServerID != DefaultServerID || c.Batch.MaxRows != DefaultBatchMaxRows || !c.Batch.FlushIdle() {
+		t.Errorf("ApplyDefaults left zero values: %+v", c.Redacted())
+	}
+	f := false
+	c.Batch.FlushWhenIdle = &f
+	c.ApplyDefaults()
+	if c.Batch.FlushIdle() {
+		t.Error("ApplyDefaults overrode an explicit FlushWhenIdle false")
+	}
+}
+
+func TestExplicitValuesOverDefaults(t *testing.T) {
+	m := minimal()
+	section(m, "Batch")["FlushWhenIdle"] = false
+	section(m, "Batch")["MaxWait"] = 500
+	section(m, "Mysql")["ServerID"] = 77
+	section(m, "Mysql")["Flavor"] = "mariadb"
+	m["Tables"] = map[string]any{"Include": []string{"shop.*"}, "Exclude": []string{"*.tmp_*"}}
+	c, err := Parse(encode(t, m), "t.json", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Batch.FlushIdle() || c.Batch.MaxWait.Duration() != 500*time.Millisecond || c.Mysql.ServerID != 77 ||
+		c.Mysql.Flavor != "mariadb" || !c.Tables.Match("shop", "a") || c.Tables.Match("shop", "tmp_a") {
+		t.Errorf("explicit values lost: %+v", c.Redacted())
+	}
+}

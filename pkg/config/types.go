@@ -1,0 +1,138 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Port is a TCP port. In JSON it may be a string ("3306", the original
+// format) or a number (3306); it is kept as its decimal text. Validate
+// accepts 1..65535.
+type Port string
+
+// UnmarshalJSON accepts a JSON string or an integer number; null leaves the
+// port unchanged. Any other JSON value, or a non-integer number, is an error.
+func (p *Port) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	switch {
+	case bytes.Equal(data, []byte("null")):
+		return nil
+	case len(data) > 0 && data[0] == '"':
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		*p = Port(s)
+		return nil
+	case len(data) > 0 && (data[0] == '-' || (data[0] >= '0' && data[0] <= '9')):
+		n, err := strconv.ParseInt(string(data), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s is not a port (want an integer 1-65535)", data)
+		}
+		*p = Port(strconv.FormatInt(n, 10))
+		return nil
+	}
+	return fmt.Errorf("got %s, want a port number like 3306 or \"3306\"", describeJSON(data))
+}
+
+// Int returns the port as a number, or an error saying why it is not a port
+// in 1..65535 (empty, not all digits, or out of range).
+func (p Port) Int() (int, error) {
+	s := string(p)
+	if s == "" {
+		return 0, fmt.Errorf("is required (a port 1-65535)")
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, fmt.Errorf("%q is not a port (1-65535)", s)
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port (1-65535)", s)
+	}
+	return n, nil
+}
+
+// String returns the port's text.
+func (p Port) String() string { return string(p) }
+
+// Duration is a time.Duration that reads from JSON either as a Go duration
+// string ("3s", "250ms", "1m30s") or as a number of milliseconds (250), and
+// writes back as a duration string.
+type Duration time.Duration
+
+// UnmarshalJSON parses a duration string with time.ParseDuration or a number
+// of milliseconds; null leaves the value unchanged. Other JSON values,
+// unparsable strings and numbers out of range are errors.
+func (d *Duration) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	switch {
+	case bytes.Equal(data, []byte("null")):
+		return nil
+	case len(data) > 0 && data[0] == '"':
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (want e.g. \"3s\", \"250ms\", \"1m30s\", or a number of milliseconds)", s)
+		}
+		*d = Duration(v)
+		return nil
+	case len(data) > 0 && (data[0] == '-' || (data[0] >= '0' && data[0] <= '9')):
+		ms, err := strconv.ParseFloat(string(data), 64)
+		if err != nil {
+			return fmt.Errorf("%s is not a number of milliseconds", data)
+		}
+		ns := ms * float64(time.Millisecond)
+		if math.IsNaN(ns) || ns > math.MaxInt64 || ns < math.MinInt64 {
+			return fmt.Errorf("%s milliseconds is out of range", data)
+		}
+		*d = Duration(math.Round(ns))
+		return nil
+	}
+	return fmt.Errorf("got %s, want a duration like \"3s\" or a number of milliseconds", describeJSON(data))
+}
+
+// MarshalJSON writes the duration as a string such as "3s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// Duration returns d as a time.Duration.
+func (d Duration) Duration() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration ("3s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// describeJSON names the kind of a raw JSON value for error messages, with
+// the value itself when it is short.
+func describeJSON(data []byte) string {
+	kind := "a value"
+	if len(data) > 0 {
+		switch data[0] {
+		case '{':
+			kind = "an object"
+		case '[':
+			kind = "an array"
+		case '"':
+			kind = "a string"
+		case 't', 'f':
+			kind = "a boolean"
+		case 'n':
+			kind = "null"
+		default:
+			kind = "a number"
+		}
+	}
+	if len(data) <= 40 && kind != "null" {
+		return kind + " " + string(data)
+	}
+	return kind
+}

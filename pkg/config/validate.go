@@ -1,0 +1,255 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Allowed values of the enumerated settings. They are functions, not
+// variables, so no caller can change them.
+
+// MQNames lists the supported values of MQName.
+func MQNames() []string { return []string{"stan"} }
+
+// DaoNames lists the supported values of Storage.DaoName.
+func DaoNames() []string { return []string{"bolt", "redis"} }
+
+// Flavors lists the supported values of Mysql.Flavor ("" auto-detects).
+func Flavors() []string { return []string{"", "mysql", "mariadb"} }
+
+// StartAts lists the supported values of Mysql.StartAt.
+func StartAts() []string { return []string{"current", "oldest"} }
+
+// LogLevels lists the supported values of Log.Level.
+func LogLevels() []string { return []string{"trace", "debug", "info", "warn", "error"} }
+
+// LogFormats lists the supported values of Log.Format.
+func LogFormats() []string { return []string{"text", "json"} }
+
+const (
+	maxBatchRows     = 1_000_000
+	minBatchMaxBytes = 64 << 10
+)
+
+// Validate checks every setting and returns nil or one error joining (with
+// errors.Join) a *FieldError per problem, each naming its key path, e.g.
+// `Mysql.Port: "99999" is not a port (1-65535)`. It does not apply
+// defaults: a Config built in code should call ApplyDefaults first.
+func (c *Config) Validate() error {
+	v := &validator{}
+
+	v.subjectPrefix("ProName", c.ProName)
+
+	// Mysql
+	v.required("Mysql.Host", c.Mysql.Host)
+	v.host("Mysql.Host", c.Mysql.Host, "Mysql.Port")
+	v.port("Mysql.Port", c.Mysql.Port, true)
+	v.required("Mysql.Username", c.Mysql.Username)
+	if c.Mysql.ServerID == 0 {
+		v.add("Mysql.ServerID", "must not be 0; use a replica server id unique among the source's replicas (default %d)", DefaultServerID)
+	}
+	v.oneOf("Mysql.Flavor", c.Mysql.Flavor, Flavors())
+	v.oneOf("Mysql.StartAt", c.Mysql.StartAt, StartAts())
+	v.required("Mysql.Charset", c.Mysql.Charset)
+	v.positive("Mysql.HeartbeatPeriod", c.Mysql.HeartbeatPeriod)
+	v.positive("Mysql.ConnectTimeout", c.Mysql.ConnectTimeout)
+	if v.positive("Mysql.ReadTimeout", c.Mysql.ReadTimeout) && c.Mysql.ReadTimeout <= c.Mysql.HeartbeatPeriod {
+		v.add("Mysql.ReadTimeout", "%s must be longer than Mysql.HeartbeatPeriod (%s), or an idle connection times out between heartbeats", c.Mysql.ReadTimeout, c.Mysql.HeartbeatPeriod)
+	}
+
+	// Checkpoint storage
+	v.oneOf("Storage.DaoName", c.Storage.DaoName, DaoNames())
+	v.required("Storage.PosKey", c.Storage.PosKey)
+	switch c.Storage.DaoName {
+	case "bolt":
+		v.required("Bolt.File", c.Bolt.File)
+		v.required("Bolt.Bucket", c.Bolt.Bucket)
+		v.positive("Bolt.Timeout", c.Bolt.Timeout)
+	case "redis":
+		v.required("Redis.Host", c.Redis.Host)
+		v.host("Redis.Host", c.Redis.Host, "Redis.Port")
+		v.port("Redis.Port", c.Redis.Port, true)
+		if c.Redis.DB < 0 {
+			v.add("Redis.DB", "%d is negative; use a database number >= 0", c.Redis.DB)
+		}
+	}
+
+	// Message queue
+	v.oneOf("MQName", c.MQName, MQNames())
+	switch c.MQName {
+	case "stan":
+		v.stanHost("Stan.Host", c.Stan.Host)
+		v.port("Stan.Port", c.Stan.Port, true)
+		if v.required("Stan.ClusterID", c.Stan.ClusterID) && strings.ContainsAny(c.Stan.ClusterID, " \t\r\n*>") {
+			v.add("Stan.ClusterID", "%q contains whitespace or a wildcard ('*', '>'); use the cluster id the NATS Streaming server runs with", c.Stan.ClusterID)
+		}
+		if v.required("Stan.ClientID", c.Stan.ClientID) && !validClientID(c.Stan.ClientID) {
+			v.add("Stan.ClientID", "%q may only contain letters, digits, '-' and '_'", c.Stan.ClientID)
+		}
+		if c.Stan.MaxInflight < 1 {
+			v.add("Stan.MaxInflight", "%d must be at least 1 (default %d)", c.Stan.MaxInflight, DefaultMaxInflight)
+		}
+		v.positive("Stan.AckTimeout", c.Stan.AckTimeout)
+	}
+
+	// Batching
+	if c.Batch.MaxRows < 1 || c.Batch.MaxRows > maxBatchRows {
+		v.add("Batch.MaxRows", "%d is out of range 1-%d (default %d)", c.Batch.MaxRows, maxBatchRows, DefaultBatchMaxRows)
+	}
+	v.positive("Batch.MaxWait", c.Batch.MaxWait)
+	if c.Batch.MaxBytes < minBatchMaxBytes {
+		v.add("Batch.MaxBytes", "%d is below the minimum %d (64 KiB; default %d = 16 MiB)", c.Batch.MaxBytes, minBatchMaxBytes, DefaultBatchMaxBytes)
+	}
+
+	// Table filter
+	for i, p := range c.Tables.Include {
+		v.tablePattern(fmt.Sprintf("Tables.Include[%d]", i), p)
+	}
+	for i, p := range c.Tables.Exclude {
+		v.tablePattern(fmt.Sprintf("Tables.Exclude[%d]", i), p)
+	}
+
+	// Logging
+	v.oneOf("Log.Level", c.Log.Level, LogLevels())
+	v.oneOf("Log.Format", c.Log.Format, LogFormats())
+
+	return errors.Join(v.errs...)
+}
+
+// validator accumulates FieldErrors; its checks return whether they passed
+// so dependent checks can be skipped.
+type validator struct{ errs []error }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) required(key, val string) bool {
+	if strings.TrimSpace(val) == "" {
+		v.add(key, "is required")
+		return false
+	}
+	return true
+}
+
+func (v *validator) oneOf(key, val string, allowed []string) bool {
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	v.add(key, "%q is not one of %s", val, strings.Join(quoted, ", "))
+	return false
+}
+
+func (v *validator) port(key string, p Port, required bool) bool {
+	if p == "" && !required {
+		return true
+	}
+	if _, err := p.Int(); err != nil {
+		v.add(key, "%s", err.Error())
+		return false
+	}
+	return true
+}
+
+func (v *validator) positive(key string, d Duration) bool {
+	if d <= 0 {
+		v.add(key, "%s must be positive, e.g. \"3s\" or \"500ms\"", time.Duration(d))
+		return false
+	}
+	return true
+}
+
+// host rejects a host that carries its own port (the port has its own key).
+func (v *validator) host(key, h, portKey string) {
+	if h == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		v.add(key, "%q includes a port; put the host alone here and the port in %s", h, portKey)
+		return
+	}
+	if strings.Contains(h, "://") || strings.ContainsAny(h, " \t/") {
+		v.add(key, "%q is not a host name or IP address", h)
+	}
+}
+
+// stanHost accepts "nats://host", "nats://host:port", "tls://…" or a bare
+// host (optionally with a port).
+func (v *validator) stanHost(key, h string) {
+	if !v.required(key, h) {
+		return
+	}
+	if strings.Contains(h, "://") {
+		u, err := url.Parse(h)
+		if err != nil {
+			v.add(key, "%q is not a URL: %v", h, err)
+			return
+		}
+		if u.Scheme != "nats" && u.Scheme != "tls" {
+			v.add(key, "%q: scheme %q is not supported; use nats:// or tls://", h, u.Scheme)
+		}
+		if u.Hostname() == "" {
+			v.add(key, "%q has no host; use e.g. nats://127.0.0.1", h)
+		}
+		if u.Path != "" && u.Path != "/" {
+			v.add(key, "%q has a path %q; use scheme://host[:port] only", h, u.Path)
+		}
+		return
+	}
+	if strings.ContainsAny(h, " \t/@") {
+		v.add(key, "%q is not a host name, IP address or nats:// URL", h)
+	}
+}
+
+// subjectPrefix rejects prefixes that would make invalid NATS subjects.
+func (v *validator) subjectPrefix(key, p string) {
+	if p == "" {
+		return
+	}
+	if strings.ContainsAny(p, " \t\r\n*>") || strings.HasPrefix(p, ".") || strings.Contains(p, "..") {
+		v.add(key, "%q would make invalid subjects (no whitespace, '*', '>', leading '.' or empty tokens); subjects are ProName + db + \".\" + table", p)
+	}
+}
+
+// tablePattern checks a "db.table" glob: exactly one '.', and a valid
+// path.Match pattern on each side.
+func (v *validator) tablePattern(key, p string) {
+	if strings.Count(p, ".") != 1 {
+		v.add(key, "%q must be \"db.table\" with exactly one '.', e.g. \"shop.*\" or \"*.tmp_*\"", p)
+		return
+	}
+	db, table, _ := strings.Cut(p, ".")
+	if db == "" || table == "" {
+		v.add(key, "%q has an empty database or table part; use '*' to match any", p)
+		return
+	}
+	for _, part := range []string{db, table} {
+		if _, err := path.Match(part, ""); err != nil {
+			v.add(key, "%q is not a valid glob (path.Match syntax: '*', '?', '[a-z]'): %v", p, err)
+			return
+		}
+	}
+}
+
+// validClientID reports whether id uses only the characters NATS Streaming
+// accepts in a client id: ASCII letters, digits, '-' and '_'.
+func validClientID(id string) bool {
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		default:
+			return false
+		}
+	}
+	return id != ""
+}

@@ -1,0 +1,156 @@
+package producer
+
+import (
+	"context"
+	"time"
+
+	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/position"
+)
+
+// BatchOptions decide when a batch is handed to the publisher.
+type BatchOptions struct {
+	// MaxRows flushes a batch holding this many rows.
+	MaxRows int
+	// MaxBytes flushes a batch holding this many bytes of envelopes.
+	MaxBytes int
+	// MaxWait flushes a batch this long after its first row.
+	MaxWait time.Duration
+	// FlushWhenIdle hands the batch over as soon as the binlog stream has no
+	// further event waiting, so a lone commit goes out within milliseconds.
+	FlushWhenIdle bool
+}
+
+// batch is a run of messages plus the checkpoint that becomes safe once every
+// message of this batch and of all earlier batches is acknowledged.
+type batch struct {
+	msgs  []mq.Message
+	bytes int
+	// checkpoint is the last transaction boundary covered by the batch, nil
+	// when the batch ends inside the same transaction it started in.
+	checkpoint *position.Position
+	// force asks for an immediate checkpoint (rotation, DDL).
+	force bool
+	// eventTime is the binlog time of the newest event in the batch.
+	eventTime time.Time
+}
+
+func (b *batch) empty() bool { return len(b.msgs) == 0 && b.checkpoint == nil }
+
+// batcher groups reader events into batches. It owns out and closes it when
+// events is closed (after handing over what it holds) or ctx is done.
+type batcher struct {
+	opts    BatchOptions
+	subject func(db, table string) string
+}
+
+func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan<- *batch) error {
+	defer close(out)
+	cur := &batch{}
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	subjects := map[[2]string]string{}
+
+	send := func() error {
+		if timer != nil {
+			timer.Stop()
+			timer, timerC = nil, nil
+		}
+		select {
+		case out <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur = &batch{msgs: make([]mq.Message, 0, min(bt.opts.MaxRows, 1024))}
+		return nil
+	}
+	startTimer := func() {
+		if timer == nil {
+			timer = time.NewTimer(bt.opts.MaxWait)
+			timerC = timer.C
+		}
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+
+	for {
+		var ev binlog.Event
+		var ok bool
+		if !cur.empty() && (cur.force || bt.opts.FlushWhenIdle && len(events) == 0) {
+			if cur.force {
+				if err := send(); err != nil {
+					return err
+				}
+				continue
+			}
+			// Nothing waiting: offer the batch, but keep filling it while the
+			// publisher is still busy with the previous one.
+			select {
+			case out <- cur:
+				if timer != nil {
+					timer.Stop()
+					timer, timerC = nil, nil
+				}
+				cur = &batch{msgs: make([]mq.Message, 0, 64)}
+				continue
+			case ev, ok = <-events:
+			case <-timerC:
+				timer, timerC = nil, nil
+				if err := send(); err != nil {
+					return err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		} else {
+			select {
+			case ev, ok = <-events:
+			case <-timerC:
+				timer, timerC = nil, nil
+				if err := send(); err != nil {
+					return err
+				}
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !ok {
+			if !cur.empty() {
+				return send()
+			}
+			return nil
+		}
+		for _, row := range ev.Rows {
+			key := [2]string{row.DB, row.Table}
+			subj, ok := subjects[key]
+			if !ok {
+				subj = bt.subject(row.DB, row.Table)
+				subjects[key] = subj
+			}
+			cur.msgs = append(cur.msgs, mq.Message{Subject: subj, ID: row.ID, Data: row.Data})
+			cur.bytes += len(row.Data)
+			startTimer()
+			if len(cur.msgs) >= bt.opts.MaxRows || cur.bytes >= bt.opts.MaxBytes {
+				cur.eventTime = ev.Time
+				if err := send(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(ev.Rows) > 0 || ev.Boundary {
+			cur.eventTime = ev.Time
+		}
+		if ev.Boundary {
+			p := ev.Position
+			cur.checkpoint = &p
+			cur.force = cur.force || ev.Flush
+			startTimer()
+		}
+	}
+}

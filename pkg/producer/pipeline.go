@@ -1,0 +1,157 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/pkg/storage"
+)
+
+// pipeline is one pass of reader → batcher → publisher → checkpoint, started
+// from the stored checkpoint. Any failure ends the pass; the producer then
+// starts a new one from the checkpoint, so a subject only ever sees an
+// in-order replay, never a gap or a reordering.
+type pipeline struct {
+	reader  *binlog.Reader
+	batcher *batcher
+	queue   mq.MessageQueue
+	store   storage.PositionStorager
+	log     logrus.FieldLogger
+	// onCheckpoint, when set, is told about every saved checkpoint.
+	onCheckpoint func(position.Position)
+}
+
+// run streams from start until stop is closed (then it finishes the open
+// transaction, publishes, saves the final checkpoint and returns nil) or
+// something fails. ctx is the hard deadline: when it is done, run returns
+// without waiting for acknowledgements.
+func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan struct{}) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	events := make(chan binlog.Event, 256)
+	batches := make(chan *batch, 1)
+	cp := newCheckpointer(p.store, p.log, p.onCheckpoint)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	spawn := func(i int, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errs[i] = err
+				cancel(err)
+			}
+		}()
+	}
+	spawn(0, func() error {
+		defer close(events)
+		return p.reader.Run(ctx, start, stop, events)
+	})
+	spawn(1, func() error { return p.batcher.run(ctx, events, batches) })
+	spawn(2, func() error {
+		defer cp.close()
+		return p.publish(ctx, batches, cp)
+	})
+	spawn(3, func() error { return cp.run(ctx) })
+	wg.Wait()
+	// Report the root cause, not the cancellations it caused.
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish sends batches in order; a batch's checkpoint is offered only after
+// the broker acknowledged every message of it (and, by order, of all batches
+// before it).
+func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *checkpointer) error {
+	for b := range batches {
+		if len(b.msgs) > 0 {
+			if err := p.queue.Publish(ctx, b.msgs); err != nil {
+				return fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err)
+			}
+		}
+		if b.checkpoint != nil {
+			cp.offer(*b.checkpoint)
+		}
+	}
+	return nil
+}
+
+// checkpointer saves the newest offered position, coalescing offers that
+// arrive while a save is in progress (a save costs an fsync or a round trip).
+type checkpointer struct {
+	store  storage.PositionStorager
+	log    logrus.FieldLogger
+	notify chan struct{}
+	done   chan struct{}
+	saved  func(position.Position)
+
+	mu      sync.Mutex
+	pending *position.Position
+}
+
+func newCheckpointer(store storage.PositionStorager, log logrus.FieldLogger, saved func(position.Position)) *checkpointer {
+	return &checkpointer{store: store, log: log, saved: saved, notify: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// offer records pos as safe to save.
+func (c *checkpointer) offer(pos position.Position) {
+	c.mu.Lock()
+	c.pending = &pos
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// close says no more offers come; run saves the last one and returns.
+func (c *checkpointer) close() { close(c.done) }
+
+func (c *checkpointer) run(ctx context.Context) error {
+	for {
+		select {
+		case <-c.notify:
+			if err := c.saveLatest(ctx); err != nil {
+				return err
+			}
+		case <-c.done:
+			return c.saveLatest(ctx)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (c *checkpointer) saveLatest(ctx context.Context) error {
+	c.mu.Lock()
+	pos := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if pos == nil {
+		return nil
+	}
+	if err := c.store.Save(ctx, *pos); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", pos, err)
+	}
+	c.log.WithField("checkpoint", pos.String()).Debug("checkpoint saved")
+	if c.saved != nil {
+		c.saved(*pos)
+	}
+	return nil
+}

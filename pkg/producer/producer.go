@@ -1,0 +1,279 @@
+// Package producer is the dbsync daemon's core: it reads the source's binlog
+// (pkg/binlog), groups row changes into batches, publishes them (pkg/mq) and
+// checkpoints the position after each fully acknowledged transaction
+// (pkg/storage). Any failure after start-up makes it resume from the last
+// checkpoint; failures retrying cannot fix stop it with an error that says
+// what to do.
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/pkg/storage"
+)
+
+// Options tune the producer's own behaviour (not the source or the broker).
+type Options struct {
+	// DrainTimeout bounds a graceful stop: finishing the open transaction,
+	// waiting for acknowledgements and saving the checkpoint. Default 30s.
+	DrainTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts to resume
+	// after a failure. Defaults 500ms and 30s.
+	RetryMin, RetryMax time.Duration
+	// OnCheckpoint, when set, is called after every saved checkpoint.
+	OnCheckpoint func(position.Position)
+}
+
+func (o *Options) defaults() {
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 500 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+}
+
+// Producer streams one source server to one message queue.
+type Producer struct {
+	cfg   *config.Config
+	opts  Options
+	log   logrus.FieldLogger
+	store storage.PositionStorager
+	src   *binlog.Source
+	queue mq.MessageQueue
+	rcfg  binlog.Config
+}
+
+// New connects everything the producer needs and checks that streaming can
+// start: the checkpoint store is readable (an unreachable or corrupt store is
+// an error naming it; dbsync never falls back to the current position), the
+// source accepts our credentials and logs rows, the checkpoint's binlog still
+// exists, and the broker is reachable. With no checkpoint yet, it saves the
+// server's current (or, with Mysql.StartAt "oldest", oldest) position as the
+// first checkpoint and says so loudly.
+func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
+	opts.defaults()
+	p := &Producer{cfg: cfg, opts: opts, log: log}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.store, err = openStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	checkpoint, err := p.store.Get(ctx)
+	fresh := errors.Is(err, storage.ErrNoCheckpoint)
+	if err != nil && !fresh {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+
+	port, err := cfg.Mysql.Port.Int()
+	if err != nil {
+		return nil, fmt.Errorf("Mysql.Port: %w", err)
+	}
+	p.rcfg = binlog.Config{
+		Host:            cfg.Mysql.Host,
+		Port:            uint16(port),
+		User:            cfg.Mysql.Username,
+		Password:        cfg.Mysql.Password,
+		ServerID:        cfg.Mysql.ServerID,
+		Flavor:          cfg.Mysql.Flavor,
+		Charset:         cfg.Mysql.Charset,
+		HeartbeatPeriod: cfg.Mysql.HeartbeatPeriod.Duration(),
+		ReadTimeout:     cfg.Mysql.ReadTimeout.Duration(),
+		ConnectTimeout:  cfg.Mysql.ConnectTimeout.Duration(),
+		SourceName:      sourceName(cfg),
+		Include:         cfg.Tables.Match,
+	}
+	if p.src, err = binlog.Connect(ctx, p.rcfg, log); err != nil {
+		return nil, err
+	}
+	if err = p.src.CheckReplicable(); err != nil {
+		return nil, err
+	}
+	if !fresh {
+		if err = p.src.CheckResumable(checkpoint); err != nil {
+			return nil, err
+		}
+	}
+	if p.queue, err = openQueue(cfg, log); err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err = p.firstCheckpoint(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		log.WithField("checkpoint", checkpoint.String()).Info("resuming from checkpoint")
+	}
+	return p, nil
+}
+
+// sourceName is the envelope's source.name: ProName when set, else the
+// source address.
+func sourceName(cfg *config.Config) string {
+	if cfg.ProName != "" {
+		return cfg.ProName
+	}
+	return cfg.MysqlAddr()
+}
+
+func (p *Producer) firstCheckpoint(ctx context.Context) error {
+	var pos position.Position
+	var err error
+	where := "the server's CURRENT position: changes made before now are not published"
+	if p.cfg.Mysql.StartAt == "oldest" {
+		pos, err = p.src.OldestPosition()
+		where = "the OLDEST binlog the server still has (Mysql.StartAt=oldest)"
+	} else {
+		pos, err = p.src.CurrentPosition()
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.store.Save(ctx, pos); err != nil {
+		return fmt.Errorf("save first checkpoint %s: %w", pos, err)
+	}
+	p.log.WithField("checkpoint", pos.String()).Warn("NO CHECKPOINT FOUND: first start, streaming from " + where)
+	return nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
+	switch cfg.Storage.DaoName {
+	case "redis":
+		return storage.OpenRedis(ctx, storage.RedisOptions{
+			Addr:     cfg.RedisAddr(),
+			Password: cfg.Redis.Password,
+			DB:       cfg.Redis.DB,
+			Key:      cfg.Storage.PosKey,
+		}, log)
+	default:
+		return storage.OpenBolt(storage.BoltOptions{
+			Path:    cfg.BoltPath(),
+			Bucket:  cfg.Bolt.Bucket,
+			Key:     cfg.Storage.PosKey,
+			Timeout: cfg.Bolt.Timeout.Duration(),
+		}, log)
+	}
+}
+
+func openQueue(cfg *config.Config, log logrus.FieldLogger) (mq.MessageQueue, error) {
+	return mq.NewStan(mq.StanOptions{
+		URL:         cfg.StanURL(),
+		ClusterID:   cfg.Stan.ClusterID,
+		ClientID:    cfg.Stan.ClientID,
+		MaxInflight: cfg.Stan.MaxInflight,
+		AckTimeout:  cfg.Stan.AckTimeout.Duration(),
+	}, log)
+}
+
+// Run streams until ctx is done, then stops gracefully: it finishes the
+// transaction it is reading, waits for the broker's acknowledgements and
+// saves the checkpoint, within Options.DrainTimeout; that returns nil. After
+// a failure it resumes from the last checkpoint with backoff; it returns an
+// error only for failures retrying cannot fix (purged binlog, wrong
+// credentials, corrupt checkpoint, undecodable table) or when the graceful
+// stop could not complete.
+func (p *Producer) Run(ctx context.Context) error {
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	go func() {
+		select {
+		case <-ctx.Done():
+			t := time.NewTimer(p.opts.DrainTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancelHard()
+			case <-hard.Done():
+			}
+		case <-hard.Done():
+		}
+	}()
+
+	backoff := p.opts.RetryMin
+	for {
+		started := time.Now()
+		err := p.runOnce(hard, ctx.Done())
+		if ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("graceful stop incomplete (unacknowledged messages are published again at the next start): %w", err)
+			}
+			p.log.Info("stopped: every published message acknowledged and the checkpoint saved")
+			return nil
+		}
+		if err == nil {
+			err = errors.New("binlog stream ended unexpectedly")
+		}
+		if binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = p.opts.RetryMin
+		}
+		p.log.WithError(err).WithField("retry_in", backoff.String()).Warn("streaming failed; resuming from the last checkpoint")
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(backoff*2, p.opts.RetryMax)
+	}
+}
+
+// runOnce is one pass from the stored checkpoint.
+func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
+	start, err := p.store.Get(ctx)
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	if err := p.src.CheckResumable(start); err != nil {
+		return err
+	}
+	pl := &pipeline{
+		reader: binlog.NewReader(p.rcfg, p.src, p.log),
+		batcher: &batcher{
+			opts: BatchOptions{
+				MaxRows:       p.cfg.Batch.MaxRows,
+				MaxBytes:      p.cfg.Batch.MaxBytes,
+				MaxWait:       p.cfg.Batch.MaxWait.Duration(),
+				FlushWhenIdle: p.cfg.Batch.FlushIdle(),
+			},
+			subject: p.cfg.Subject,
+		},
+		queue:        p.queue,
+		store:        p.store,
+		log:          p.log,
+		onCheckpoint: p.opts.OnCheckpoint,
+	}
+	return pl.run(ctx, start, stop)
+}
+
+// Close releases the broker, source and store connections.
+func (p *Producer) Close() error {
+	var errs []error
+	if p.queue != nil {
+		errs = append(errs, p.queue.Close())
+	}
+	if p.src != nil {
+		p.src.Close()
+	}
+	if p.store != nil {
+		errs = append(errs, p.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
