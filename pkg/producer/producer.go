@@ -276,4 +276,3 @@ func (p *Producer) Close() error {
 	}
 	return errors.Join(errs...)
 }
-

@@ -1,0 +1,25 @@
+# Makefile — shortcuts; scripts/test.sh is the one test command.
+
+GO ?= go
+
+.PHONY: test build run fmt vet
+
+## test: install missing test servers (as root), go vet, and run every test against real servers
+test:
+	./scripts/test.sh
+
+## build: static producer binary in bin/producer
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/producer ./cmd/producer
+
+## run: run the producer from source (pass flags with ARGS="...")
+run:
+	$(GO) run ./cmd/producer $(ARGS)
+
+## fmt: gofmt every Go file
+fmt:
+	$(GO) fmt ./...
+
+## vet: go vet every package
+vet:
+	$(GO) vet ./...

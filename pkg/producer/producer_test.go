@@ -1,0 +1,104 @@
+package producer_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestSameNamedTablesInTwoDatabases: inserts, updates and deletes on a.items
+// and b.items land on their own subjects, in binlog order, each with the
+// right type and images.
+func TestSameNamedTablesInTwoDatabases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.db.Exec(t,
+		"CREATE DATABASE a", "CREATE DATABASE b",
+		"CREATE TABLE a.items (id INT PRIMARY KEY, name VARCHAR(20))",
+		"CREATE TABLE b.items (id INT PRIMARY KEY, name VARCHAR(20))")
+	p := e.start()
+	waitLog(t, p, "binlog stream started")
+	e.db.Exec(t,
+		"INSERT INTO a.items VALUES (1, 'a1'), (2, 'a2')",
+		"INSERT INTO b.items VALUES (1, 'b1')",
+		"UPDATE a.items SET name = 'a1x' WHERE id = 1",
+		"DELETE FROM b.items WHERE id = 1",
+		"DELETE FROM a.items WHERE id = 2")
+	e.waitFor("a.items", 4, 30*time.Second)
+	e.waitFor("b.items", 2, 30*time.Second)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, p.output())
+	}
+	want := map[string][]string{
+		"a.items": {"insert 1 a1", "insert 2 a2", "update 1 a1x", "delete 2 a2"},
+		"b.items": {"insert 1 b1", "delete 1 b1"},
+	}
+	for subject, rows := range want {
+		got := e.read(subject)
+		if len(got) != len(rows) {
+			t.Fatalf("%s: %d messages, want %d", subject, len(got), len(rows))
+		}
+		for i, env := range got {
+			img := env.After
+			if env.Type == "delete" {
+				img = env.Before
+			}
+			s := fmt.Sprintf("%s %d %s", env.Type, intField(t, img, "id"), img["name"][1:len(img["name"])-1])
+			if s != rows[i] {
+				t.Errorf("%s message %d: %s, want %s", subject, i, s, rows[i])
+			}
+			if env.DB+"."+env.Table != subject {
+				t.Errorf("%s message %d is about %s.%s", subject, i, env.DB, env.Table)
+			}
+			if env.Type == "update" && string(env.Before["name"]) != `"a1"` {
+				t.Errorf("update before image %s", env.Before["name"])
+			}
+		}
+	}
+}
+
+// TestCleanRestartDeliversNoDuplicate: SIGTERM, more writes, restart,
+// SIGTERM: every row is on the subject exactly once.
+func TestCleanRestartDeliversNoDuplicate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(20))")
+	for round := 0; round < 3; round++ {
+		p := e.start()
+		waitLog(t, p, "binlog stream started")
+		for i := 0; i < 50; i++ {
+			id := round*50 + i
+			e.db.Exec(t, fmt.Sprintf("INSERT INTO shop.orders VALUES (%d, 'r%d')", id, round))
+		}
+		e.waitFor("shop.orders", (round+1)*50, 30*time.Second)
+		if code := p.stop(); code != 0 {
+			t.Fatalf("round %d: exit %d; stderr:\n%s", round, code, p.output())
+		}
+	}
+	got := e.read("shop.orders")
+	if len(got) != 150 {
+		t.Fatalf("%d messages after three clean runs, want 150 (no duplicate)", len(got))
+	}
+	for i, env := range got {
+		if id := intField(t, env.After, "id"); id != int64(i) {
+			t.Fatalf("message %d has id %d", i, id)
+		}
+	}
+}
+
+// waitLog waits until the producer's log contains s.
+func waitLog(t *testing.T, p *proc, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !contains(p.output(), s) {
+		select {
+		case <-p.done:
+			t.Fatalf("producer exited before logging %q: %v\n%s", s, p.err, p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("producer did not log %q within 30s:\n%s", s, p.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

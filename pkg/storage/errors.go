@@ -1,0 +1,48 @@
+package storage
+
+import (
+	"errors"
+	"io"
+
+	"github.com/sirupsen/logrus"
+)
+
+// ErrCorrupt is wrapped by errors from Open and Get when the store holds
+// something that is not a valid checkpoint: a bolt file that is not a bolt
+// database, or a value that does not decode or names an impossible position.
+// dbsync never replaces such a value by a guess; an operator must restore or
+// set the checkpoint. Test with errors.Is.
+var ErrCorrupt = errors.New("checkpoint is corrupt")
+
+// ErrUnavailable is wrapped by errors from Open, Get and Save when the store
+// cannot be reached right now: the bolt file is locked by another process or
+// cannot be opened, or the redis server does not answer. Retrying later may
+// succeed. Test with errors.Is.
+var ErrUnavailable = errors.New("checkpoint store is unavailable")
+
+// recoverHint is appended to every ErrCorrupt message.
+const recoverHint = "restore the checkpoint from a backup, or set the checkpoint explicitly; dbsync will not guess a position"
+
+// orDiscard returns log, or a logger that discards everything when log is nil.
+func orDiscard(log logrus.FieldLogger) logrus.FieldLogger {
+	if log != nil {
+		return log
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+// marked is an error that reads as err but also matches sentinel with
+// errors.Is, so messages stay one line.
+type marked struct {
+	sentinel error
+	err      error
+}
+
+func (m *marked) Error() string   { return m.err.Error() }
+func (m *marked) Unwrap() []error { return []error{m.sentinel, m.err} }
+
+// mark returns err, additionally matching sentinel (ErrCorrupt or
+// ErrUnavailable) with errors.Is.
+func mark(sentinel, err error) error { return &marked{sentinel: sentinel, err: err} }
