@@ -1,7 +1,11 @@
 // Package mq publishes dbsync messages to a message broker.
 package mq
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Message is one envelope ready to publish.
 type Message struct {
@@ -25,3 +29,31 @@ type MessageQueue interface {
 	// Close flushes nothing and releases the connection.
 	Close() error
 }
+
+// ErrConnectionLost reports that the connection to the broker was lost (the
+// TCP connection dropped or the broker stopped answering pings) or could not
+// be re-established. Messages of the failed Publish call may or may not have
+// been stored; the caller replays them.
+var ErrConnectionLost = errors.New("mq: broker connection lost")
+
+// ErrClosed reports a Publish on a MessageQueue that was closed.
+var ErrClosed = errors.New("mq: message queue is closed")
+
+// PublishError reports the message of a batch whose publish failed: the
+// broker rejected it, its acknowledgement did not arrive in time, or it could
+// not be sent. Err is the cause (errors.Is/As see through PublishError).
+type PublishError struct {
+	// Subject and ID identify the message that failed.
+	Subject string
+	ID      string
+	// Err is the underlying failure.
+	Err error
+}
+
+// Error names the subject and message id and the cause.
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("mq: publish of message %q on subject %q failed: %v", e.ID, e.Subject, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *PublishError) Unwrap() error { return e.Err }

@@ -71,9 +71,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 			p.Close()
 		}
 	}()
-	if p.store, err = openStore(ctx, cfg, log); err != nil {
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
 		return nil, err
 	}
+	p.store = store
 	checkpoint, err := p.store.Get(ctx)
 	fresh := errors.Is(err, storage.ErrNoCheckpoint)
 	if err != nil && !fresh {
@@ -98,9 +100,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		SourceName:      sourceName(cfg),
 		Include:         cfg.Tables.Match,
 	}
-	if p.src, err = binlog.Connect(ctx, p.rcfg, log); err != nil {
+	src, err := binlog.Connect(ctx, p.rcfg, log)
+	if err != nil {
 		return nil, err
 	}
+	p.src = src
 	if err = p.src.CheckReplicable(); err != nil {
 		return nil, err
 	}
@@ -109,9 +113,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 			return nil, err
 		}
 	}
-	if p.queue, err = openQueue(cfg, log); err != nil {
+	queue, err := openQueue(cfg, log)
+	if err != nil {
 		return nil, err
 	}
+	p.queue = queue
 	if fresh {
 		if err = p.firstCheckpoint(ctx); err != nil {
 			return nil, err

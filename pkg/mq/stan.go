@@ -1,0 +1,547 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/stan.go"
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults applied by NewStan to zero fields of StanOptions.
+const (
+	DefaultStanMaxInflight    = 4096
+	DefaultStanAckTimeout     = 30 * time.Second
+	DefaultStanConnectTimeout = 5 * time.Second
+)
+
+// Ping settings of the NATS Streaming session: the client pings the server
+// every stanPingInterval seconds and declares the connection lost after
+// stanPingMaxOut unanswered pings, so a broker that stops answering is noticed
+// within about (stanPingMaxOut+1)*stanPingInterval seconds. A dropped TCP
+// connection is noticed at once (nats disconnect handler).
+const (
+	stanPingInterval = 1
+	stanPingMaxOut   = 3
+)
+
+// StanOptions configures a NATS Streaming publisher.
+type StanOptions struct {
+	// URL of the NATS server, "nats://host:port". Required.
+	URL string
+	// ClusterID of the NATS Streaming server (its -cid). Required.
+	ClusterID string
+	// ClientID identifies this publisher to the streaming server; only
+	// letters, digits, '-' and '_'. Required. Two live connections with the
+	// same ClientID are refused by the server.
+	ClientID string
+	// MaxInflight bounds the number of published but not yet acknowledged
+	// messages; Publish blocks (respecting its ctx) while the window is full.
+	// Zero means DefaultStanMaxInflight.
+	MaxInflight int
+	// AckTimeout is how long the broker may take to acknowledge one message
+	// (stan.PubAckWait). Zero means DefaultStanAckTimeout.
+	AckTimeout time.Duration
+	// ConnectTimeout bounds connecting (TCP dial and the streaming connect
+	// request) and closing. Zero means DefaultStanConnectTimeout.
+	ConnectTimeout time.Duration
+}
+
+// withDefaults returns o with zero fields set to their defaults, or an error
+// naming every invalid field.
+func (o StanOptions) withDefaults() (StanOptions, error) {
+	var errs []error
+	if o.URL == "" {
+		errs = append(errs, errors.New("mq: stan: URL is empty; set it to the NATS server address, e.g. nats://127.0.0.1:4222"))
+	}
+	if o.ClusterID == "" {
+		errs = append(errs, errors.New("mq: stan: ClusterID is empty; set it to the streaming server's cluster id (its -cid option)"))
+	}
+	if o.ClientID == "" {
+		errs = append(errs, errors.New("mq: stan: ClientID is empty; set it to a name unique among the broker's clients"))
+	} else if !validClientID(o.ClientID) {
+		errs = append(errs, fmt.Errorf("mq: stan: ClientID %q is invalid; use only letters, digits, '-' and '_'", o.ClientID))
+	}
+	if o.MaxInflight < 0 {
+		errs = append(errs, fmt.Errorf("mq: stan: MaxInflight %d is negative; use a positive window or 0 for the default %d", o.MaxInflight, DefaultStanMaxInflight))
+	}
+	if o.AckTimeout < 0 {
+		errs = append(errs, fmt.Errorf("mq: stan: AckTimeout %v is negative; use a positive duration or 0 for the default %v", o.AckTimeout, DefaultStanAckTimeout))
+	}
+	if o.ConnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("mq: stan: ConnectTimeout %v is negative; use a positive duration or 0 for the default %v", o.ConnectTimeout, DefaultStanConnectTimeout))
+	}
+	if len(errs) > 0 {
+		return o, errors.Join(errs...)
+	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = DefaultStanMaxInflight
+	}
+	if o.AckTimeout == 0 {
+		o.AckTimeout = DefaultStanAckTimeout
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultStanConnectTimeout
+	}
+	return o, nil
+}
+
+func validClientID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Stan publishes to NATS Streaming. It implements MessageQueue.
+//
+// Connection handling: the connection is made by NewStan. It counts as lost
+// when its TCP connection drops (noticed at once, even if nats could
+// reconnect, because acks in flight may be gone with it) or when the
+// streaming server leaves 3 pings in a row, sent every second, unanswered
+// (noticed within about 4 s). A Publish in progress then fails at once with
+// an error wrapping ErrConnectionLost. The next Publish closes the dead
+// session and connects again with the same ClientID (the server accepts it
+// because the old connection no longer answers its heartbeats); if that
+// fails, that Publish returns an error wrapping ErrConnectionLost that names
+// the URL, and the one after it tries again. There is no background
+// reconnect: reconnecting is driven by the caller's retries, which replay
+// the failed batch from the last checkpoint.
+//
+// Publish calls are serialized; a Stan is safe for concurrent use.
+type Stan struct {
+	opts StanOptions
+	log  logrus.FieldLogger
+
+	// callLock serializes Publish calls (a channel so waiting honours ctx).
+	callLock chan struct{}
+
+	mu     sync.Mutex // guards sess and closed
+	sess   *stanSession
+	closed bool
+}
+
+var _ MessageQueue = (*Stan)(nil)
+
+// stanSession is one stan connection and the state tied to it.
+type stanSession struct {
+	sc stan.Conn
+	// sem holds one token per published, not yet acknowledged message of
+	// this connection (the MaxInflight window). Ack handlers release the
+	// token, also after the Publish call that sent the message returned.
+	sem chan struct{}
+	// lost is closed once the connection is lost; lostErr is the cause
+	// (not wrapped in ErrConnectionLost).
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error
+	// connected is set once the connect succeeded and closing when we close
+	// the session ourselves; disconnect callbacks outside that span are
+	// expected and not logged as a loss.
+	connected atomic.Bool
+	closing   atomic.Bool
+	log       logrus.FieldLogger
+}
+
+func (ss *stanSession) markLost(err error) {
+	ss.lostOnce.Do(func() {
+		ss.lostErr = err
+		close(ss.lost)
+		if ss.connected.Load() && !ss.closing.Load() {
+			ss.log.WithError(err).Warn("mq: NATS Streaming connection lost; the next publish reconnects")
+		}
+	})
+}
+
+func (ss *stanSession) isLost() bool {
+	select {
+	case <-ss.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// close closes the stan connection. Errors are expected when the
+// connection is already gone and are returned for the caller to judge.
+func (ss *stanSession) close() error {
+	ss.closing.Store(true)
+	err := ss.sc.Close()
+	ss.markLost(ErrClosed)
+	return err
+}
+
+// NewStan validates opts, applies defaults and connects to the NATS
+// Streaming server. It fails with an error naming the URL, cluster id and
+// what to check when the broker is unreachable or refuses the connection.
+// log receives structured entries with the fields url, cluster_id and
+// client_id; a nil log discards them.
+func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		log = l
+	}
+	s := &Stan{
+		opts: opts,
+		log: log.WithFields(logrus.Fields{
+			"url":        opts.URL,
+			"cluster_id": opts.ClusterID,
+			"client_id":  opts.ClientID,
+		}),
+		callLock: make(chan struct{}, 1),
+	}
+	sess, err := s.connect(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	s.sess = sess
+	return s, nil
+}
+
+// connect opens a new stan session. The connect timeout is shortened to
+// ctx's deadline, if that is sooner; stan cannot be cancelled otherwise.
+func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
+	timeout := s.opts.ConnectTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < timeout {
+			timeout = left
+		}
+	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q): %w", s.opts.URL, s.opts.ClusterID, err)
+	}
+	ss := &stanSession{
+		sem:  make(chan struct{}, s.opts.MaxInflight),
+		lost: make(chan struct{}),
+		log:  s.log,
+	}
+	start := time.Now()
+	sc, err := stan.Connect(s.opts.ClusterID, s.opts.ClientID,
+		stan.NatsURL(s.opts.URL),
+		stan.ConnectWait(timeout),
+		stan.PubAckWait(s.opts.AckTimeout),
+		// Our own window (ss.sem) is the binding limit; stan's internal
+		// one, which cannot honour a ctx, never fills before ours.
+		stan.MaxPubAcksInflight(s.opts.MaxInflight),
+		stan.Pings(stanPingInterval, stanPingMaxOut),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) {
+			ss.markLost(err)
+		}),
+		stan.NatsOptions(
+			nats.Name(s.opts.ClientID),
+			nats.Timeout(timeout),
+			// A write to a broker that stopped reading fails after
+			// AckTimeout instead of nats' default minute.
+			nats.FlusherTimeout(s.opts.AckTimeout),
+			// stan forces endless nats reconnects; any disconnect still
+			// ends this session, because acks of messages in flight may be
+			// lost with it and would only surface as AckTimeout.
+			// nats' default prints async errors to stderr; log them.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				l := s.log.WithError(err)
+				if ss.isLost() || ss.closing.Load() {
+					l.Debug("mq: nats async error on a closed connection")
+					return
+				}
+				l.Warn("mq: nats async error")
+			}),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err == nil {
+					err = errors.New("disconnected")
+				}
+				ss.markLost(fmt.Errorf("nats disconnect: %w", err))
+			}),
+		),
+	)
+	if err != nil {
+		hint := "check that the NATS Streaming server is running and reachable at that address (Stan.Host/Stan.Port)"
+		if errors.Is(err, stan.ErrConnectReqTimeout) {
+			hint = "the NATS server answered but no streaming server with that cluster id did; check that Stan.ClusterID matches the server's -cid"
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w: %w",
+				s.opts.URL, s.opts.ClusterID, s.opts.ClientID, ctxErr, err)
+		}
+		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w; %s",
+			s.opts.URL, s.opts.ClusterID, s.opts.ClientID, err, hint)
+	}
+	ss.sc = sc
+	ss.connected.Store(true)
+	s.log.WithField("took", time.Since(start).String()).Info("mq: connected to NATS Streaming")
+	return ss, nil
+}
+
+// session returns the current live session, reconnecting when the previous
+// one was lost. The reconnect is bounded by ConnectTimeout and ctx's
+// deadline.
+func (s *Stan) session(ctx context.Context) (*stanSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.sess != nil && !s.sess.isLost() {
+		return s.sess, nil
+	}
+	if old := s.sess; old != nil {
+		s.sess = nil
+		if err := old.close(); err != nil {
+			s.log.WithError(err).Debug("mq: closing lost NATS Streaming session")
+		}
+		s.log.Info("mq: reconnecting to NATS Streaming")
+	}
+	sess, err := s.connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reconnect failed: %w", ErrConnectionLost, err)
+	}
+	s.sess = sess
+	return sess, nil
+}
+
+// stanBatch is the state of one Publish call shared with its ack handler.
+// The handler only does non-blocking operations on it, so acks arriving
+// after Publish returned are harmless.
+type stanBatch struct {
+	sem chan struct{}
+	// pending counts sent, unacknowledged messages plus one while the
+	// sender is still sending; done is closed when it drops to zero.
+	pending atomic.Int64
+	done    chan struct{}
+
+	failOnce sync.Once
+	failed   chan struct{} // closed on the first ack error
+	failGUID string        // written before failed is closed
+	failErr  error
+}
+
+func (b *stanBatch) ack(guid string, err error) {
+	select {
+	case <-b.sem:
+	default: // cannot happen: every sent message holds a token
+	}
+	if err != nil {
+		b.failOnce.Do(func() {
+			b.failGUID, b.failErr = guid, err
+			close(b.failed)
+		})
+	}
+	if b.pending.Add(-1) == 0 {
+		close(b.done)
+	}
+}
+
+func (b *stanBatch) hasFailed() bool {
+	select {
+	case <-b.failed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Publish sends msgs in order, keeping at most MaxInflight of them
+// unacknowledged, and returns nil only when the broker acknowledged every
+// one of them. An empty msgs returns nil without contacting the broker.
+//
+// It fails, without waiting for the remaining acknowledgements, on the
+// first rejected or timed-out message (*PublishError naming its subject and
+// id), on a lost connection (ErrConnectionLost), when ctx is done (the
+// error wraps ctx.Err()), or after Close (ErrClosed). In every failure any
+// subset of msgs may have been stored. If the connection was lost before,
+// Publish first reconnects; a failed reconnect returns an error wrapping
+// ErrConnectionLost that names the URL.
+func (s *Stan) Publish(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	select {
+	case s.callLock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("mq: publish of %d messages: waiting for a concurrent publish: %w", len(msgs), ctx.Err())
+	}
+	defer func() { <-s.callLock }()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mq: publish of %d messages: %w", len(msgs), err)
+	}
+
+	sess, err := s.session(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.publish(ctx, sess, msgs)
+	if err != nil && s.isClosed() {
+		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
+	}
+	return err
+}
+
+func (s *Stan) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Stan) publish(ctx context.Context, sess *stanSession, msgs []Message) error {
+	b := &stanBatch{
+		sem:    sess.sem,
+		done:   make(chan struct{}),
+		failed: make(chan struct{}),
+	}
+	b.pending.Store(1) // the sender's reference
+	handler := b.ack
+	guids := make([]string, len(msgs))
+
+	var sendErr error
+	sent := 0
+	ctxDone := ctx.Done()
+send:
+	for i := range msgs {
+		m := &msgs[i]
+		if i&63 == 0 && (b.hasFailed() || sess.isLost() || ctx.Err() != nil) {
+			break
+		}
+		// Take a window token; block only when the window is full.
+		select {
+		case b.sem <- struct{}{}:
+		default:
+			select {
+			case b.sem <- struct{}{}:
+			case <-ctxDone:
+				break send
+			case <-sess.lost:
+				break send
+			case <-b.failed:
+				break send
+			}
+		}
+		b.pending.Add(1)
+		guid, err := sess.sc.PublishAsync(m.Subject, m.Data, handler)
+		if err != nil {
+			// stan does not call the handler for a failed PublishAsync.
+			<-b.sem
+			b.pending.Add(-1)
+			sendErr = &PublishError{Subject: m.Subject, ID: m.ID, Err: err}
+			// Only an oversized message or a bad subject is the message's
+			// fault; anything else (closed, reconnecting, a failed write)
+			// means the connection is gone.
+			if !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject) {
+				sess.markLost(err)
+				sendErr = fmt.Errorf("%w: %w", ErrConnectionLost, sendErr)
+			}
+			break
+		}
+		guids[i] = guid
+		sent++
+	}
+	if b.pending.Add(-1) == 0 {
+		close(b.done)
+	}
+
+	if sendErr == nil {
+		select {
+		case <-b.done:
+		case <-b.failed:
+		case <-ctxDone:
+		case <-sess.lost:
+		}
+	}
+	// Success only when everything was sent and acknowledged without
+	// error. done closed means every handler of this call has run, so
+	// hasFailed is final then.
+	select {
+	case <-b.done:
+		if sent == len(msgs) && !b.hasFailed() {
+			return nil
+		}
+	default:
+	}
+	// Failure priority: a specific rejected message, then the send error,
+	// then connection loss, then ctx.
+	if b.hasFailed() {
+		return s.ackError(b, msgs, guids, sess)
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	unacked := b.pending.Load()
+	if sess.isLost() {
+		return fmt.Errorf("%w (%v): publish of %d messages (first %q on %q): %d sent, %d of them unacknowledged",
+			ErrConnectionLost, sess.lostErr, len(msgs), msgs[0].ID, msgs[0].Subject, sent, unacked)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mq: publish of %d messages (first %q on %q): %d sent, %d of them unacknowledged: %w",
+			len(msgs), msgs[0].ID, msgs[0].Subject, sent, unacked, err)
+	}
+	// Unreachable: the wait above only ends on one of the cases handled.
+	return fmt.Errorf("mq: publish of %d messages: %d sent, %d unacknowledged", len(msgs), sent, unacked)
+}
+
+// ackError builds the error for the first failed acknowledgement, naming
+// the message it belongs to.
+func (s *Stan) ackError(b *stanBatch, msgs []Message, guids []string, sess *stanSession) error {
+	<-b.failed // happens-before for failGUID/failErr
+	perr := &PublishError{Subject: "?", ID: "?", Err: b.failErr}
+	for i, g := range guids {
+		if g == b.failGUID {
+			perr.Subject, perr.ID = msgs[i].Subject, msgs[i].ID
+			break
+		}
+	}
+	switch {
+	case errors.Is(b.failErr, stan.ErrTimeout):
+		perr.Err = fmt.Errorf("no acknowledgement within %v (AckTimeout): %w", s.opts.AckTimeout, b.failErr)
+	case errors.Is(b.failErr, stan.ErrConnectionClosed):
+		sess.markLost(b.failErr)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, perr)
+	}
+	if sess.isLost() {
+		return fmt.Errorf("%w: %w", ErrConnectionLost, perr)
+	}
+	s.log.WithFields(logrus.Fields{"subject": perr.Subject, "id": perr.ID}).WithError(b.failErr).Error("mq: broker did not acknowledge message")
+	return perr
+}
+
+// Close closes the connection to the broker. A Publish in progress fails
+// with ErrClosed; later ones too. Closing twice is safe and the second call
+// returns nil. The error of closing a connection that was already lost is
+// not reported.
+func (s *Stan) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	sess := s.sess
+	s.sess = nil
+	if sess == nil {
+		return nil
+	}
+	wasLost := sess.isLost()
+	err := sess.close()
+	if err != nil && !wasLost {
+		return fmt.Errorf("mq: close NATS Streaming connection to %s (cluster id %q, client id %q): %w",
+			s.opts.URL, s.opts.ClusterID, s.opts.ClientID, err)
+	}
+	s.log.Info("mq: closed NATS Streaming connection")
+	return nil
+}
