@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // env is one MariaDB, one NATS Streaming server and a producer data dir.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	db   *testenv.MariaDB
 	stan *testenv.Stan
 	dir  string
@@ -55,7 +55,7 @@ type env struct {
 	cfg map[string]any
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, db: testenv.StartMariaDB(t, testenv.MariaDBOptions{}), stan: testenv.StartStan(t), dir: t.TempDir()}
 	e.db.CreateReplicationUser(t, "dbsync", "secret")
@@ -100,7 +100,7 @@ func (e *env) writeConfig() string {
 
 // proc is a running producer.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stderr *syncWriter
 	done   chan struct{}
@@ -256,7 +256,7 @@ func (e *env) read(subject string) []*envelope.Envelope {
 }
 
 // intField returns an integer column of a row image.
-func intField(t *testing.T, img map[string]json.RawMessage, col string) int64 {
+func intField(t testing.TB, img map[string]json.RawMessage, col string) int64 {
 	t.Helper()
 	n, err := strconv.ParseInt(string(img[col]), 10, 64)
 	if err != nil {

@@ -87,7 +87,7 @@ func TestCleanRestartDeliversNoDuplicate(t *testing.T) {
 }
 
 // waitLog waits until the producer's log contains s.
-func waitLog(t *testing.T, p *proc, s string) {
+func waitLog(t testing.TB, p *proc, s string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !contains(p.output(), s) {
