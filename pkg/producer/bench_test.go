@@ -111,4 +111,3 @@ func BenchmarkCommitLatency(b *testing.B) {
 		b.ReportMetric(float64(lat[commits-1].Microseconds())/1000, "max-ms")
 	}
 }
-
