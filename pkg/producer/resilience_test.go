@@ -1,0 +1,113 @@
+package producer_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestBrokerOutageReplaysFromCheckpoint stops the broker under a write load
+// and starts it again: the producer notices, keeps its checkpoint, reconnects
+// on its own and delivers every committed row in order.
+func TestBrokerOutageReplaysFromCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.db.Exec(t, "CREATE DATABASE wl")
+	p := e.start()
+	waitLog(t, p, "binlog stream started")
+	l := startLoad(t, e.db.DB(t), 2)
+	time.Sleep(500 * time.Millisecond)
+	e.stan.Shutdown(t)
+	time.Sleep(3 * time.Second)
+	e.stan.Restart(t)
+	time.Sleep(time.Second)
+	committed := l.finish()
+	for i := range committed {
+		e.waitDistinct(subjectOf(i), len(committed[i]), 2*time.Minute)
+	}
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	if !contains(p.output(), "resuming from the last checkpoint") {
+		t.Errorf("the producer did not report the outage:\n%s", p.output())
+	}
+	total := 0
+	for i := range committed {
+		checkDelivery(t, subjectOf(i), committed[i], e.read(subjectOf(i)))
+		total += len(committed[i])
+	}
+	t.Logf("broker down 3s under load: %d rows committed, all delivered in order", total)
+}
+
+func subjectOf(table int) string { return "wl.t" + string(rune('0'+table)) }
+
+// TestExcludedTablesPublishNothing: Tables.Exclude keeps a table's rows off
+// the broker while its neighbours flow.
+func TestExcludedTablesPublishNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.set("Tables.Exclude", []string{"shop.secret_*"})
+	e.db.Exec(t, "CREATE DATABASE shop",
+		"CREATE TABLE shop.secret_keys (id INT PRIMARY KEY)",
+		"CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+	p := e.start()
+	waitLog(t, p, "binlog stream started")
+	e.db.Exec(t, "INSERT INTO shop.secret_keys VALUES (1)", "INSERT INTO shop.orders VALUES (1)",
+		"INSERT INTO shop.secret_keys VALUES (2)", "INSERT INTO shop.orders VALUES (2)")
+	e.waitFor("shop.orders", 2, 30*time.Second)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.output())
+	}
+	if slices.Contains(e.stan.Channels(t), "shop.secret_keys") {
+		t.Fatal("an excluded table was published")
+	}
+	if n := e.stan.ChannelCount(t, "shop.orders"); n != 2 {
+		t.Fatalf("shop.orders holds %d messages, want 2", n)
+	}
+}
+
+// TestCheckpointAtRotationAndDDL: a binlog rotation and a DDL statement each
+// checkpoint at once, even with no rows to publish (the producer is then
+// killed, so no shutdown checkpoint can stand in for them).
+func TestCheckpointAtRotationAndDDL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.set("Batch.MaxWait", "1h") // only the rotation or DDL itself may flush
+	e.set("Batch.FlushWhenIdle", false)
+	p := e.start()
+	waitLog(t, p, "binlog stream started")
+	e.db.Exec(t, "FLUSH BINARY LOGS")
+	var file string
+	var pos int64
+	var a, b string
+	if err := e.db.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpointLog(t, p, file+":4")
+	e.db.Exec(t, "CREATE DATABASE ddl_test")
+	if err := e.db.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpointLog(t, p, file+":"+itoa(pos))
+	p.kill()
+	cp, err := e.checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.File != file || int64(cp.Pos) != pos {
+		t.Fatalf("checkpoint %s after DDL, want %s:%d", cp, file, pos)
+	}
+}
+
+// waitCheckpointLog waits for the producer's debug log of a saved checkpoint.
+func waitCheckpointLog(t *testing.T, p *proc, pos string) {
+	t.Helper()
+	waitLog(t, p, `msg="checkpoint saved" checkpoint="`+pos)
+}
+
+func itoa(n int64) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
