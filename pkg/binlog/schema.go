@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -258,103 +259,67 @@ func kindOf(t byte, charset string, isJSON, charsetKnown bool) (valueKind, error
 	return 0, fmt.Errorf("binlog column type %d is not supported by dbsync", t)
 }
 
+// describeType names binlog column type t and lists the
+// information_schema DATA_TYPE values that produce it (nil: any).
+func describeType(t byte) (name string, dataTypes []string) {
+	switch t {
+	case mysql.MYSQL_TYPE_TINY:
+		return "TINYINT", []string{"tinyint", "bool", "boolean"}
+	case mysql.MYSQL_TYPE_SHORT:
+		return "SMALLINT", []string{"smallint"}
+	case mysql.MYSQL_TYPE_INT24:
+		return "MEDIUMINT", []string{"mediumint"}
+	case mysql.MYSQL_TYPE_LONG:
+		return "INT", []string{"int", "integer"}
+	case mysql.MYSQL_TYPE_LONGLONG:
+		return "BIGINT", []string{"bigint"}
+	case mysql.MYSQL_TYPE_FLOAT:
+		return "FLOAT", []string{"float"}
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return "DOUBLE", []string{"double", "real"}
+	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
+		return "DECIMAL", []string{"decimal", "numeric"}
+	case mysql.MYSQL_TYPE_YEAR:
+		return "YEAR", []string{"year"}
+	case mysql.MYSQL_TYPE_BIT:
+		return "BIT", []string{"bit"}
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return "DATE", []string{"date"}
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		return "TIME", []string{"time"}
+	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
+		return "DATETIME", []string{"datetime"}
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
+		return "TIMESTAMP", []string{"timestamp"}
+	case mysql.MYSQL_TYPE_ENUM:
+		return "ENUM", []string{"enum"}
+	case mysql.MYSQL_TYPE_SET:
+		return "SET", []string{"set"}
+	case mysql.MYSQL_TYPE_JSON:
+		return "JSON", []string{"json"}
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
+		return "VARCHAR/VARBINARY", []string{"varchar", "varbinary"}
+	case mysql.MYSQL_TYPE_STRING:
+		return "CHAR/BINARY", []string{"char", "binary"}
+	case mysql.MYSQL_TYPE_BLOB:
+		return "BLOB/TEXT", []string{"tinyblob", "blob", "mediumblob", "longblob",
+			"tinytext", "text", "mediumtext", "longtext", "json"}
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return "GEOMETRY", nil // geometry, point, polygon, ...
+	}
+	return fmt.Sprintf("type %d", t), []string{}
+}
+
 // typeMatches reports whether information_schema's DATA_TYPE can produce
 // binlog column type t; a mismatch means the table changed since the event.
 func typeMatches(t byte, dataType string) bool {
-	dt := strings.ToLower(dataType)
-	switch t {
-	case mysql.MYSQL_TYPE_TINY:
-		return dt == "tinyint" || dt == "bool" || dt == "boolean"
-	case mysql.MYSQL_TYPE_SHORT:
-		return dt == "smallint"
-	case mysql.MYSQL_TYPE_INT24:
-		return dt == "mediumint"
-	case mysql.MYSQL_TYPE_LONG:
-		return dt == "int" || dt == "integer"
-	case mysql.MYSQL_TYPE_LONGLONG:
-		return dt == "bigint"
-	case mysql.MYSQL_TYPE_FLOAT:
-		return dt == "float"
-	case mysql.MYSQL_TYPE_DOUBLE:
-		return dt == "double" || dt == "real"
-	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
-		return dt == "decimal" || dt == "numeric"
-	case mysql.MYSQL_TYPE_YEAR:
-		return dt == "year"
-	case mysql.MYSQL_TYPE_BIT:
-		return dt == "bit"
-	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
-		return dt == "date"
-	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
-		return dt == "time"
-	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
-		return dt == "datetime"
-	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-		return dt == "timestamp"
-	case mysql.MYSQL_TYPE_ENUM:
-		return dt == "enum"
-	case mysql.MYSQL_TYPE_SET:
-		return dt == "set"
-	case mysql.MYSQL_TYPE_JSON:
-		return dt == "json"
-	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
-		return dt == "varchar" || dt == "varbinary"
-	case mysql.MYSQL_TYPE_STRING:
-		return dt == "char" || dt == "binary"
-	case mysql.MYSQL_TYPE_BLOB:
-		return strings.HasSuffix(dt, "blob") || strings.HasSuffix(dt, "text") || dt == "json"
-	case mysql.MYSQL_TYPE_GEOMETRY:
-		return true // geometry, point, polygon, ...
-	}
-	return false
+	_, allowed := describeType(t)
+	return allowed == nil || slices.Contains(allowed, strings.ToLower(dataType))
 }
 
 func typeName(t byte) string {
-	switch t {
-	case mysql.MYSQL_TYPE_TINY:
-		return "TINYINT"
-	case mysql.MYSQL_TYPE_SHORT:
-		return "SMALLINT"
-	case mysql.MYSQL_TYPE_INT24:
-		return "MEDIUMINT"
-	case mysql.MYSQL_TYPE_LONG:
-		return "INT"
-	case mysql.MYSQL_TYPE_LONGLONG:
-		return "BIGINT"
-	case mysql.MYSQL_TYPE_FLOAT:
-		return "FLOAT"
-	case mysql.MYSQL_TYPE_DOUBLE:
-		return "DOUBLE"
-	case mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_DECIMAL:
-		return "DECIMAL"
-	case mysql.MYSQL_TYPE_YEAR:
-		return "YEAR"
-	case mysql.MYSQL_TYPE_BIT:
-		return "BIT"
-	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
-		return "DATE"
-	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
-		return "TIME"
-	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
-		return "DATETIME"
-	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-		return "TIMESTAMP"
-	case mysql.MYSQL_TYPE_ENUM:
-		return "ENUM"
-	case mysql.MYSQL_TYPE_SET:
-		return "SET"
-	case mysql.MYSQL_TYPE_JSON:
-		return "JSON"
-	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
-		return "VARCHAR/VARBINARY"
-	case mysql.MYSQL_TYPE_STRING:
-		return "CHAR/BINARY"
-	case mysql.MYSQL_TYPE_BLOB:
-		return "BLOB/TEXT"
-	case mysql.MYSQL_TYPE_GEOMETRY:
-		return "GEOMETRY"
-	}
-	return fmt.Sprintf("type %d", t)
+	name, _ := describeType(t)
+	return name
 }
 
 // parseEnumValues extracts the member names of "enum('a','b')" or

@@ -78,47 +78,36 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 	}()
 
 	for {
+		if cur.force {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		// With nothing waiting in the stream, offer the batch to the
+		// publisher, but keep filling it while the publisher is busy.
+		var offer chan<- *batch
+		if !cur.empty() && bt.opts.FlushWhenIdle && len(events) == 0 {
+			offer = out
+		}
 		var ev binlog.Event
 		var ok bool
-		if !cur.empty() && (cur.force || bt.opts.FlushWhenIdle && len(events) == 0) {
-			if cur.force {
-				if err := send(); err != nil {
-					return err
-				}
-				continue
-			}
-			// Nothing waiting: offer the batch, but keep filling it while the
-			// publisher is still busy with the previous one.
-			select {
-			case out <- cur:
-				if timer != nil {
-					timer.Stop()
-					timer, timerC = nil, nil
-				}
-				cur = &batch{msgs: make([]mq.Message, 0, 64)}
-				continue
-			case ev, ok = <-events:
-			case <-timerC:
+		select {
+		case offer <- cur:
+			if timer != nil {
+				timer.Stop()
 				timer, timerC = nil, nil
-				if err := send(); err != nil {
-					return err
-				}
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
 			}
-		} else {
-			select {
-			case ev, ok = <-events:
-			case <-timerC:
-				timer, timerC = nil, nil
-				if err := send(); err != nil {
-					return err
-				}
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
+			cur = &batch{msgs: make([]mq.Message, 0, 64)}
+			continue
+		case ev, ok = <-events:
+		case <-timerC:
+			timer, timerC = nil, nil
+			if err := send(); err != nil {
+				return err
 			}
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		if !ok {
 			if !cur.empty() {

@@ -184,10 +184,9 @@ func (s *BoltStore) Get(ctx context.Context) (position.Position, error) {
 	if !found {
 		return position.Position{}, fmt.Errorf("%s: %w", s.where(), ErrNoCheckpoint)
 	}
-	pos, err := decodeCheckpoint(val)
+	pos, err := decodeStored(s.where(), val)
 	if err != nil {
-		return position.Position{}, fmt.Errorf("%s holds an invalid checkpoint %s: %v; %s: %w",
-			s.where(), quote(val), err, recoverHint, ErrCorrupt)
+		return position.Position{}, err
 	}
 	s.log.WithField("position", pos.String()).Debug("checkpoint loaded")
 	return pos, nil

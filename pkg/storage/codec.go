@@ -86,3 +86,14 @@ func quote(b []byte) string {
 	}
 	return fmt.Sprintf("%q... (%d bytes)", b[:maxQuote], len(b))
 }
+
+// decodeStored decodes the value read from the store at where, or returns an
+// ErrCorrupt error that quotes it and says how to recover.
+func decodeStored(where string, val []byte) (position.Position, error) {
+	pos, err := decodeCheckpoint(val)
+	if err != nil {
+		return position.Position{}, fmt.Errorf("%s holds an invalid checkpoint %s: %v; %s: %w",
+			where, quote(val), err, recoverHint, ErrCorrupt)
+	}
+	return pos, nil
+}

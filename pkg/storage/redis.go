@@ -144,10 +144,9 @@ func (s *RedisStore) Get(ctx context.Context) (position.Position, error) {
 		}
 		return position.Position{}, s.classify("reading checkpoint", err)
 	}
-	pos, err := decodeCheckpoint(val)
+	pos, err := decodeStored(s.where(), val)
 	if err != nil {
-		return position.Position{}, fmt.Errorf("%s holds an invalid checkpoint %s: %v; %s: %w",
-			s.where(), quote(val), err, recoverHint, ErrCorrupt)
+		return position.Position{}, err
 	}
 	s.log.WithField("position", pos.String()).Debug("checkpoint loaded")
 	return pos, nil
