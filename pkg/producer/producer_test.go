@@ -102,3 +102,35 @@ func waitLog(t testing.TB, p *proc, s string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFirstStart: with no checkpoint, the default starts at the server's
+// current position (saying so loudly); Mysql.StartAt "oldest" starts at the
+// oldest binlog, so rows written before the first start are delivered too.
+func TestFirstStart(t *testing.T) {
+	t.Parallel()
+	for _, startAt := range []string{"current", "oldest"} {
+		t.Run(startAt, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.set("Mysql.StartAt", startAt)
+			e.db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.early (id INT PRIMARY KEY)",
+				"INSERT INTO shop.early VALUES (1), (2)")
+			p := e.start()
+			waitLog(t, p, "NO CHECKPOINT FOUND")
+			waitLog(t, p, "binlog stream started")
+			e.db.Exec(t, "INSERT INTO shop.early VALUES (3)")
+			want := 1
+			if startAt == "oldest" {
+				want = 3
+			}
+			e.waitFor("shop.early", want, 30*time.Second)
+			if code := p.stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.output())
+			}
+			got := e.read("shop.early")
+			if len(got) != want || intField(t, got[len(got)-1].After, "id") != 3 {
+				t.Fatalf("%d messages, want %d ending with id 3", len(got), want)
+			}
+		})
+	}
+}
