@@ -44,7 +44,8 @@ type table struct {
 	columns  []column
 	pk       []string
 	// head is the pre-encoded `"db":..,"table":..,` fragment and pkJSON the
-	// `"pk":[..]` fragment of every envelope of this table.
+	// `"pk":[..]` fragment (plus `,"binary":[..]` naming the base64-encoded
+	// columns, when there are any) of every envelope of this table.
 	head   []byte
 	pkJSON []byte
 }
@@ -186,6 +187,22 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 			}
 			t.pkJSON = appendJSONString(t.pkJSON, k)
 		}
+		t.pkJSON = append(t.pkJSON, ']')
+	}
+	first := true
+	for _, c := range t.columns {
+		if c.kind != kindBytes {
+			continue
+		}
+		if first {
+			t.pkJSON = append(t.pkJSON, `,"binary":[`...)
+		} else {
+			t.pkJSON = append(t.pkJSON, ',')
+		}
+		first = false
+		t.pkJSON = appendJSONString(t.pkJSON, c.name)
+	}
+	if !first {
 		t.pkJSON = append(t.pkJSON, ']')
 	}
 	return t, nil

@@ -159,7 +159,7 @@ func normalize(t *testing.T, r Row) json.RawMessage {
 	var b bytes.Buffer
 	b.WriteString("{")
 	first := true
-	for _, k := range []string{"v", "db", "table", "type", "pk", "before", "after"} {
+	for _, k := range []string{"v", "db", "table", "type", "pk", "binary", "before", "after"} {
 		v, ok := m[k]
 		if !ok {
 			continue

@@ -31,7 +31,12 @@ type Envelope struct {
 	Type   string `json:"type"`
 	// PK names the primary key columns in key order (empty when the table has
 	// none).
-	PK     []string                   `json:"pk"`
+	PK []string `json:"pk"`
+	// Binary names the columns whose values are base64-encoded bytes
+	// (BINARY, VARBINARY, BLOB family, GEOMETRY); absent when there are none.
+	// It tells a consumer a byte string from a text that happens to look
+	// like base64.
+	Binary []string                   `json:"binary,omitempty"`
 	Before map[string]json.RawMessage `json:"before,omitempty"`
 	After  map[string]json.RawMessage `json:"after,omitempty"`
 }
