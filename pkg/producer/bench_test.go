@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/stan.go"
 
+	"github.com/dbsync/dbsync/internal/e2e"
 	"github.com/dbsync/dbsync/pkg/envelope"
 )
 
@@ -22,23 +23,23 @@ func BenchmarkBulkInsert(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := newEnv(b)
-		e.db.Exec(b, "CREATE DATABASE bench", "CREATE TABLE bench.t (id INT PRIMARY KEY, name VARCHAR(64), qty INT, price DECIMAL(10,2), at DATETIME(6))")
-		p := e.start()
-		waitLog(b, p, "binlog stream started")
-		if code := p.stop(); code != 0 {
-			b.Fatalf("exit %d:\n%s", code, p.output())
+		e.DB.Exec(b, "CREATE DATABASE bench", "CREATE TABLE bench.t (id INT PRIMARY KEY, name VARCHAR(64), qty INT, price DECIMAL(10,2), at DATETIME(6))")
+		p := e.Start()
+		e2e.WaitLog(b, p, "binlog stream started")
+		if code := p.Stop(); code != 0 {
+			b.Fatalf("exit %d:\n%s", code, p.Output())
 		}
 		for k := 0; k < rows; k += perInsert {
-			e.db.Exec(b, fmt.Sprintf("INSERT INTO bench.t SELECT seq, CONCAT('item-', seq), seq %% 100, seq / 100, NOW(6) FROM bench.seq_%d_to_%d", k+1, k+perInsert))
+			e.DB.Exec(b, fmt.Sprintf("INSERT INTO bench.t SELECT seq, CONCAT('item-', seq), seq %% 100, seq / 100, NOW(6) FROM bench.seq_%d_to_%d", k+1, k+perInsert))
 		}
 		b.StartTimer()
 		start := time.Now()
-		p = e.start()
-		e.waitFor("bench.t", rows, 5*time.Minute)
+		p = e.Start()
+		e.WaitFor("bench.t", rows, 5*time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
-		peak := p.peakRSS()
-		p.stop()
+		peak := p.PeakRSS()
+		p.Stop()
 		b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
 		b.ReportMetric(float64(peak)/(1<<20), "peakRSS-MiB")
 	}
@@ -55,14 +56,14 @@ func BenchmarkCommitLatency(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := newEnv(b)
-		e.db.Exec(b, "CREATE DATABASE lat", "CREATE TABLE lat.t (id INT PRIMARY KEY, note VARCHAR(32))")
-		p := e.start()
-		waitLog(b, p, "binlog stream started")
+		e.DB.Exec(b, "CREATE DATABASE lat", "CREATE TABLE lat.t (id INT PRIMARY KEY, note VARCHAR(32))")
+		p := e.Start()
+		e2e.WaitLog(b, p, "binlog stream started")
 
 		var mu sync.Mutex
 		received := make(map[int64]time.Time, commits)
 		done := make(chan struct{})
-		sc := e.stan.Conn(b, "")
+		sc := e.Stan.Conn(b, "")
 		sub, err := sc.Subscribe("lat.t", func(m *stan.Msg) {
 			now := time.Now()
 			env, err := envelope.Decode(m.Data)
@@ -70,7 +71,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			id := intField(b, env.After, "id")
+			id := e2e.IntField(b, env.After, "id")
 			mu.Lock()
 			received[id] = now
 			if len(received) == commits {
@@ -81,7 +82,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		db := e.db.DB(b)
+		db := e.DB.DB(b)
 		committed := make([]time.Time, commits)
 		b.StartTimer()
 		next := time.Now()
@@ -100,7 +101,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 		}
 		b.StopTimer()
 		_ = sub.Unsubscribe()
-		p.stop()
+		p.Stop()
 		lat := make([]time.Duration, commits)
 		for k := range lat {
 			lat[k] = received[int64(k)].Sub(committed[k])

@@ -2,81 +2,14 @@ package producer_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/dbsync/dbsync/internal/e2e"
 	"github.com/dbsync/dbsync/pkg/envelope"
 )
-
-// load writes transactions of 1-10 rows to tables load.t0..t<n-1>, one writer
-// per table, and remembers which ids committed (COMMIT returned nil).
-type load struct {
-	tables    int
-	mu        sync.Mutex
-	committed [][]int64
-	stop      chan struct{}
-	wg        sync.WaitGroup
-}
-
-func startLoad(t *testing.T, db *sql.DB, tables int) *load {
-	t.Helper()
-	l := &load{tables: tables, committed: make([][]int64, tables), stop: make(chan struct{})}
-	for i := 0; i < tables; i++ {
-		if _, err := db.Exec(fmt.Sprintf("CREATE TABLE IF NOT EXISTS wl.t%d (id BIGINT PRIMARY KEY, payload VARCHAR(64))", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := 0; i < tables; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			next := int64(1)
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				n := 1 + rand.IntN(10)
-				tx, err := db.Begin()
-				if err != nil {
-					t.Errorf("begin: %v", err)
-					return
-				}
-				for k := 0; k < n; k++ {
-					if _, err := tx.Exec(fmt.Sprintf("INSERT INTO wl.t%d VALUES (?, ?)", i), next+int64(k), "payload"); err != nil {
-						t.Errorf("insert: %v", err)
-						_ = tx.Rollback()
-						return
-					}
-				}
-				if err := tx.Commit(); err != nil {
-					t.Errorf("commit: %v", err)
-					return
-				}
-				l.mu.Lock()
-				for k := 0; k < n; k++ {
-					l.committed[i] = append(l.committed[i], next+int64(k))
-				}
-				l.mu.Unlock()
-				next += int64(n)
-				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-			}
-		}()
-	}
-	return l
-}
-
-// finish stops the writers and returns the committed ids per table.
-func (l *load) finish() [][]int64 {
-	close(l.stop)
-	l.wg.Wait()
-	return l.committed
-}
 
 // checkDelivery verifies what a subject holds against the committed ids:
 // every id is there, the first deliveries are in commit order, and every
@@ -133,7 +66,7 @@ func checkDelivery(t *testing.T, subject string, committed []int64, got []*envel
 		t.Fatalf("%s: %d distinct rows delivered, %d committed", subject, len(distinct), len(committed))
 	}
 	for i, e := range distinct {
-		if id := intField(t, e.After, "id"); id != committed[i] {
+		if id := e2e.IntField(t, e.After, "id"); id != committed[i] {
 			t.Fatalf("%s: first delivery %d is id %d, commit order says %d (lost or reordered)", subject, i, id, committed[i])
 		}
 	}
@@ -147,35 +80,35 @@ func checkDelivery(t *testing.T, subject string, committed []int64, got []*envel
 func TestKill9UnderLoad(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.set("Batch.MaxRows", 64)
-	e.db.Exec(t, "CREATE DATABASE wl")
+	e.Set("Batch.MaxRows", 64)
+	e.DB.Exec(t, "CREATE DATABASE wl")
 	// The first start checkpoints the server's current position; the load
 	// begins after it, so every committed row is owed to the subjects.
-	first := e.start()
-	waitLog(t, first, "binlog stream started")
-	l := startLoad(t, e.db.DB(t), 3)
+	first := e.Start()
+	e2e.WaitLog(t, first, "binlog stream started")
+	l := e2e.StartLoad(t, e.DB.DB(t), 3)
 	time.Sleep(300 * time.Millisecond)
-	first.kill()
+	first.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for i := 1; i < 20 && ctx.Err() == nil; i++ {
-		p := e.start()
+		p := e.Start()
 		time.Sleep(time.Duration(150+rand.IntN(600)) * time.Millisecond)
-		p.kill()
+		p.Kill()
 	}
-	committed := l.finish()
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
+	committed := l.Finish()
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
 	total, dups := 0, 0
 	for i := range committed {
-		e.waitDistinct(fmt.Sprintf("wl.t%d", i), len(committed[i]), 2*time.Minute)
+		e.WaitDistinct(fmt.Sprintf("wl.t%d", i), len(committed[i]), 2*time.Minute)
 	}
-	if code := p.stop(); code != 0 {
-		t.Fatalf("final run exit %d:\n%s", code, p.output())
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("final run exit %d:\n%s", code, p.Output())
 	}
 	for i := range committed {
 		subject := fmt.Sprintf("wl.t%d", i)
-		dups += checkDelivery(t, subject, committed[i], e.read(subject))
+		dups += checkDelivery(t, subject, committed[i], e.Read(subject))
 		total += len(committed[i])
 	}
 	t.Logf("20 kills: %d rows committed, all delivered, %d duplicates (in-order replays)", total, dups)

@@ -9,38 +9,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbsync/dbsync/internal/e2e"
 	"github.com/dbsync/dbsync/internal/testenv"
 )
 
 // startFails runs the producer expecting it to refuse to start; it returns
 // the exit code and stderr.
-func (e *env) startFails(extraEnv ...string) (int, string) {
-	e.t.Helper()
-	p := e.start(extraEnv...)
-	code := p.wait(60 * time.Second)
-	return code, p.output()
+func startFails(e *e2e.Env, extraEnv ...string) (int, string) {
+	e.T.Helper()
+	p := e.Start(extraEnv...)
+	code := p.Wait(60 * time.Second)
+	return code, p.Output()
 }
 
 // establishCheckpoint runs the producer once so that a checkpoint exists, and
 // returns the bolt file's bytes.
-func (e *env) establishCheckpoint() []byte {
-	e.t.Helper()
-	e.db.Exec(e.t, "CREATE DATABASE IF NOT EXISTS shop", "CREATE TABLE IF NOT EXISTS shop.t (id INT PRIMARY KEY)")
-	p := e.start()
-	waitLog(e.t, p, "binlog stream started")
-	e.db.Exec(e.t, "INSERT INTO shop.t VALUES (1)")
-	e.waitFor("shop.t", 1, 30*time.Second)
-	if code := p.stop(); code != 0 {
-		e.t.Fatalf("exit %d:\n%s", code, p.output())
+func establishCheckpoint(e *e2e.Env) []byte {
+	e.T.Helper()
+	e.DB.Exec(e.T, "CREATE DATABASE IF NOT EXISTS shop", "CREATE TABLE IF NOT EXISTS shop.t (id INT PRIMARY KEY)")
+	p := e.Start()
+	e2e.WaitLog(e.T, p, "binlog stream started")
+	e.DB.Exec(e.T, "INSERT INTO shop.t VALUES (1)")
+	e.WaitFor("shop.t", 1, 30*time.Second)
+	if code := p.Stop(); code != 0 {
+		e.T.Fatalf("exit %d:\n%s", code, p.Output())
 	}
-	return e.boltBytes()
+	return boltBytes(e)
 }
 
-func (e *env) boltBytes() []byte {
-	e.t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.dir, "pos.db"))
+func boltBytes(e *e2e.Env) []byte {
+	e.T.Helper()
+	b, err := os.ReadFile(filepath.Join(e.Dir, "pos.db"))
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return b
 }
@@ -59,20 +60,20 @@ func mustContain(t *testing.T, out string, subs ...string) {
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	before := e.establishCheckpoint()
-	cp, err := e.checkpoint()
+	before := establishCheckpoint(e)
+	cp, err := e.Checkpoint()
 	if err != nil {
 		t.Fatal(err)
 	}
 	unchanged := func(t *testing.T) {
 		t.Helper()
-		if !bytes.Equal(e.boltBytes(), before) {
+		if !bytes.Equal(boltBytes(e), before) {
 			t.Fatal("the bolt checkpoint file changed")
 		}
 	}
 
 	t.Run("wrong MySQL password", func(t *testing.T) {
-		code, out := e.startFails("DBSYNC_MYSQL_PASSWORD=wrong")
+		code, out := startFails(e, "DBSYNC_MYSQL_PASSWORD=wrong")
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
@@ -81,7 +82,7 @@ func TestStartupErrors(t *testing.T) {
 	})
 	t.Run("unreachable broker", func(t *testing.T) {
 		port := testenv.FreePort(t)
-		code, out := e.startFails("DBSYNC_STAN_PORT=" + strconv.Itoa(port))
+		code, out := startFails(e, "DBSYNC_STAN_PORT="+strconv.Itoa(port))
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
@@ -89,13 +90,13 @@ func TestStartupErrors(t *testing.T) {
 		unchanged(t)
 	})
 	t.Run("invalid config", func(t *testing.T) {
-		e.set("Mysql.Passwrd", "x")
-		e.set("Batch.MaxRows", 0)
+		e.Set("Mysql.Passwrd", "x")
+		e.Set("Batch.MaxRows", 0)
 		defer func() {
-			delete(e.cfg["Mysql"].(map[string]any), "Passwrd")
-			delete(e.cfg["Batch"].(map[string]any), "MaxRows")
+			delete(e.Cfg["Mysql"].(map[string]any), "Passwrd")
+			delete(e.Cfg["Batch"].(map[string]any), "MaxRows")
 		}()
-		code, out := e.startFails()
+		code, out := startFails(e)
 		if code != 2 {
 			t.Errorf("exit %d, want 2", code)
 		}
@@ -104,11 +105,11 @@ func TestStartupErrors(t *testing.T) {
 	})
 	t.Run("unreachable redis", func(t *testing.T) {
 		port := testenv.FreePort(t)
-		e.set("Storage.DaoName", "redis")
-		e.set("Redis.Host", "127.0.0.1")
-		e.set("Redis.Port", strconv.Itoa(port))
-		defer e.set("Storage.DaoName", "bolt")
-		code, out := e.startFails()
+		e.Set("Storage.DaoName", "redis")
+		e.Set("Redis.Host", "127.0.0.1")
+		e.Set("Redis.Port", strconv.Itoa(port))
+		defer e.Set("Storage.DaoName", "bolt")
+		code, out := startFails(e)
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
@@ -117,9 +118,9 @@ func TestStartupErrors(t *testing.T) {
 	})
 	t.Run("purged binlog", func(t *testing.T) {
 		// Move the server two binlogs on and purge the checkpoint's file.
-		e.db.Exec(t, "FLUSH BINARY LOGS", "INSERT INTO shop.t VALUES (2)", "FLUSH BINARY LOGS")
+		e.DB.Exec(t, "FLUSH BINARY LOGS", "INSERT INTO shop.t VALUES (2)", "FLUSH BINARY LOGS")
 		var current string
-		row := e.db.DB(t).QueryRow("SHOW MASTER STATUS")
+		row := e.DB.DB(t).QueryRow("SHOW MASTER STATUS")
 		var pos int64
 		var a, b string
 		if err := row.Scan(&current, &pos, &a, &b); err != nil {
@@ -129,10 +130,10 @@ func TestStartupErrors(t *testing.T) {
 		// producer's dump thread may linger for a moment.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			e.db.Exec(t, "PURGE BINARY LOGS TO '"+current+"'")
+			e.DB.Exec(t, "PURGE BINARY LOGS TO '"+current+"'")
 			var first string
 			var size int64
-			if err := e.db.DB(t).QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
+			if err := e.DB.DB(t).QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
 				t.Fatal(err)
 			}
 			if first == current {
@@ -143,7 +144,7 @@ func TestStartupErrors(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		code, out := e.startFails()
+		code, out := startFails(e)
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
@@ -151,17 +152,17 @@ func TestStartupErrors(t *testing.T) {
 		unchanged(t)
 	})
 	t.Run("corrupt bolt file", func(t *testing.T) {
-		path := filepath.Join(e.dir, "pos.db")
+		path := filepath.Join(e.Dir, "pos.db")
 		garbage := bytes.Repeat([]byte("not a bolt database "), 300)
 		if err := os.WriteFile(path, garbage, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		code, out := e.startFails()
+		code, out := startFails(e)
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
 		mustContain(t, out, path, "dbsync will not guess a position")
-		if !bytes.Equal(e.boltBytes(), garbage) {
+		if !bytes.Equal(boltBytes(e), garbage) {
 			t.Error("the corrupt file was modified")
 		}
 		if strings.Contains(out, "NO CHECKPOINT FOUND") {

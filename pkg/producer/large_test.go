@@ -3,6 +3,8 @@ package producer_test
 import (
 	"testing"
 	"time"
+
+	"github.com/dbsync/dbsync/internal/e2e"
 )
 
 // TestLargeTransactionBoundedMemory streams one 200,000-row transaction and
@@ -13,19 +15,19 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	t.Parallel()
 	const rows = 200_000
 	e := newEnv(t)
-	e.db.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.t (id INT PRIMARY KEY, payload VARCHAR(200))")
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
+	e.DB.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.t (id INT PRIMARY KEY, payload VARCHAR(200))")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
 	start := time.Now()
-	e.db.Exec(t, "INSERT INTO big.t SELECT seq, REPEAT('x', 200) FROM big.seq_1_to_200000")
+	e.DB.Exec(t, "INSERT INTO big.t SELECT seq, REPEAT('x', 200) FROM big.seq_1_to_200000")
 	committed := time.Now()
-	e.waitFor("big.t", rows, 5*time.Minute)
+	e.WaitFor("big.t", rows, 5*time.Minute)
 	delivered := time.Now()
-	peak := p.peakRSS()
-	if code := p.stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.output())
+	peak := p.PeakRSS()
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
-	if n := e.stan.ChannelCount(t, "big.t"); n != rows {
+	if n := e.Stan.ChannelCount(t, "big.t"); n != rows {
 		t.Fatalf("%d messages, want exactly %d", n, rows)
 	}
 	t.Logf("200k-row transaction: commit took %s, delivered %s after commit (%.0f rows/s end to end including the read of the binlog), producer peak RSS %.1f MiB",

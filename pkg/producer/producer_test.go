@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/dbsync/dbsync/internal/e2e"
 )
 
 // TestSameNamedTablesInTwoDatabases: inserts, updates and deletes on a.items
@@ -12,29 +14,29 @@ import (
 func TestSameNamedTablesInTwoDatabases(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.db.Exec(t,
+	e.DB.Exec(t,
 		"CREATE DATABASE a", "CREATE DATABASE b",
 		"CREATE TABLE a.items (id INT PRIMARY KEY, name VARCHAR(20))",
 		"CREATE TABLE b.items (id INT PRIMARY KEY, name VARCHAR(20))")
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
-	e.db.Exec(t,
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	e.DB.Exec(t,
 		"INSERT INTO a.items VALUES (1, 'a1'), (2, 'a2')",
 		"INSERT INTO b.items VALUES (1, 'b1')",
 		"UPDATE a.items SET name = 'a1x' WHERE id = 1",
 		"DELETE FROM b.items WHERE id = 1",
 		"DELETE FROM a.items WHERE id = 2")
-	e.waitFor("a.items", 4, 30*time.Second)
-	e.waitFor("b.items", 2, 30*time.Second)
-	if code := p.stop(); code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, p.output())
+	e.WaitFor("a.items", 4, 30*time.Second)
+	e.WaitFor("b.items", 2, 30*time.Second)
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, p.Output())
 	}
 	want := map[string][]string{
 		"a.items": {"insert 1 a1", "insert 2 a2", "update 1 a1x", "delete 2 a2"},
 		"b.items": {"insert 1 b1", "delete 1 b1"},
 	}
 	for subject, rows := range want {
-		got := e.read(subject)
+		got := e.Read(subject)
 		if len(got) != len(rows) {
 			t.Fatalf("%s: %d messages, want %d", subject, len(got), len(rows))
 		}
@@ -43,7 +45,7 @@ func TestSameNamedTablesInTwoDatabases(t *testing.T) {
 			if env.Type == "delete" {
 				img = env.Before
 			}
-			s := fmt.Sprintf("%s %d %s", env.Type, intField(t, img, "id"), img["name"][1:len(img["name"])-1])
+			s := fmt.Sprintf("%s %d %s", env.Type, e2e.IntField(t, img, "id"), img["name"][1:len(img["name"])-1])
 			if s != rows[i] {
 				t.Errorf("%s message %d: %s, want %s", subject, i, s, rows[i])
 			}
@@ -62,44 +64,27 @@ func TestSameNamedTablesInTwoDatabases(t *testing.T) {
 func TestCleanRestartDeliversNoDuplicate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(20))")
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(20))")
 	for round := 0; round < 3; round++ {
-		p := e.start()
-		waitLog(t, p, "binlog stream started")
+		p := e.Start()
+		e2e.WaitLog(t, p, "binlog stream started")
 		for i := 0; i < 50; i++ {
 			id := round*50 + i
-			e.db.Exec(t, fmt.Sprintf("INSERT INTO shop.orders VALUES (%d, 'r%d')", id, round))
+			e.DB.Exec(t, fmt.Sprintf("INSERT INTO shop.orders VALUES (%d, 'r%d')", id, round))
 		}
-		e.waitFor("shop.orders", (round+1)*50, 30*time.Second)
-		if code := p.stop(); code != 0 {
-			t.Fatalf("round %d: exit %d; stderr:\n%s", round, code, p.output())
+		e.WaitFor("shop.orders", (round+1)*50, 30*time.Second)
+		if code := p.Stop(); code != 0 {
+			t.Fatalf("round %d: exit %d; stderr:\n%s", round, code, p.Output())
 		}
 	}
-	got := e.read("shop.orders")
+	got := e.Read("shop.orders")
 	if len(got) != 150 {
 		t.Fatalf("%d messages after three clean runs, want 150 (no duplicate)", len(got))
 	}
 	for i, env := range got {
-		if id := intField(t, env.After, "id"); id != int64(i) {
+		if id := e2e.IntField(t, env.After, "id"); id != int64(i) {
 			t.Fatalf("message %d has id %d", i, id)
 		}
-	}
-}
-
-// waitLog waits until the producer's log contains s.
-func waitLog(t testing.TB, p *proc, s string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !contains(p.output(), s) {
-		select {
-		case <-p.done:
-			t.Fatalf("producer exited before logging %q: %v\n%s", s, p.err, p.output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("producer did not log %q within 30s:\n%s", s, p.output())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -112,23 +97,23 @@ func TestFirstStart(t *testing.T) {
 		t.Run(startAt, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			e.set("Mysql.StartAt", startAt)
-			e.db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.early (id INT PRIMARY KEY)",
+			e.Set("Mysql.StartAt", startAt)
+			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.early (id INT PRIMARY KEY)",
 				"INSERT INTO shop.early VALUES (1), (2)")
-			p := e.start()
-			waitLog(t, p, "NO CHECKPOINT FOUND")
-			waitLog(t, p, "binlog stream started")
-			e.db.Exec(t, "INSERT INTO shop.early VALUES (3)")
+			p := e.Start()
+			e2e.WaitLog(t, p, "NO CHECKPOINT FOUND")
+			e2e.WaitLog(t, p, "binlog stream started")
+			e.DB.Exec(t, "INSERT INTO shop.early VALUES (3)")
 			want := 1
 			if startAt == "oldest" {
 				want = 3
 			}
-			e.waitFor("shop.early", want, 30*time.Second)
-			if code := p.stop(); code != 0 {
-				t.Fatalf("exit %d:\n%s", code, p.output())
+			e.WaitFor("shop.early", want, 30*time.Second)
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
 			}
-			got := e.read("shop.early")
-			if len(got) != want || intField(t, got[len(got)-1].After, "id") != 3 {
+			got := e.Read("shop.early")
+			if len(got) != want || e2e.IntField(t, got[len(got)-1].After, "id") != 3 {
 				t.Fatalf("%d messages, want %d ending with id 3", len(got), want)
 			}
 		})

@@ -2,8 +2,11 @@ package producer_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbsync/dbsync/internal/e2e"
 )
 
 // TestBrokerOutageReplaysFromCheckpoint stops the broker under a write load
@@ -12,28 +15,28 @@ import (
 func TestBrokerOutageReplaysFromCheckpoint(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.db.Exec(t, "CREATE DATABASE wl")
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
-	l := startLoad(t, e.db.DB(t), 2)
+	e.DB.Exec(t, "CREATE DATABASE wl")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	l := e2e.StartLoad(t, e.DB.DB(t), 2)
 	time.Sleep(500 * time.Millisecond)
-	e.stan.Shutdown(t)
+	e.Stan.Shutdown(t)
 	time.Sleep(3 * time.Second)
-	e.stan.Restart(t)
+	e.Stan.Restart(t)
 	time.Sleep(time.Second)
-	committed := l.finish()
+	committed := l.Finish()
 	for i := range committed {
-		e.waitDistinct(subjectOf(i), len(committed[i]), 2*time.Minute)
+		e.WaitDistinct(subjectOf(i), len(committed[i]), 2*time.Minute)
 	}
-	if code := p.stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.output())
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
-	if !contains(p.output(), "resuming from the last checkpoint") {
-		t.Errorf("the producer did not report the outage:\n%s", p.output())
+	if !strings.Contains(p.Output(), "resuming from the last checkpoint") {
+		t.Errorf("the producer did not report the outage:\n%s", p.Output())
 	}
 	total := 0
 	for i := range committed {
-		checkDelivery(t, subjectOf(i), committed[i], e.read(subjectOf(i)))
+		checkDelivery(t, subjectOf(i), committed[i], e.Read(subjectOf(i)))
 		total += len(committed[i])
 	}
 	t.Logf("broker down 3s under load: %d rows committed, all delivered in order", total)
@@ -46,22 +49,22 @@ func subjectOf(table int) string { return "wl.t" + string(rune('0'+table)) }
 func TestExcludedTablesPublishNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.set("Tables.Exclude", []string{"shop.secret_*"})
-	e.db.Exec(t, "CREATE DATABASE shop",
+	e.Set("Tables.Exclude", []string{"shop.secret_*"})
+	e.DB.Exec(t, "CREATE DATABASE shop",
 		"CREATE TABLE shop.secret_keys (id INT PRIMARY KEY)",
 		"CREATE TABLE shop.orders (id INT PRIMARY KEY)")
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
-	e.db.Exec(t, "INSERT INTO shop.secret_keys VALUES (1)", "INSERT INTO shop.orders VALUES (1)",
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	e.DB.Exec(t, "INSERT INTO shop.secret_keys VALUES (1)", "INSERT INTO shop.orders VALUES (1)",
 		"INSERT INTO shop.secret_keys VALUES (2)", "INSERT INTO shop.orders VALUES (2)")
-	e.waitFor("shop.orders", 2, 30*time.Second)
-	if code := p.stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.output())
+	e.WaitFor("shop.orders", 2, 30*time.Second)
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
-	if slices.Contains(e.stan.Channels(t), "shop.secret_keys") {
+	if slices.Contains(e.Stan.Channels(t), "shop.secret_keys") {
 		t.Fatal("an excluded table was published")
 	}
-	if n := e.stan.ChannelCount(t, "shop.orders"); n != 2 {
+	if n := e.Stan.ChannelCount(t, "shop.orders"); n != 2 {
 		t.Fatalf("shop.orders holds %d messages, want 2", n)
 	}
 }
@@ -72,25 +75,25 @@ func TestExcludedTablesPublishNothing(t *testing.T) {
 func TestCheckpointAtRotationAndDDL(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.set("Batch.MaxWait", "1h") // only the rotation or DDL itself may flush
-	e.set("Batch.FlushWhenIdle", false)
-	p := e.start()
-	waitLog(t, p, "binlog stream started")
-	e.db.Exec(t, "FLUSH BINARY LOGS")
+	e.Set("Batch.MaxWait", "1h") // only the rotation or DDL itself may flush
+	e.Set("Batch.FlushWhenIdle", false)
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	e.DB.Exec(t, "FLUSH BINARY LOGS")
 	var file string
 	var pos int64
 	var a, b string
-	if err := e.db.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+	if err := e.DB.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
 		t.Fatal(err)
 	}
 	waitCheckpointLog(t, p, file+":4")
-	e.db.Exec(t, "CREATE DATABASE ddl_test")
-	if err := e.db.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
+	e.DB.Exec(t, "CREATE DATABASE ddl_test")
+	if err := e.DB.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &a, &b); err != nil {
 		t.Fatal(err)
 	}
 	waitCheckpointLog(t, p, file+":"+itoa(pos))
-	p.kill()
-	cp, err := e.checkpoint()
+	p.Kill()
+	cp, err := e.Checkpoint()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +103,9 @@ func TestCheckpointAtRotationAndDDL(t *testing.T) {
 }
 
 // waitCheckpointLog waits for the producer's debug log of a saved checkpoint.
-func waitCheckpointLog(t *testing.T, p *proc, pos string) {
+func waitCheckpointLog(t *testing.T, p *e2e.Proc, pos string) {
 	t.Helper()
-	waitLog(t, p, `msg="checkpoint saved" checkpoint="`+pos)
+	e2e.WaitLog(t, p, `msg="checkpoint saved" checkpoint="`+pos)
 }
 
 func itoa(n int64) string {
