@@ -7,7 +7,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +28,7 @@ func TestTypeContract(t *testing.T) {
 		t.Run(metadata, func(t *testing.T) {
 			t.Parallel()
 			db := testenv.StartMariaDB(t, testenv.MariaDBOptions{RowMetadata: metadata})
-			got := captureEnvelopes(t, db, readStatements(t, "testdata/all_types.sql"), 5)
+			got := captureEnvelopes(t, db, testenv.ReadSQLFile(t, "testdata/all_types.sql"), 5)
 			compareGolden(t, "all_types", got)
 		})
 	}
@@ -135,29 +134,6 @@ func normalize(t *testing.T, r Row) json.RawMessage {
 	}
 	b.WriteString("}")
 	return b.Bytes()
-}
-
-// readStatements reads a file of SQL statements separated by lines holding
-// only ";" (lines starting with "--" are comments).
-func readStatements(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, stmt := range strings.Split(string(b), "\n;\n") {
-		var lines []string
-		for _, l := range strings.Split(stmt, "\n") {
-			if !strings.HasPrefix(l, "--") {
-				lines = append(lines, l)
-			}
-		}
-		if s := strings.TrimSpace(strings.Join(lines, "\n")); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func itoa(v uint32) string { return string(appendUint(nil, v)) }
