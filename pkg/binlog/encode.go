@@ -185,8 +185,8 @@ func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
 }
 
 // appendText writes a character column's bytes as a UTF-8 JSON string,
-// converting from the column's character set. A character set dbsync cannot
-// convert is an error unless the bytes are already valid UTF-8.
+// converting from the column's character set (buildTable admits only the
+// ones handled here).
 func appendText(b []byte, c *column, s string) ([]byte, error) {
 	switch c.charset {
 	case "latin1":
@@ -194,10 +194,7 @@ func appendText(b []byte, c *column, s string) ([]byte, error) {
 	case "utf8", "utf8mb3", "utf8mb4", "ascii":
 		return appendJSONString(b, s), nil
 	}
-	if !utf8.ValidString(s) {
-		return nil, fmt.Errorf("character set %q is not supported and the value is not valid UTF-8: convert the column to utf8mb4", c.charset)
-	}
-	return appendJSONString(b, s), nil
+	return nil, fmt.Errorf("character set %q is not supported: convert the column to utf8mb4", c.charset)
 }
 
 // cp1252 maps the bytes 0x80-0x9F of MySQL's latin1 (which is Windows-1252)

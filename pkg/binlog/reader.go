@@ -137,6 +137,9 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		if err != nil {
 			return err
 		}
+		if out1 == nil && stopping && !st.inTx {
+			return nil
+		}
 		if out1 != nil {
 			select {
 			case out <- *out1:
@@ -189,19 +192,32 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 		st.gtid = e.GTID.String()
 		st.inTx = !e.IsStandalone()
 	case *replication.GTIDEvent:
-		if next, err := e.GTIDNext(); err == nil {
-			st.gtid = next.String()
+		st.gtid = mysqlGTID(e)
+	case *replication.GtidTaggedLogEvent:
+		st.gtid = mysqlGTID(&e.GTIDEvent)
+	case *replication.TransactionPayloadEvent:
+		return nil, &FatalError{Err: fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet; "+
+			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)", st.file, h.LogPos-h.EventSize)}
+	case *replication.GenericEvent:
+		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
+			// The end of an XA transaction's first phase: its rows are in
+			// the binlog, the group is complete.
+			return boundary(false), nil
 		}
 	case *replication.QueryEvent:
 		q := strings.TrimSpace(string(e.Query))
-		switch {
-		case strings.EqualFold(q, "BEGIN"):
+		switch queryKind(q) {
+		case queryBegin:
 			st.inTx = true
-		case strings.EqualFold(q, "COMMIT") || strings.EqualFold(q, "ROLLBACK"):
+		case queryCommit:
 			return boundary(false), nil
-		case st.inTx:
-			// SAVEPOINT and friends inside a transaction.
-		default:
+		case queryInTx:
+			// SAVEPOINT, XA START/END: framing inside a transaction.
+			st.inTx = true
+		case queryOther:
+			if st.inTx {
+				break // a statement logged inside a transaction
+			}
 			// DDL (or another statement logged on its own): the table
 			// definitions may have changed.
 			r.tables = map[uint64]*table{}
@@ -218,6 +234,46 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 		return r.rows(st, h, e)
 	}
 	return nil, nil
+}
+
+// mysqlGTID renders a MySQL GTID event's GTID, or "" for the anonymous
+// transactions of a server with gtid_mode=OFF.
+func mysqlGTID(e *replication.GTIDEvent) string {
+	next, err := e.GTIDNext()
+	if err != nil {
+		return ""
+	}
+	g := next.String()
+	if strings.HasPrefix(g, "00000000-0000-0000-0000-000000000000") {
+		return ""
+	}
+	return g
+}
+
+type queryClass int
+
+const (
+	queryOther  queryClass = iota // DDL or another statement logged on its own
+	queryBegin                    // opens a transaction
+	queryCommit                   // ends one: a boundary
+	queryInTx                     // framing inside a transaction
+)
+
+// queryKind classifies a Query event's statement for transaction framing.
+func queryKind(q string) queryClass {
+	upper := strings.ToUpper(q)
+	switch {
+	case upper == "BEGIN", strings.HasSuffix(upper, "START TRANSACTION"):
+		// MySQL 8.0.21+ logs CREATE TABLE ... SELECT as
+		// "CREATE TABLE ... START TRANSACTION", rows, XID.
+		return queryBegin
+	case upper == "COMMIT", upper == "ROLLBACK", strings.HasPrefix(upper, "XA COMMIT"), strings.HasPrefix(upper, "XA ROLLBACK"):
+		return queryCommit
+	case strings.HasPrefix(upper, "XA START"), strings.HasPrefix(upper, "XA BEGIN"), strings.HasPrefix(upper, "XA END"),
+		strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"), strings.HasPrefix(upper, "RELEASE SAVEPOINT"):
+		return queryInTx
+	}
+	return queryOther
 }
 
 func truncate(s string, n int) string {

@@ -96,12 +96,17 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 	n := int(tm.ColumnCount)
 	names := tm.ColumnNameString()
 	fromBinlog := len(names) == n
+	if strings.ContainsAny(db+name, ". *>\t\r\n") {
+		return nil, &SchemaError{DB: db, Table: name, Reason: "the name contains a character that cannot be part of a broker subject " +
+			"(dot, space, '*' or '>'); exclude the table with Tables.Exclude or rename it"}
+	}
 	if !fromBinlog {
-		if info == nil || len(info.columns) != n {
-			have := 0
-			if info != nil {
-				have = len(info.columns)
-			}
+		if info == nil {
+			return nil, &SchemaError{DB: db, Table: name, Reason: "the table no longer exists and the server does not log column names; " +
+				"set binlog_row_metadata=FULL on the server (SET GLOBAL binlog_row_metadata=FULL) so rows carry their own column names"}
+		}
+		if len(info.columns) != n {
+			have := len(info.columns)
 			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
 				"the binlog row has %d columns but the table now has %d, and the server does not log column names; "+
 					"the table changed after these rows were written. Set binlog_row_metadata=FULL on the server "+
@@ -148,6 +153,9 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 			charset = ic.charset
 		}
 		c.charset = charset
+		if err := checkCharset(charset); err != nil {
+			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
+		}
 		if v, ok := enums[i]; ok {
 			c.values = v
 		} else if v, ok := sets[i]; ok {
@@ -206,6 +214,16 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 		t.pkJSON = append(t.pkJSON, ']')
 	}
 	return t, nil
+}
+
+// checkCharset accepts the character sets dbsync converts to UTF-8 exactly.
+func checkCharset(cs string) error {
+	switch cs {
+	case "", "binary", "utf8", "utf8mb3", "utf8mb4", "ascii", "latin1":
+		return nil
+	}
+	return fmt.Errorf("character set %s is not supported (dbsync converts utf8, utf8mb4, ascii and latin1 exactly): "+
+		"convert the column to utf8mb4, or exclude the table with Tables.Exclude", cs)
 }
 
 func charsetKnown(a, b map[int]uint64, i int, ic *infoColumn) bool {

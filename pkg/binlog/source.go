@@ -79,10 +79,13 @@ func (c *Config) classify(err error) error {
 	case errSpecificAccess:
 		return &FatalError{Err: fmt.Errorf("MySQL user %q at %s lacks a privilege: %w (GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user)", c.User, c.addr(), err)}
 	case errMasterFatalBinlog:
-		return &FatalError{Err: fmt.Errorf("MySQL at %s cannot send the binlog from the checkpoint: %w", c.addr(), err)}
+		return &FatalError{Err: fmt.Errorf("MySQL at %s stopped sending the binlog (the server's reason follows; a purged binlog, a different binlog history, or another replica using server_id %d): %w", c.addr(), c.ServerID, err)}
 	}
 	return err
 }
+
+// adminQueryTimeout bounds each read and write of an administrative query.
+const adminQueryTimeout = 30 * time.Second
 
 // Source is an administrative connection to the server: flavor, positions,
 // binlog inventory and table metadata.
@@ -132,6 +135,9 @@ func (s *Source) connect(ctx context.Context) error {
 		timeout = 10 * time.Second
 	}
 	conn, err := client.ConnectWithContext(ctx, s.cfg.addr(), s.cfg.User, s.cfg.Password, "", timeout, func(c *client.Conn) error {
+		// A server that stops answering must not hang a query (and with it
+		// a graceful stop) forever.
+		c.ReadTimeout, c.WriteTimeout = adminQueryTimeout, adminQueryTimeout
 		if s.cfg.Charset != "" {
 			return c.SetCharset(s.cfg.Charset)
 		}
@@ -234,6 +240,10 @@ func (s *Source) BinaryLogs() ([]BinlogFile, error) {
 // CurrentPosition is where the server's binlog ends now.
 func (s *Source) CurrentPosition() (position.Position, error) {
 	r, err := s.execute("SHOW MASTER STATUS")
+	if err != nil && s.flavor == mysql.MySQLFlavor {
+		// MySQL 8.4 renamed it.
+		r, err = s.execute("SHOW BINARY LOG STATUS")
+	}
 	if err != nil {
 		return position.Position{}, err
 	}
@@ -322,11 +332,19 @@ func (s *Source) CheckReplicable() error {
 	if !strings.EqualFold(format, "ROW") {
 		problems = append(problems, fmt.Errorf("binlog_format is %s: dbsync needs ROW (SET GLOBAL binlog_format='ROW' and set it in the server's config)", format))
 	}
+	if compression, err := s.Variable("binlog_transaction_compression"); err == nil && strings.EqualFold(compression, "ON") {
+		problems = append(problems, errors.New("binlog_transaction_compression is ON: dbsync does not read compressed transactions yet (SET GLOBAL binlog_transaction_compression=OFF)"))
+	}
 	if s.serverID == s.cfg.ServerID {
 		problems = append(problems, fmt.Errorf("the server's own server_id is %d, the same as Mysql.ServerID: pick another Mysql.ServerID", s.serverID))
 	}
 	if len(problems) > 0 {
 		return &FatalError{Err: fmt.Errorf("MySQL at %s cannot be streamed: %w", s.cfg.addr(), errors.Join(problems...))}
+	}
+	if metadata, err := s.Variable("binlog_row_metadata"); err == nil && metadata != "" && !strings.EqualFold(metadata, "FULL") {
+		s.log.WithField("binlog_row_metadata", metadata).Warn("binlog_row_metadata is not FULL: column names come from information_schema, " +
+			"which is right only while the table is unchanged since the rows were written (a renamed or reordered column of the same type " +
+			"would go unnoticed). SET GLOBAL binlog_row_metadata=FULL")
 	}
 	return nil
 }

@@ -36,6 +36,10 @@ type MessageQueue interface {
 // been stored; the caller replays them.
 var ErrConnectionLost = errors.New("mq: broker connection lost")
 
+// ErrRejected reports a message the broker can never accept (larger than
+// its maximum payload, or an invalid subject); retrying cannot help.
+var ErrRejected = errors.New("mq: the broker cannot accept this message")
+
 // ErrClosed reports a Publish on a MessageQueue that was closed.
 var ErrClosed = errors.New("mq: message queue is closed")
 

@@ -443,7 +443,10 @@ send:
 			// Only an oversized message or a bad subject is the message's
 			// fault; anything else (closed, reconnecting, a failed write)
 			// means the connection is gone.
-			if !errors.Is(err, nats.ErrMaxPayload) && !errors.Is(err, nats.ErrBadSubject) {
+			if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+				sendErr = fmt.Errorf("%w (%d bytes; raise the server's max_payload, or exclude the table with Tables.Exclude): %w",
+					ErrRejected, len(m.Data), sendErr)
+			} else {
 				sess.markLost(err)
 				sendErr = fmt.Errorf("%w: %w", ErrConnectionLost, sendErr)
 			}

@@ -214,6 +214,9 @@ func (p *Producer) Run(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := p.runOnce(hard, ctx.Done())
+		if isFatal(err) {
+			return err
+		}
 		if ctx.Err() != nil {
 			if err != nil {
 				return fmt.Errorf("graceful stop incomplete (unacknowledged messages are published again at the next start): %w", err)
@@ -224,9 +227,6 @@ func (p *Producer) Run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("binlog stream ended unexpectedly")
 		}
-		if binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) {
-			return err
-		}
 		if time.Since(started) > time.Minute {
 			backoff = p.opts.RetryMin
 		}
@@ -234,10 +234,16 @@ func (p *Producer) Run(ctx context.Context) error {
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
+			p.log.Warn("stopped while waiting to resume: messages published after the last checkpoint are published again at the next start")
 			return nil
 		}
 		backoff = min(backoff*2, p.opts.RetryMax)
 	}
+}
+
+// isFatal reports errors that retrying cannot fix.
+func isFatal(err error) bool {
+	return binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, mq.ErrRejected)
 }
 
 // runOnce is one pass from the stored checkpoint.

@@ -114,3 +114,41 @@ func itoa(n int64) string {
 	}
 	return itoa(n/10) + string(rune('0'+n%10))
 }
+
+// TestUnsupportedCharsetHalts: a column in a character set dbsync cannot
+// convert exactly stops the producer with an error naming the table, the
+// column and the fix, and the checkpoint stays before the row.
+func TestUnsupportedCharsetHalts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.legacy (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET gbk)")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	e.DB.Exec(t, "INSERT INTO shop.legacy VALUES (1, 'x')")
+	if code := p.Wait(30 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
+	}
+	for _, want := range []string{"shop.legacy", `column \"name\"`, "gbk", "utf8mb4", "Tables.Exclude"} {
+		if !strings.Contains(p.Output(), want) {
+			t.Errorf("output lacks %q:\n%s", want, p.Output())
+		}
+	}
+	if e.Stan.ChannelCount(t, "shop.legacy") != 0 {
+		t.Error("the row was published")
+	}
+	before, err := e.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = e.Start() // still refuses: the row is still owed
+	if code := p.Wait(30 * time.Second); code != 1 {
+		t.Fatalf("restart exit %d, want 1", code)
+	}
+	after, err := e.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatalf("checkpoint moved from %s to %s past an unpublished row", before, after)
+	}
+}
