@@ -28,10 +28,13 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run consumes until ctx is done; it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("consumer", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	url := flags.String("url", "nats://127.0.0.1:4222", "NATS Streaming server URL")
@@ -62,6 +65,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "consumer: -from %q: want first or new\n", *from)
 		return 2
 	}
+	out := bufio.NewWriter(stdout)
+	var mu sync.Mutex
+	printLine := func(_ context.Context, _ *envelope.Envelope, raw []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		out.Write(raw)
+		out.WriteByte('\n')
+		return out.Flush()
+	}
+	var tables [][2]string
+	for _, arg := range flags.Args() {
+		db, table, ok := strings.Cut(arg, ".")
+		if !ok || db == "" || table == "" {
+			fmt.Fprintf(stderr, "consumer: %q is not db.table\n", arg)
+			return 2
+		}
+		tables = append(tables, [2]string{db, table})
+	}
 	log := logrus.New()
 	log.SetOutput(stderr)
 	c, err := client.NewClient(client.Config{ClusterID: *cluster, ClientID: *clientID, Host: *url, Prefix: *prefix, StartAt: start, Logger: log})
@@ -71,28 +92,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer c.Close()
 
-	out := bufio.NewWriter(stdout)
-	var mu sync.Mutex
-	print := func(_ context.Context, _ *envelope.Envelope, raw []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		out.Write(raw)
-		out.WriteByte('\n')
-		return out.Flush()
-	}
-	for _, arg := range flags.Args() {
-		db, table, ok := strings.Cut(arg, ".")
-		if !ok || db == "" || table == "" {
-			fmt.Fprintf(stderr, "consumer: %q is not db.table\n", arg)
-			return 2
-		}
-		if _, err := c.SubscribeEnvelope(db, table, print); err != nil {
+	for _, t := range tables {
+		if _, err := c.SubscribeEnvelope(t[0], t[1], printLine); err != nil {
 			fmt.Fprintf(stderr, "consumer: %v\n", err)
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	return 0
 }

@@ -89,8 +89,9 @@ func (r *recorder) waitCount(t *testing.T, n int, timeout time.Duration) {
 	}
 }
 
-// TestHandlerFailureKeepsOrder: a handler that fails twice gets the same
-// change a third time, and later changes of the table wait for it.
+// TestHandlerFailureKeepsOrder: a handler that fails twice (an error, then a
+// panic) gets the same change a third time, and later changes of the table
+// wait for it.
 func TestHandlerFailureKeepsOrder(t *testing.T) {
 	t.Parallel()
 	e, _ := newEnv(t)
@@ -104,8 +105,11 @@ func TestHandlerFailureKeepsOrder(t *testing.T) {
 	attempts := map[int64]int{}
 	_, err := client.Subscribe(c, "shop", "item", func(ctx context.Context, ch client.Change[Item]) error {
 		attempts[ch.After.ID]++
-		if ch.After.ID == 1 && attempts[1] <= 2 {
+		if ch.After.ID == 1 && attempts[1] == 1 {
 			return errFailing
+		}
+		if ch.After.ID == 1 && attempts[1] == 2 {
+			panic("handler bug") // a panic counts as a failure too
 		}
 		rec.add(ch.After.ID)
 		return nil
@@ -123,7 +127,8 @@ func TestHandlerFailureKeepsOrder(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "shop.item") || !strings.Contains(errs[0].Error(), "attempt 1") {
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "shop.item") || !strings.Contains(errs[0].Error(), "attempt 1") ||
+		!strings.Contains(errs[1].Error(), "handler panicked: handler bug") {
 		t.Fatalf("errors reported: %v", errs)
 	}
 }

@@ -303,6 +303,16 @@ func TestDecodeGoldenAltTypes(t *testing.T) {
 	decCheck(t, "Ts6", r.Ts6, decTestDeletedAt{Time: time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC), Valid: true})
 	decCheck(t, "Vbin", r.Vbin, [5]byte{0xde, 0xad, 0xbe, 0xef, 0})
 
+	// The NULL row zeroes every field, including decimal.Decimal (whose Scan
+	// refuses nil) and a TextUnmarshaler-only ENUM type.
+	nulls := r
+	if err := d.Decode(&nulls, "shop.all_types", decGolden(t)[1].After, ins.Binary); err != nil {
+		t.Fatalf("Decode NULL row: %v", err)
+	}
+	if !reflect.DeepEqual(nulls, decAltTypes{}) {
+		t.Errorf("NULL row = %+v, want the zero value", nulls)
+	}
+
 	var s decJSONStruct
 	if err := decMustDecoder(t, reflect.TypeFor[decJSONStruct](), DecodeOptions{}).Decode(&s, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode into a struct for the JSON column: %v", err)
@@ -585,6 +595,8 @@ func TestDecodeFieldErrors(t *testing.T) {
 	}{
 		{"qty", `300`, "Order.Qty", "int8", "value 300 overflows int8", nil},
 		{"qty", `-129`, "Order.Qty", "int8", "overflows int8", nil},
+		{"qty", `128`, "Order.Qty", "int8", "overflows int8", nil},
+		{"n", `-0.5`, "Order.N", "uint", "not a whole number", nil},
 		{"n", `-1`, "Order.N", "uint", "negative", nil},
 		{"count", `"abc"`, "Order.Count", "int", "not a number", nil},
 		{"count", `1.5`, "Order.Count", "int", "not a whole number", nil},
@@ -802,6 +814,37 @@ func BenchmarkDecode(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := d.Decode(&o, "shop.orders", env.After, env.Binary); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestDecodeConcurrent(t *testing.T) {
+	ins := decGolden(t)[0]
+	d := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{})
+	var want decAllTypes
+	if err := d.Decode(&want, "shop.all_types", ins.After, ins.Binary); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				var r decAllTypes
+				if err := d.Decode(&r, "shop.all_types", ins.After, ins.Binary); err != nil {
+					errs <- err
+					return
+				}
+				if !reflect.DeepEqual(r, want) {
+					errs <- errors.New("concurrent decode differs")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

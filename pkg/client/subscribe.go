@@ -100,19 +100,29 @@ func Decode[T any](msg []byte, opts DecodeOptions) (Change[T], error) {
 func decodeChange[T any](dec *Decoder, env *envelope.Envelope) (Change[T], error) {
 	ch := Change[T]{Type: env.Type, DB: env.DB, Table: env.Table, ID: env.ID, Source: env.Source, CommitTime: env.Source.TS}
 	table := env.DB + "." + env.Table
+	binary := binaryColumns(env)
 	if env.Before != nil {
 		ch.Before = new(T)
-		if err := dec.Decode(ch.Before, table, env.Before, env.Binary); err != nil {
+		if err := dec.Decode(ch.Before, table, env.Before, binary); err != nil {
 			return Change[T]{}, err
 		}
 	}
 	if env.After != nil {
 		ch.After = new(T)
-		if err := dec.Decode(ch.After, table, env.After, env.Binary); err != nil {
+		if err := dec.Decode(ch.After, table, env.After, binary); err != nil {
 			return Change[T]{}, err
 		}
 	}
 	return ch, nil
+}
+
+// binaryColumns returns the envelope's base64 columns; a v1 envelope leaves
+// "binary" out when the table has none, so nil means none (not unknown).
+func binaryColumns(env *envelope.Envelope) []string {
+	if env.Binary == nil {
+		return []string{}
+	}
+	return env.Binary
 }
 
 // Register is the original dbsync API: it consumes the table model maps to
@@ -163,7 +173,7 @@ func Build(before, after any, msg []byte) error {
 		if err != nil {
 			return fmt.Errorf("Build: %w", err)
 		}
-		if err := dec.Decode(x.dst, table, x.img, env.Binary); err != nil {
+		if err := dec.Decode(x.dst, table, x.img, binaryColumns(env)); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbsync/dbsync/internal/testenv"
+)
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestPrintsJSONLines: the consumer prints every change of the named tables,
+// one envelope per line, in order, and nothing of other tables.
+func TestPrintsJSONLines(t *testing.T) {
+	srv := testenv.StartStan(t)
+	sc := srv.Conn(t, "")
+	msgs := []string{
+		`{"v":1,"id":"f.000001:100:0","source":{"name":"x","server_id":1,"file":"f.000001","pos":100,"row":0,"ts":"2026-11-21T19:00:00Z"},"db":"shop","table":"orders","type":"insert","pk":["id"],"after":{"id":1}}`,
+		`{"v":1,"id":"f.000001:200:0","source":{"name":"x","server_id":1,"file":"f.000001","pos":200,"row":0,"ts":"2026-11-21T19:00:01Z"},"db":"shop","table":"orders","type":"delete","pk":["id"],"before":{"id":1}}`,
+	}
+	for _, m := range msgs {
+		if err := sc.Publish("shop.orders", []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sc.Publish("shop.other", []byte(msgs[0])); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-url", srv.URL(), "-cluster", srv.ClusterID, "shop.orders"}, &stdout, &stderr) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(stdout.String(), "\n") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("printed %d lines, want 2:\n%s\nstderr: %s", len(lines), stdout.String(), stderr.String())
+	}
+	for i, l := range lines {
+		if !json.Valid([]byte(l)) || l != msgs[i] {
+			t.Errorf("line %d = %s, want %s", i, l, msgs[i])
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"noDot"}, {"-from", "sometime", "a.b"}} {
+		var out, errOut lockedBuffer
+		if code := run(context.Background(), args, &out, &errOut); code != 2 {
+			t.Errorf("args %v: exit %d, want 2", args, code)
+		}
+	}
+}
