@@ -49,7 +49,9 @@ func TestPrintsJSONLines(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"-url", srv.URL(), "-cluster", srv.ClusterID, "shop.orders"}, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"-url", srv.URL(), "-cluster", srv.ClusterID, "shop.orders"}, &stdout, &stderr)
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Count(stdout.String(), "\n") < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
