@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -378,4 +379,31 @@ func head(b [][]byte) []string {
 		out = append(out, string(b[i]))
 	}
 	return out
+}
+
+func TestNATSJetStreamRestartKeepsData(t *testing.T) {
+	t.Parallel()
+	n := StartNATS(t)
+	nc := n.Conn(t)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AddStream(&nats.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish("t.a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	n.Shutdown(t)
+	n.Restart(t)
+	nc2 := n.Conn(t)
+	js2, _ := nc2.JetStream()
+	info, err := js2.StreamInfo("T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages after restart, want 1", info.State.Msgs)
+	}
 }

@@ -43,6 +43,12 @@ func (c *Config) StanURL() string {
 	return scheme + "://" + userinfo + hostPort(h, c.Stan.Port)
 }
 
+// StreamSubjects returns the subjects a JetStream stream must capture:
+// ProName + "*.*" (ProName is empty or ends with ".").
+func (c *Config) StreamSubjects() []string {
+	return []string{c.ProName + "*.*"}
+}
+
 // BoltPath returns the bolt checkpoint file: Bolt.File joined to DataDir when
 // File is relative and DataDir is set, else Bolt.File as given.
 func (c *Config) BoltPath() string {

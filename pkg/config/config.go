@@ -27,12 +27,14 @@ type Config struct {
 	Storage Storage
 	Bolt    Bolt
 	Redis   Redis
-	// MQName selects the message queue: "stan" (the default when empty).
-	MQName string
-	Stan   Stan
-	Batch  Batch
-	Tables Tables
-	Log    Log
+	// MQName selects the message queue: "stan" (the default when empty) or
+	// "jetstream".
+	MQName    string
+	Stan      Stan
+	JetStream JetStream
+	Batch     Batch
+	Tables    Tables
+	Log       Log
 }
 
 // Mysql is the source server dbsync reads the binlog from, posing as a
@@ -103,6 +105,31 @@ type Stan struct {
 	AckTimeout Duration
 }
 
+// JetStream configures the NATS JetStream broker (MQName "jetstream").
+type JetStream struct {
+	// URL of the NATS server, e.g. "nats://nats:4222". Empty starts an
+	// embedded NATS server with JetStream inside the producer (data under
+	// DataDir/nats), listening on Listen.
+	URL string
+	// Listen is the embedded server's address; default "127.0.0.1:4222".
+	Listen string
+	// Stream is the stream holding the changes; default "DBSYNC". It is
+	// created when missing; an existing one must agree with these settings.
+	Stream string
+	// Storage is "file" (default) or "memory".
+	Storage string
+	// Replicas of the stream; default 1.
+	Replicas int
+	// DuplicateWindow is how long the stream remembers message ids to drop
+	// a replayed message; default 2m. Keep it longer than a producer
+	// restart takes.
+	DuplicateWindow Duration
+	// MaxInflight bounds unacknowledged publishes; default 4096.
+	MaxInflight int
+	// AckTimeout is how long to wait for a publish ack; default 30s.
+	AckTimeout Duration
+}
+
 // Batch bounds how many row changes are published before a checkpoint.
 type Batch struct {
 	// MaxRows flushes a batch at this many rows; default 1024.
@@ -151,6 +178,10 @@ const (
 	DefaultMQName          = "stan"
 	DefaultMaxInflight     = 4096
 	DefaultAckTimeout      = 30 * time.Second
+	DefaultJetStreamListen = "127.0.0.1:4222"
+	DefaultJetStreamStream = "DBSYNC"
+	DefaultJetStreamStore  = "file"
+	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultBatchMaxRows    = 1024
 	DefaultBatchMaxWait    = 3 * time.Second
 	DefaultBatchMaxBytes   = 16 << 20
@@ -191,6 +222,10 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Bolt.Timeout, DefaultBoltTimeout)
 	setInt(&c.Stan.MaxInflight, DefaultMaxInflight)
 	setDur(&c.Stan.AckTimeout, DefaultAckTimeout)
+	setInt(&c.JetStream.Replicas, 1)
+	setInt(&c.JetStream.MaxInflight, DefaultMaxInflight)
+	setDur(&c.JetStream.AckTimeout, DefaultAckTimeout)
+	setDur(&c.JetStream.DuplicateWindow, DefaultDuplicateWindow)
 	setInt(&c.Batch.MaxRows, DefaultBatchMaxRows)
 	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
 	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
@@ -212,6 +247,9 @@ func (c *Config) applyStringDefaults() {
 	set(&c.Bolt.File, DefaultBoltFile)
 	set(&c.Bolt.Bucket, DefaultBoltBucket)
 	set(&c.MQName, DefaultMQName)
+	set(&c.JetStream.Listen, DefaultJetStreamListen)
+	set(&c.JetStream.Stream, DefaultJetStreamStream)
+	set(&c.JetStream.Storage, DefaultJetStreamStore)
 	set(&c.Log.Level, DefaultLogLevel)
 	set(&c.Log.Format, DefaultLogFormat)
 	if c.Batch.FlushWhenIdle == nil {

@@ -77,6 +77,8 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 			Host: "nats://nats.default.svc.cluster.local", Port: "4222", ClusterID: "stan", ClientID: "binlogsync",
 			MaxInflight: 4096, AckTimeout: Duration(30 * time.Second),
 		},
+		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", Storage: "file", Replicas: 1,
+			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second)},
 		Batch: Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
 		Log:   Log{Level: "info", Format: "text"},
 	}
@@ -220,8 +222,8 @@ func TestEnvOverridesWin(t *testing.T) {
 
 func TestEnvOverridesList(t *testing.T) {
 	list := EnvOverrides()
-	if len(list) != 13 {
-		t.Errorf("EnvOverrides() has %d entries, want 13", len(list))
+	if len(list) != 14 {
+		t.Errorf("EnvOverrides() has %d entries, want 14", len(list))
 	}
 	names := map[string]bool{}
 	for _, o := range list {
@@ -692,5 +694,30 @@ func TestExplicitValuesOverDefaults(t *testing.T) {
 	if c.Batch.FlushIdle() || c.Batch.MaxWait.Duration() != 500*time.Millisecond || c.Mysql.ServerID != 77 ||
 		c.Mysql.Flavor != "mariadb" || !c.Tables.Match("shop", "a") || c.Tables.Match("shop", "tmp_a") {
 		t.Errorf("explicit values lost: %+v", c.Redacted())
+	}
+}
+
+func TestJetStreamSettings(t *testing.T) {
+	cfg := minimal()
+	cfg["MQName"] = "jetstream"
+	cfg["ProName"] = "app"
+	cfg["JetStream"] = map[string]any{"Storage": "disk", "Replicas": 9, "Stream": "a.b"}
+	_, err := Parse(encode(t, cfg), "test.json", noEnv)
+	if err == nil {
+		t.Fatal("invalid JetStream settings accepted")
+	}
+	for _, key := range []string{"JetStream.Storage", "JetStream.Replicas", "JetStream.Stream", "ProName"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error lacks %s:\n%v", key, err)
+		}
+	}
+	cfg["ProName"] = "app."
+	cfg["JetStream"] = map[string]any{}
+	c, err := Parse(encode(t, cfg), "test.json", envMap(map[string]string{"DBSYNC_JETSTREAM_URL": "nats://nats:4222"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JetStream.URL != "nats://nats:4222" || c.StreamSubjects()[0] != "app.*.*" || c.JetStream.Stream != "DBSYNC" {
+		t.Errorf("jetstream config %+v, subjects %v", c.JetStream, c.StreamSubjects())
 	}
 }

@@ -15,7 +15,7 @@ import (
 // variables, so no caller can change them.
 
 // MQNames lists the supported values of MQName.
-func MQNames() []string { return []string{"stan"} }
+func MQNames() []string { return []string{"stan", "jetstream"} }
 
 // DaoNames lists the supported values of Storage.DaoName.
 func DaoNames() []string { return []string{"bolt", "redis"} }
@@ -96,6 +96,28 @@ func (c *Config) Validate() error {
 			v.add("Stan.MaxInflight", "%d must be at least 1 (default %d)", c.Stan.MaxInflight, DefaultMaxInflight)
 		}
 		v.positive("Stan.AckTimeout", c.Stan.AckTimeout)
+	case "jetstream":
+		j := c.JetStream
+		if j.URL != "" {
+			v.stanHost("JetStream.URL", j.URL)
+		} else if _, _, err := net.SplitHostPort(j.Listen); err != nil {
+			v.add("JetStream.Listen", "%q is not host:port (the embedded server's address; default %s)", j.Listen, DefaultJetStreamListen)
+		}
+		if strings.ContainsAny(j.Stream, " \t\r\n.*>/\\") || j.Stream == "" {
+			v.add("JetStream.Stream", "%q is not a valid stream name (no spaces, '.', '*', '>', slashes)", j.Stream)
+		}
+		v.oneOf("JetStream.Storage", j.Storage, []string{"file", "memory"})
+		if j.Replicas < 1 || j.Replicas > 5 {
+			v.add("JetStream.Replicas", "%d is out of range 1-5", j.Replicas)
+		}
+		v.positive("JetStream.DuplicateWindow", j.DuplicateWindow)
+		if j.MaxInflight < 1 {
+			v.add("JetStream.MaxInflight", "%d must be at least 1 (default %d)", j.MaxInflight, DefaultMaxInflight)
+		}
+		v.positive("JetStream.AckTimeout", j.AckTimeout)
+		if c.ProName != "" && !strings.HasSuffix(c.ProName, ".") {
+			v.add("ProName", "%q must be empty or end with '.' with MQName jetstream (the stream captures the subjects ProName+\"*.*\")", c.ProName)
+		}
 	}
 
 	// Batching
