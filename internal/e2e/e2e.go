@@ -57,29 +57,97 @@ func MustBuildProducer() (bin string, cleanup func()) {
 
 // Env is one MariaDB, one NATS Streaming server and a producer data dir.
 type Env struct {
-	T    testing.TB
-	DB   *testenv.MariaDB
-	Stan *testenv.Stan
-	Dir  string
+	T  testing.TB
+	DB *testenv.MariaDB
+	// Broker is Stan or JetStream; Stan or NATS is the running server.
+	Broker string
+	Stan   *testenv.Stan
+	NATS   *testenv.NATS
+	Dir    string
 	// Cfg is written to Dir/config.json before each producer start.
 	Cfg map[string]any
 	bin string
 }
 
-func NewEnv(t testing.TB, bin string) *Env {
+func NewEnv(t testing.TB, bin string) *Env { return NewEnvBroker(t, bin, Stan) }
+
+// Brokers the environment can run.
+const (
+	Stan      = "stan"
+	JetStream = "jetstream"
+)
+
+// NewEnvBroker starts MariaDB and the given broker (Stan or JetStream) and
+// prepares a producer configuration for them.
+func NewEnvBroker(t testing.TB, bin, broker string) *Env {
 	t.Helper()
-	e := &Env{T: t, DB: testenv.StartMariaDB(t, testenv.MariaDBOptions{}), Stan: testenv.StartStan(t), Dir: t.TempDir(), bin: bin}
+	e := &Env{T: t, DB: testenv.StartMariaDB(t, testenv.MariaDBOptions{}), Dir: t.TempDir(), bin: bin, Broker: broker}
 	e.DB.CreateReplicationUser(t, "dbsync", "secret")
 	e.Cfg = map[string]any{
 		"Mysql":   map[string]any{"Host": e.DB.Host, "Port": strconv.Itoa(e.DB.Port), "Username": "dbsync", "Password": "secret", "HeartbeatPeriod": "1s", "ReadTimeout": "5s"},
 		"Storage": map[string]any{"DaoName": "bolt", "PosKey": "key"},
 		"Bolt":    map[string]any{"File": "pos.db", "Bucket": "pos"},
-		"MQName":  "stan",
-		"Stan":    map[string]any{"Host": "nats://" + e.Stan.Host, "Port": strconv.Itoa(e.Stan.Port), "ClusterID": e.Stan.ClusterID, "ClientID": "dbsync-test"},
 		"DataDir": e.Dir,
 		"Log":     map[string]any{"Level": "debug"},
 	}
+	switch broker {
+	case Stan:
+		e.Stan = testenv.StartStan(t)
+		e.Cfg["MQName"] = "stan"
+		e.Cfg["Stan"] = map[string]any{"Host": "nats://" + e.Stan.Host, "Port": strconv.Itoa(e.Stan.Port), "ClusterID": e.Stan.ClusterID, "ClientID": "dbsync-test"}
+	case JetStream:
+		e.NATS = testenv.StartNATS(t)
+		e.Cfg["MQName"] = "jetstream"
+		e.Cfg["JetStream"] = map[string]any{"URL": e.NATS.URL(), "Stream": "DBSYNC"}
+	default:
+		t.Fatalf("e2e: unknown broker %q", broker)
+	}
 	return e
+}
+
+// StopBroker stops the broker; StartBroker starts it again with its data.
+func (e *Env) StopBroker() {
+	if e.NATS != nil {
+		e.NATS.Shutdown(e.T)
+	} else {
+		e.Stan.Shutdown(e.T)
+	}
+}
+
+// StartBroker restarts the broker stopped by StopBroker.
+func (e *Env) StartBroker() {
+	if e.NATS != nil {
+		e.NATS.Restart(e.T)
+	} else {
+		e.Stan.Restart(e.T)
+	}
+}
+
+// Count returns how many messages the broker holds for subject.
+func (e *Env) Count(subject string) int {
+	e.T.Helper()
+	if e.NATS != nil {
+		return e.NATS.SubjectCount(e.T, "DBSYNC", subject)
+	}
+	return e.Stan.ChannelCount(e.T, subject)
+}
+
+// Subjects lists the subjects the broker holds messages for.
+func (e *Env) Subjects() []string {
+	e.T.Helper()
+	if e.NATS != nil {
+		return e.NATS.Subjects(e.T, "DBSYNC")
+	}
+	return e.Stan.Channels(e.T)
+}
+
+// RawMessages returns the data of every message of subject, in order.
+func (e *Env) RawMessages(subject string) [][]byte {
+	e.T.Helper()
+	if e.NATS != nil {
+		return e.NATS.ReadSubject(e.T, "DBSYNC", subject)
+	}
+	return e.Stan.ReadChannel(e.T, subject)
 }
 
 // Set changes one config key, "Section.Key" or "Key".
@@ -217,7 +285,7 @@ func (e *Env) WaitFor(subject string, n int, timeout time.Duration) {
 	e.T.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := e.Stan.ChannelCount(e.T, subject)
+		got := e.Count(subject)
 		if got >= n {
 			return
 		}
@@ -234,7 +302,7 @@ func (e *Env) WaitDistinct(subject string, n int, timeout time.Duration) {
 	e.T.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if e.Stan.ChannelCount(e.T, subject) >= n {
+		if e.Count(subject) >= n {
 			seen := map[string]bool{}
 			for _, env := range e.Read(subject) {
 				seen[env.ID] = true
@@ -256,7 +324,7 @@ func (e *Env) WaitDistinct(subject string, n int, timeout time.Duration) {
 func (e *Env) Read(subject string) []*envelope.Envelope {
 	e.T.Helper()
 	var out []*envelope.Envelope
-	for _, data := range e.Stan.ReadChannel(e.T, subject) {
+	for _, data := range e.RawMessages(subject) {
 		env, err := envelope.Decode(data)
 		if err != nil {
 			e.T.Fatalf("subject %s: %v: %s", subject, err, data)

@@ -1,10 +1,15 @@
 package testenv
 
 import (
+	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbsync/dbsync/internal/natsembed"
 )
@@ -75,4 +80,90 @@ func (n *NATS) Conn(t testing.TB) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// js returns a JetStream context on a fresh connection.
+func (n *NATS) js(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(n.Conn(t))
+	if err != nil {
+		t.Fatalf("testenv: jetstream on %s: %v", n.URL(), err)
+	}
+	return js
+}
+
+// SubjectCount returns how many messages stream holds on subject (0 when
+// the stream does not exist).
+func (n *NATS) SubjectCount(t testing.TB, stream, subject string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := n.js(t).Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("testenv: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatalf("testenv: stream %s info: %v", stream, err)
+	}
+	return int(info.State.Subjects[subject])
+}
+
+// Subjects lists the subjects stream holds messages on, sorted.
+func (n *NATS) Subjects(t testing.TB, stream string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := n.js(t).Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("testenv: stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatalf("testenv: stream %s info: %v", stream, err)
+	}
+	var out []string
+	for subj := range info.State.Subjects {
+		out = append(out, subj)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ReadSubject returns the data of every message stream holds on subject, in
+// stream order, reading with an ordered consumer until it has them all.
+func (n *NATS) ReadSubject(t testing.TB, stream, subject string) [][]byte {
+	t.Helper()
+	want := n.SubjectCount(t, stream, subject)
+	if want == 0 {
+		return [][]byte{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cons, err := n.js(t).OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatalf("testenv: ordered consumer on %s %s: %v", stream, subject, err)
+	}
+	out := make([][]byte, 0, want)
+	for len(out) < want {
+		batch, err := cons.Fetch(min(want-len(out), 1000), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("testenv: read %s %s: %v", stream, subject, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			out = append(out, append([]byte(nil), m.Data()...))
+			got++
+		}
+		if got == 0 || ctx.Err() != nil {
+			t.Fatalf("testenv: read %s %s: got %d of %d messages", stream, subject, len(out), want)
+		}
+	}
+	return out
 }

@@ -232,7 +232,7 @@ func TestProducerKillHandsNoDuplicate(t *testing.T) {
 	}
 	dups := 0
 	for i := range recs {
-		dups += e.Stan.ChannelCount(t, "wl.t"+strconv.Itoa(i)) - len(committed[i])
+		dups += e.Count("wl.t"+strconv.Itoa(i)) - len(committed[i])
 	}
 	t.Logf("8 producer kills: %d duplicates on the broker, none handed to the handler", dups)
 }

@@ -27,7 +27,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	if code := p.Stop(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
-	if n := e.Stan.ChannelCount(t, "big.t"); n != rows {
+	if n := e.Count("big.t"); n != rows {
 		t.Fatalf("%d messages, want exactly %d", n, rows)
 	}
 	t.Logf("200k-row transaction: commit took %s, delivered %s after commit (%.0f rows/s end to end including the read of the binlog), producer peak RSS %.1f MiB",
