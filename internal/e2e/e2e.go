@@ -105,6 +105,10 @@ func NewEnvBroker(t testing.TB, bin, broker string) *Env {
 	return e
 }
 
+// jetStreamPrefix is the producer's default ProName with JetStream; the
+// Env's methods take subjects without it ("db.table") for both brokers.
+const jetStreamPrefix = "dbsync."
+
 // StopBroker stops the broker; StartBroker starts it again with its data.
 func (e *Env) StopBroker() {
 	if e.NATS != nil {
@@ -123,11 +127,11 @@ func (e *Env) StartBroker() {
 	}
 }
 
-// Count returns how many messages the broker holds for subject.
+// Count returns how many messages the broker holds for subject ("db.table").
 func (e *Env) Count(subject string) int {
 	e.T.Helper()
 	if e.NATS != nil {
-		return e.NATS.SubjectCount(e.T, "DBSYNC", subject)
+		return e.NATS.SubjectCount(e.T, "DBSYNC", jetStreamPrefix+subject)
 	}
 	return e.Stan.ChannelCount(e.T, subject)
 }
@@ -136,7 +140,11 @@ func (e *Env) Count(subject string) int {
 func (e *Env) Subjects() []string {
 	e.T.Helper()
 	if e.NATS != nil {
-		return e.NATS.Subjects(e.T, "DBSYNC")
+		var out []string
+		for _, s := range e.NATS.Subjects(e.T, "DBSYNC") {
+			out = append(out, strings.TrimPrefix(s, jetStreamPrefix))
+		}
+		return out
 	}
 	return e.Stan.Channels(e.T)
 }
@@ -145,7 +153,7 @@ func (e *Env) Subjects() []string {
 func (e *Env) RawMessages(subject string) [][]byte {
 	e.T.Helper()
 	if e.NATS != nil {
-		return e.NATS.ReadSubject(e.T, "DBSYNC", subject)
+		return e.NATS.ReadSubject(e.T, "DBSYNC", jetStreamPrefix+subject)
 	}
 	return e.Stan.ReadChannel(e.T, subject)
 }

@@ -44,7 +44,7 @@ func (c *Config) StanURL() string {
 }
 
 // StreamSubjects returns the subjects a JetStream stream must capture:
-// ProName + "*.*" (ProName is empty or ends with ".").
+// ProName + "*.*" (with JetStream, ProName ends with ".").
 func (c *Config) StreamSubjects() []string {
 	return []string{c.ProName + "*.*"}
 }

@@ -18,7 +18,8 @@ type Config struct {
 	// Version is informational (the seed format carries "1.0.0").
 	Version string
 	// ProName prefixes every subject: subject = ProName + db + "." + table.
-	// Default "" (no prefix).
+	// Default "" (no prefix) with NATS Streaming, "dbsync." with JetStream
+	// (where it must end with ".").
 	ProName string
 	// DataDir is the directory for local state; a relative Bolt.File is
 	// resolved against it. Default "" means the working directory.
@@ -180,13 +181,15 @@ const (
 	DefaultAckTimeout      = 30 * time.Second
 	DefaultJetStreamListen = "127.0.0.1:4222"
 	DefaultJetStreamStream = "DBSYNC"
-	DefaultJetStreamStore  = "file"
-	DefaultDuplicateWindow = 2 * time.Minute
-	DefaultBatchMaxRows    = 1024
-	DefaultBatchMaxWait    = 3 * time.Second
-	DefaultBatchMaxBytes   = 16 << 20
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = "text"
+	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
+	DefaultJetStreamProName = "dbsync."
+	DefaultJetStreamStore   = "file"
+	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultBatchMaxRows     = 1024
+	DefaultBatchMaxWait     = 3 * time.Second
+	DefaultBatchMaxBytes    = 16 << 20
+	DefaultLogLevel         = "info"
+	DefaultLogFormat        = "text"
 )
 
 // Defaults returns a Config holding every default and nothing else (no
@@ -252,6 +255,11 @@ func (c *Config) applyStringDefaults() {
 	set(&c.JetStream.Storage, DefaultJetStreamStore)
 	set(&c.Log.Level, DefaultLogLevel)
 	set(&c.Log.Format, DefaultLogFormat)
+	if c.MQName == "jetstream" {
+		// A JetStream stream cannot capture "*.*" (it overlaps the server's
+		// API subjects), so JetStream subjects always carry a prefix.
+		set(&c.ProName, DefaultJetStreamProName)
+	}
 	if c.Batch.FlushWhenIdle == nil {
 		t := true
 		c.Batch.FlushWhenIdle = &t

@@ -711,13 +711,13 @@ func TestJetStreamSettings(t *testing.T) {
 			t.Errorf("error lacks %s:\n%v", key, err)
 		}
 	}
-	cfg["ProName"] = "app."
+	delete(cfg, "ProName")
 	cfg["JetStream"] = map[string]any{}
 	c, err := Parse(encode(t, cfg), "test.json", envMap(map[string]string{"DBSYNC_JETSTREAM_URL": "nats://nats:4222"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.JetStream.URL != "nats://nats:4222" || c.StreamSubjects()[0] != "app.*.*" || c.JetStream.Stream != "DBSYNC" {
+	if c.JetStream.URL != "nats://nats:4222" || c.StreamSubjects()[0] != "dbsync.*.*" || c.Subject("shop", "orders") != "dbsync.shop.orders" || c.JetStream.Stream != "DBSYNC" {
 		t.Errorf("jetstream config %+v, subjects %v", c.JetStream, c.StreamSubjects())
 	}
 }

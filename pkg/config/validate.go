@@ -115,8 +115,8 @@ func (c *Config) Validate() error {
 			v.add("JetStream.MaxInflight", "%d must be at least 1 (default %d)", j.MaxInflight, DefaultMaxInflight)
 		}
 		v.positive("JetStream.AckTimeout", j.AckTimeout)
-		if c.ProName != "" && !strings.HasSuffix(c.ProName, ".") {
-			v.add("ProName", "%q must be empty or end with '.' with MQName jetstream (the stream captures the subjects ProName+\"*.*\")", c.ProName)
+		if !strings.HasSuffix(c.ProName, ".") {
+			v.add("ProName", "%q must end with '.' with MQName jetstream (the stream captures the subjects ProName+\"*.*\"; default %q)", c.ProName, DefaultJetStreamProName)
 		}
 	}
 

@@ -10,10 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/internal/natsembed"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/mq"
@@ -54,6 +58,8 @@ type Producer struct {
 	src   *binlog.Source
 	queue mq.MessageQueue
 	rcfg  binlog.Config
+	// embedded is the in-process NATS server, when the producer runs one.
+	embedded *natsembed.Server
 }
 
 // New connects everything the producer needs and checks that streaming can
@@ -113,11 +119,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 			return nil, err
 		}
 	}
-	queue, err := openQueue(cfg, log)
-	if err != nil {
+	if err = p.openQueue(ctx); err != nil {
 		return nil, err
 	}
-	p.queue = queue
 	if fresh {
 		if err = p.firstCheckpoint(ctx); err != nil {
 			return nil, err
@@ -176,14 +180,71 @@ func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) 
 	}
 }
 
-func openQueue(cfg *config.Config, log logrus.FieldLogger) (mq.MessageQueue, error) {
-	return mq.NewStan(mq.StanOptions{
-		URL:         cfg.StanURL(),
-		ClusterID:   cfg.Stan.ClusterID,
-		ClientID:    cfg.Stan.ClientID,
-		MaxInflight: cfg.Stan.MaxInflight,
-		AckTimeout:  cfg.Stan.AckTimeout.Duration(),
-	}, log)
+// openQueue connects the configured broker. With MQName "jetstream" and no
+// JetStream.URL it first starts an embedded NATS server with JetStream.
+func (p *Producer) openQueue(ctx context.Context) error {
+	cfg := p.cfg
+	if cfg.MQName != "jetstream" {
+		q, err := mq.NewStan(mq.StanOptions{
+			URL:         cfg.StanURL(),
+			ClusterID:   cfg.Stan.ClusterID,
+			ClientID:    cfg.Stan.ClientID,
+			MaxInflight: cfg.Stan.MaxInflight,
+			AckTimeout:  cfg.Stan.AckTimeout.Duration(),
+		}, p.log)
+		if err != nil {
+			return err
+		}
+		p.queue = q
+		return nil
+	}
+	url := cfg.JetStream.URL
+	if url == "" {
+		srv, err := startEmbeddedNATS(cfg)
+		if err != nil {
+			return err
+		}
+		p.embedded = srv
+		url = srv.URL()
+		p.log.WithFields(logrus.Fields{"url": url, "store": embeddedStoreDir(cfg)}).Warn(
+			"no JetStream.URL configured: started an EMBEDDED NATS server with JetStream inside the producer; consumers connect to it like to any NATS server")
+	}
+	q, err := mq.NewJetStream(ctx, mq.JetStreamOptions{
+		URL:             url,
+		Stream:          cfg.JetStream.Stream,
+		Subjects:        cfg.StreamSubjects(),
+		Storage:         cfg.JetStream.Storage,
+		Replicas:        cfg.JetStream.Replicas,
+		DuplicateWindow: cfg.JetStream.DuplicateWindow.Duration(),
+		MaxInflight:     cfg.JetStream.MaxInflight,
+		AckTimeout:      cfg.JetStream.AckTimeout.Duration(),
+	}, p.log)
+	if err != nil {
+		return err
+	}
+	p.queue = q
+	return nil
+}
+
+func embeddedStoreDir(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, "nats")
+}
+
+// startEmbeddedNATS runs the embedded broker on JetStream.Listen.
+func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.JetStream.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err)
+	}
+	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded"})
+	if err != nil {
+		return nil, fmt.Errorf("%w (set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server)", err)
+	}
+	return srv, nil
 }
 
 // Run streams until ctx is done, then stops gracefully: it finishes the
@@ -285,6 +346,9 @@ func (p *Producer) Close() error {
 	}
 	if p.store != nil {
 		errs = append(errs, p.store.Close())
+	}
+	if p.embedded != nil {
+		p.embedded.Shutdown()
 	}
 	return errors.Join(errs...)
 }

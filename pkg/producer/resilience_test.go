@@ -10,36 +10,41 @@ import (
 )
 
 // TestBrokerOutageReplaysFromCheckpoint stops the broker under a write load
-// and starts it again: the producer notices, keeps its checkpoint, reconnects
-// on its own and delivers every committed row in order.
+// and starts it again: the producer notices, keeps its checkpoint, waits,
+// resumes on its own and delivers every committed row in order.
 func TestBrokerOutageReplaysFromCheckpoint(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.DB.Exec(t, "CREATE DATABASE wl")
-	p := e.Start()
-	e2e.WaitLog(t, p, "binlog stream started")
-	l := e2e.StartLoad(t, e.DB.DB(t), 2)
-	time.Sleep(500 * time.Millisecond)
-	e.StopBroker()
-	time.Sleep(3 * time.Second)
-	e.StartBroker()
-	time.Sleep(time.Second)
-	committed := l.Finish()
-	for i := range committed {
-		e.WaitDistinct(subjectOf(i), len(committed[i]), 2*time.Minute)
+	for _, broker := range []string{e2e.Stan, e2e.JetStream} {
+		t.Run(broker, func(t *testing.T) {
+			t.Parallel()
+			e := e2e.NewEnvBroker(t, producerBin, broker)
+			e.DB.Exec(t, "CREATE DATABASE wl")
+			p := e.Start()
+			e2e.WaitLog(t, p, "binlog stream started")
+			l := e2e.StartLoad(t, e.DB.DB(t), 2)
+			time.Sleep(500 * time.Millisecond)
+			e.StopBroker()
+			time.Sleep(3 * time.Second)
+			e.StartBroker()
+			time.Sleep(time.Second)
+			committed := l.Finish()
+			for i := range committed {
+				e.WaitDistinct(subjectOf(i), len(committed[i]), 2*time.Minute)
+			}
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+			if !strings.Contains(p.Output(), "resuming from the last checkpoint") {
+				t.Errorf("the producer did not report the outage:\n%s", p.Output())
+			}
+			total := 0
+			for i := range committed {
+				checkDelivery(t, subjectOf(i), committed[i], e.Read(subjectOf(i)))
+				total += len(committed[i])
+			}
+			t.Logf("%s down 3s under load: %d rows committed, all delivered in order", broker, total)
+		})
 	}
-	if code := p.Stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.Output())
-	}
-	if !strings.Contains(p.Output(), "resuming from the last checkpoint") {
-		t.Errorf("the producer did not report the outage:\n%s", p.Output())
-	}
-	total := 0
-	for i := range committed {
-		checkDelivery(t, subjectOf(i), committed[i], e.Read(subjectOf(i)))
-		total += len(committed[i])
-	}
-	t.Logf("broker down 3s under load: %d rows committed, all delivered in order", total)
 }
 
 func subjectOf(table int) string { return "wl.t" + string(rune('0'+table)) }

@@ -1,0 +1,60 @@
+# scripts/servers.sh — sourced by test.sh and demo.sh: makes sure the server
+# binaries the tests and the demo start themselves are installed.
+#
+# ensure_servers NAME: installs mariadb-server and redis-server (as root, with
+# apt) when mariadbd, mariadb-install-db, mariadb or redis-server is missing;
+# NAME prefixes the messages.
+
+# have NAME: the binary is in PATH or in a system sbin/bin directory
+# (mariadbd lives in /usr/sbin, which a non-root PATH often lacks).
+have() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	local d
+	for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+		[ -x "$d/$1" ] && return 0
+	done
+	return 1
+}
+
+ensure_servers() {
+	local me="$1"
+	if ! command -v go >/dev/null 2>&1; then
+		echo "$me: go not found in PATH: install Go (see go.mod for the version)" >&2
+		exit 1
+	fi
+
+	missing=()
+	for bin in mariadbd mariadb-install-db mariadb redis-server; do
+		have "$bin" || missing+=("$bin")
+	done
+
+	if [ "${#missing[@]}" -gt 0 ]; then
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "$me: missing ${missing[*]}; the tests start their own MariaDB and Redis." >&2
+			echo "Install them as root:  apt-get install mariadb-server redis-server   (then rerun)" >&2
+			exit 1
+		fi
+		echo "$me: installing mariadb-server and redis-server (missing: ${missing[*]})"
+		# Keep the packages' system services from starting: the tests start their
+		# own servers. policy-rc.d exit 101 tells invoke-rc.d "not allowed".
+		policy=/usr/sbin/policy-rc.d
+		created_policy=0
+		if [ ! -e "$policy" ]; then
+			printf '#!/bin/sh\nexit 101\n' >"$policy"
+			chmod +x "$policy"
+			created_policy=1
+		fi
+		cleanup_policy() { if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi; }
+		trap cleanup_policy EXIT
+		apt-get update
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-server redis-server
+		cleanup_policy
+		trap - EXIT
+		for bin in mariadbd mariadb-install-db mariadb redis-server; do
+			if ! have "$bin"; then
+				echo "$me: $bin still missing after installing mariadb-server and redis-server" >&2
+				exit 1
+			fi
+		done
+	fi
+}
