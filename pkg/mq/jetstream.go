@@ -241,10 +241,10 @@ type JetStream struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 
-	// callLock serializes Publish calls (a channel so waiting honours ctx).
-	callLock chan struct{}
+	// calls serializes Publish calls.
+	calls callGate
 	// subjects caches the verdict of checkMsgSubject per message subject;
-	// only used under callLock.
+	// only used under calls.
 	subjects map[string]error
 
 	// closedCh is closed by Close.
@@ -317,7 +317,7 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions, log logrus.FieldLo
 	j := &JetStream{
 		opts:     opts,
 		log:      log.WithFields(logrus.Fields{"url": opts.URL, "stream": opts.Stream}),
-		callLock: make(chan struct{}, 1),
+		calls:    newCallGate(),
 		subjects: make(map[string]error),
 		closedCh: make(chan struct{}),
 		conn:     newJSConnState(),
@@ -600,15 +600,10 @@ func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	select {
-	case j.callLock <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("mq: publish of %d messages: waiting for a concurrent publish: %w", len(msgs), ctx.Err())
+	if err := j.calls.enter(ctx, len(msgs)); err != nil {
+		return err
 	}
-	defer func() { <-j.callLock }()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mq: publish of %d messages: %w", len(msgs), err)
-	}
+	defer j.calls.leave()
 	c, err := j.state(ctx)
 	if err != nil {
 		if errors.Is(err, ErrClosed) {

@@ -844,30 +844,7 @@ func TestJetStreamCloseLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Publish(context.Background(), makeMsgs("l", 1000, []string{"app.leak.t"}, 100)); err != nil {
-		t.Fatal(err)
-	}
-	// Abandon a batch with acks outstanding, then close.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	_ = j.Publish(ctx, makeMsgs("m", 20000, []string{"app.leak.t"}, 100))
-	cancel()
-	if err := j.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= baseline {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines 10s after Close, %d before NewJetStream:\n%s", n, baseline, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	abandonThenClose(t, j, "app.leak.t", baseline)
 }
 
 // BenchmarkJetStreamPublish publishes b.N messages of about 300 bytes in

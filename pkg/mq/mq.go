@@ -61,3 +61,25 @@ func (e *PublishError) Error() string {
 
 // Unwrap returns the cause.
 func (e *PublishError) Unwrap() error { return e.Err }
+
+// callGate serializes Publish calls; a channel, so waiting honours ctx.
+type callGate chan struct{}
+
+func newCallGate() callGate { return make(callGate, 1) }
+
+// enter waits for the gate (or ctx) before a publish of n messages; leave
+// must follow a nil return.
+func (g callGate) enter(ctx context.Context, n int) error {
+	select {
+	case g <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("mq: publish of %d messages: waiting for a concurrent publish: %w", n, ctx.Err())
+	}
+	if err := ctx.Err(); err != nil {
+		<-g
+		return fmt.Errorf("mq: publish of %d messages: %w", n, err)
+	}
+	return nil
+}
+
+func (g callGate) leave() { <-g }

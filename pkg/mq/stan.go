@@ -124,8 +124,8 @@ type Stan struct {
 	opts StanOptions
 	log  logrus.FieldLogger
 
-	// callLock serializes Publish calls (a channel so waiting honours ctx).
-	callLock chan struct{}
+	// calls serializes Publish calls.
+	calls callGate
 
 	mu     sync.Mutex // guards sess and closed
 	sess   *stanSession
@@ -204,7 +204,7 @@ func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
 			"cluster_id": opts.ClusterID,
 			"client_id":  opts.ClientID,
 		}),
-		callLock: make(chan struct{}, 1),
+		calls: newCallGate(),
 	}
 	sess, err := s.connect(context.Background())
 	if err != nil {
@@ -373,15 +373,10 @@ func (s *Stan) Publish(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	select {
-	case s.callLock <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("mq: publish of %d messages: waiting for a concurrent publish: %w", len(msgs), ctx.Err())
+	if err := s.calls.enter(ctx, len(msgs)); err != nil {
+		return err
 	}
-	defer func() { <-s.callLock }()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mq: publish of %d messages: %w", len(msgs), err)
-	}
+	defer s.calls.leave()
 
 	sess, err := s.session(ctx)
 	if err != nil {

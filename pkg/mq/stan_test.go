@@ -537,30 +537,7 @@ func TestStanCloseLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Publish(context.Background(), makeMsgs("l", 1000, []string{"leak.t"}, 100)); err != nil {
-		t.Fatal(err)
-	}
-	// Abandon a batch with acks outstanding, then close.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	_ = s.Publish(ctx, makeMsgs("m", 20000, []string{"leak.t"}, 100))
-	cancel()
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= baseline {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines 10s after Close, %d before NewStan:\n%s", n, baseline, buf)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	abandonThenClose(t, s, "leak.t", baseline)
 }
 
 // BenchmarkStanPublish publishes b.N messages of about 300 bytes in batches
