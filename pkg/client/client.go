@@ -12,6 +12,10 @@
 //		return nil
 //	})
 //
+// With Config.Broker "jetstream" the same API consumes from a NATS
+// JetStream stream (Config.Stream, default "DBSYNC"), with the same
+// semantics.
+//
 // The original dbsync API (Register with a func(msg []byte) error handler
 // and Build) keeps working.
 package client
@@ -40,19 +44,50 @@ const (
 	StartAtNew
 )
 
+// Brokers the SDK consumes from (Config.Broker).
+const (
+	// BrokerStan is NATS Streaming (the default).
+	BrokerStan = "stan"
+	// BrokerJetStream is NATS JetStream.
+	BrokerJetStream = "jetstream"
+)
+
+// JetStream defaults, the producer's.
+const (
+	// DefaultJetStreamStream is Config.Stream's default.
+	DefaultJetStreamStream = "DBSYNC"
+	// DefaultJetStreamPrefix is Config.Prefix's default with "jetstream"
+	// (a stream cannot capture unprefixed "*.*" subjects).
+	DefaultJetStreamPrefix = "dbsync."
+)
+
 // Config says how to reach the broker and how to deliver. The first four
 // fields are the original dbsync client's.
 type Config struct {
+	// ClusterID is the NATS Streaming cluster id (required for "stan",
+	// unused for "jetstream").
 	ClusterID string
 	// ClientID identifies this consumer; it must be unique among running
-	// consumers. Each ClientID receives every change (broadcast) unless
-	// QueueGroup is set.
+	// consumers (NATS Streaming refuses a second one; with JetStream two
+	// would share the durable consumers like a queue group). Each ClientID
+	// receives every change (broadcast) unless QueueGroup is set.
 	ClientID string
 	// Host is "nats://host" or "host"; Port is appended unless Host has one.
 	Host string
 	Port string
 
+	// Broker is BrokerStan ("stan", the default) or BrokerJetStream
+	// ("jetstream").
+	Broker string
+	// Stream is the JetStream stream the producer publishes to (its
+	// JetStream.Stream); default "DBSYNC". Used only with "jetstream", where
+	// each subscription is a durable pull consumer on it named after
+	// ClientID (or QueueGroup) and the subject.
+	Stream string
+
 	// Prefix is the producer's ProName (subjects are Prefix+db+"."+table).
+	// Default "" with "stan" and "dbsync." with "jetstream", as the
+	// producer's.
 	Prefix string
 	// Database is used by Register and Subscribe when neither the call nor
 	// the model's TableName() ("db.table") names one.
@@ -101,9 +136,26 @@ type Client struct {
 // NewClient connects to the broker. It returns an error (never exits) when
 // the configuration is incomplete or the broker cannot be reached.
 func NewClient(cfg Config) (*Client, error) {
+	if cfg.Broker == "" {
+		cfg.Broker = BrokerStan
+	}
+	required := map[string]string{"ClientID": cfg.ClientID, "Host": cfg.Host}
+	switch cfg.Broker {
+	case BrokerStan:
+		required["ClusterID"] = cfg.ClusterID
+	case BrokerJetStream:
+		if cfg.Stream == "" {
+			cfg.Stream = DefaultJetStreamStream
+		}
+		if cfg.Prefix == "" {
+			cfg.Prefix = DefaultJetStreamPrefix
+		}
+	default:
+		return nil, fmt.Errorf("client.Config.Broker %q is unknown: use %q (NATS Streaming, the default) or %q (NATS JetStream)", cfg.Broker, BrokerStan, BrokerJetStream)
+	}
 	var missing []error
-	for name, v := range map[string]string{"ClusterID": cfg.ClusterID, "ClientID": cfg.ClientID, "Host": cfg.Host} {
-		if v == "" {
+	for _, name := range []string{"ClusterID", "ClientID", "Host"} {
+		if v, ok := required[name]; ok && v == "" {
 			missing = append(missing, fmt.Errorf("client.Config.%s is empty", name))
 		}
 	}
@@ -132,8 +184,20 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: log.WithField("client_id", cfg.ClientID), decoders: map[reflect.Type]*Decoder{},
 		reconnect: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if cfg.Broker == BrokerJetStream {
+		// The NATS connection reconnects by itself and each subscription
+		// keeps pulling through outages.
+		tr, err := dialJetStream(cfg, c.log)
+		if err != nil {
+			c.cancel()
+			return nil, err
+		}
+		c.tr = tr
+		return c, nil
+	}
 	tr, err := dialStan(cfg, c.connectionLost, c.log)
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	c.tr = tr
@@ -156,12 +220,16 @@ func (c *Client) Close() error {
 	c.cancel()
 	subs := c.subs
 	c.mu.Unlock()
-	var errs []error
-	for _, s := range subs {
-		if err := s.close(); err != nil {
-			errs = append(errs, err)
-		}
+	errs := make([]error, len(subs))
+	var wg sync.WaitGroup
+	for i, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.close()
+		}()
 	}
+	wg.Wait()
 	c.wg.Wait()
 	c.mu.Lock()
 	if c.tr != nil {
@@ -180,8 +248,9 @@ func (c *Client) connectionLost(err error) {
 	}
 }
 
-// reconnectLoop re-dials after a lost connection and subscribes again; the
-// durable subscriptions resume after their last acknowledged message.
+// reconnectLoop (NATS Streaming only) re-dials after a lost connection and
+// subscribes again; the durable subscriptions resume after their last
+// acknowledged message.
 func (c *Client) reconnectLoop() {
 	defer c.wg.Done()
 	for {
@@ -280,6 +349,9 @@ type Subscription struct {
 	c       *Client
 	subject string
 	handle  rawHandler
+	// ctx is cancelled when the subscription or its client closes.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu  sync.Mutex
 	sub unsubscriber
@@ -288,7 +360,10 @@ type Subscription struct {
 // Subject is the broker subject consumed.
 func (s *Subscription) Subject() string { return s.subject }
 
-// Close stops delivery on this subject and keeps the durable position.
+// Close stops delivery on this subject and keeps the durable position: the
+// handler's ctx is cancelled, a change being retried is given up
+// unacknowledged (it comes again), and with "jetstream" Close waits for the
+// running handler to return.
 func (s *Subscription) Close() error {
 	s.c.mu.Lock()
 	for i, x := range s.c.subs {
@@ -302,6 +377,7 @@ func (s *Subscription) Close() error {
 }
 
 func (s *Subscription) close() error {
+	s.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sub == nil {
@@ -331,9 +407,11 @@ func (s *Subscription) start(tr transport) error {
 // subscribe starts consuming subject with h.
 func (c *Client) subscribe(subject string, h rawHandler) (*Subscription, error) {
 	s := &Subscription{c: c, subject: subject, handle: h}
+	s.ctx, s.cancel = context.WithCancel(c.ctx)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		s.cancel()
 		return nil, errors.New("client is closed")
 	}
 	tr := c.tr
@@ -353,7 +431,7 @@ func (c *Client) subscribe(subject string, h rawHandler) (*Subscription, error) 
 func (s *Subscription) deliver(d delivery) {
 	c := s.c
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || s.ctx.Err() != nil {
 		c.mu.Unlock()
 		return // not acknowledged: comes again to the next client
 	}
@@ -389,9 +467,21 @@ func (s *Subscription) deliver(d delivery) {
 		if c.cfg.OnError != nil {
 			c.cfg.OnError(derr)
 		}
-		if !c.sleep(c.backoff(attempt)) {
+		if !s.sleep(c.backoff(attempt)) {
 			return // closed: not acknowledged, comes again later
 		}
+	}
+}
+
+// sleep waits d; false when the subscription or its client closed meanwhile.
+func (s *Subscription) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 
@@ -414,5 +504,5 @@ func (s *Subscription) call(env *envelope.Envelope, raw []byte) (err error) {
 			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return s.handle(s.c.ctx, env, raw)
+	return s.handle(s.ctx, env, raw)
 }

@@ -39,10 +39,10 @@ type Change[T any] struct {
 // Subscribe consumes the changes of db.table as Change[T]. An empty db or
 // table is taken from T: its TableName() method (which may return
 // "db.table") or the snake_case of its name, with Config.Database as the
-// database. The handler's ctx is cancelled when the client closes. A
-// handler error or panic, or a row that does not fit T, is reported
-// (Config.OnError and the log) and the change is handed over again after a
-// backoff; later changes of the table wait for it.
+// database. The handler's ctx is cancelled when the subscription or the
+// client closes. A handler error or panic, or a row that does not fit T, is
+// reported (Config.OnError and the log) and the change is handed over again
+// after a backoff; later changes of the table wait for it.
 func Subscribe[T any](c *Client, db, table string, handler func(ctx context.Context, ch Change[T]) error) (*Subscription, error) {
 	t := reflect.TypeFor[T]()
 	dec, err := c.decoder(t)

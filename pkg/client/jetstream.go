@@ -1,0 +1,309 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+)
+
+// Timings of the JetStream transport.
+const (
+	// jsPollWait is how long one pull request waits for a message. It also
+	// bounds how long closing a subscription takes: a pull request is never
+	// abandoned (a message the server sent to an abandoned request would be
+	// stuck until AckWait), so Close waits for the running one to end.
+	jsPollWait = time.Second
+	// jsRequestTimeout bounds JetStream API calls and acknowledgements.
+	jsRequestTimeout = 5 * time.Second
+	// jsRetryMin and jsRetryMax bound the wait after a failed pull.
+	jsRetryMin = 250 * time.Millisecond
+	jsRetryMax = 5 * time.Second
+)
+
+// jetstreamTransport consumes from a NATS JetStream stream through one
+// durable pull consumer per subscription.
+type jetstreamTransport struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   string
+	clientID string
+	url      string
+	log      logrus.FieldLogger
+}
+
+// dialJetStream connects to the NATS server at Config.Host/Port. The
+// connection reconnects forever on its own; pulls fail meanwhile and are
+// retried. It fails when the server cannot be reached now.
+func dialJetStream(cfg Config, log logrus.FieldLogger) (*jetstreamTransport, error) {
+	url := natsURL(cfg.Host, cfg.Port)
+	log = log.WithFields(logrus.Fields{"url": url, "stream": cfg.Stream})
+	nc, err := nats.Connect(url,
+		nats.Name("dbsync consumer "+cfg.ClientID),
+		nats.Timeout(jsRequestTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		// No buffering while disconnected: a pull request flushed after
+		// its Fetch gave up would take a message nobody reads (stuck until
+		// AckWait), so publishes fail fast instead and the pull is retried.
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(5*time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.WithError(err).Warn("disconnected from NATS; reconnecting")
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS JetStream at %s as client %q: %w (check Config.Host/Port)", url, cfg.ClientID, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("JetStream at %s: %w", url, err)
+	}
+	log.WithField("client_id", cfg.ClientID).Info("consumer connected to NATS JetStream")
+	return &jetstreamTransport{nc: nc, js: js, stream: cfg.Stream, clientID: cfg.ClientID, url: url, log: log}, nil
+}
+
+func (t *jetstreamTransport) close() error {
+	t.nc.Close()
+	return nil
+}
+
+// jsDurableName names the durable consumer of (clientID, subject), or of
+// (queueGroup, subject) when queueGroup is set, so the group's members share
+// it. The name keeps the readable parts in JetStream's allowed characters and
+// ends in a hash of the exact strings, which keeps it unique when
+// sanitising maps two different inputs to the same text.
+func jsDurableName(clientID, queueGroup, subject string) string {
+	kind, owner := "c", clientID
+	if queueGroup != "" {
+		kind, owner = "q", queueGroup
+	}
+	sum := sha256.Sum256([]byte(kind + "\x00" + owner + "\x00" + subject))
+	return "dbsync_" + kind + "_" + jsSanitize(owner, 64) + "_" + jsSanitize(subject, 96) + "_" + hex.EncodeToString(sum[:8])
+}
+
+// jsSanitize keeps ASCII letters, digits, '-' and '_' and replaces anything
+// else by '_', cut to at most n bytes.
+func jsSanitize(s string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < n; i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// consumerConfig is the durable pull consumer of one subscription: one
+// unacknowledged message at a time, so a subject's changes are handled in
+// order and a failing one holds back the ones after it.
+func (t *jetstreamTransport) consumerConfig(subject string, opts subOptions) jetstream.ConsumerConfig {
+	name := jsDurableName(t.clientID, opts.queueGroup, subject)
+	deliver := jetstream.DeliverNewPolicy
+	if opts.fromStart {
+		deliver = jetstream.DeliverAllPolicy
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "dbsync consumer of " + subject,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.ackWait,
+		MaxAckPending: 1,
+		DeliverPolicy: deliver,
+	}
+}
+
+// ensureConsumer returns the durable consumer, creating it when it does
+// not exist; an existing one keeps its position (and its start policy).
+func (t *jetstreamTransport) ensureConsumer(cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), jsRequestTimeout)
+	defer cancel()
+	cons, err := t.js.Consumer(ctx, t.stream, cfg.Durable)
+	if err == nil {
+		return cons, nil
+	}
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cons, err = t.js.CreateConsumer(ctx, t.stream, cfg)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			// Another member of the queue group created it meanwhile.
+			cons, err = t.js.Consumer(ctx, t.stream, cfg.Durable)
+		}
+		if err == nil {
+			return cons, nil
+		}
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("JetStream at %s has no stream %q: start the producer (it creates the stream) or set client.Config.Stream to the producer's JetStream.Stream: %w", t.url, t.stream, err)
+	}
+	return nil, fmt.Errorf("durable consumer %s on stream %q at %s: %w", cfg.Durable, t.stream, t.url, err)
+}
+
+func (t *jetstreamTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
+	cfg := t.consumerConfig(subject, opts)
+	cons, err := t.ensureConsumer(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+	}
+	s := &jsSubscription{t: t, cfg: cfg, cons: cons, handle: handle, stop: make(chan struct{}), done: make(chan struct{}),
+		log: t.log.WithFields(logrus.Fields{"subject": subject, "consumer": cfg.Durable})}
+	go s.run()
+	return s, nil
+}
+
+// jsSubscription pulls one subject's messages one at a time and hands each
+// to handle synchronously.
+type jsSubscription struct {
+	t      *jetstreamTransport
+	cfg    jetstream.ConsumerConfig
+	cons   jetstream.Consumer
+	handle func(delivery)
+	log    logrus.FieldLogger
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// Close stops pulling, waits for the running pull and handler to end, and
+// keeps the durable consumer (a new subscription resumes after its last
+// acknowledged message).
+func (s *jsSubscription) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+func (s *jsSubscription) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *jsSubscription) run() {
+	defer close(s.done)
+	failures := 0
+	for !s.stopped() {
+		err := s.pullOne()
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		s.log.WithError(err).WithField("failures", failures).Warn("pulling from JetStream failed; retrying")
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if cons, cerr := s.t.ensureConsumer(s.cfg); cerr == nil {
+				s.cons = cons
+				s.log.Warn("durable consumer was gone; created it again")
+			} else {
+				s.log.WithError(cerr).Warn("creating the durable consumer again failed")
+			}
+		}
+		d := jsRetryMin << min(failures-1, 5)
+		t := time.NewTimer(min(d, jsRetryMax))
+		select {
+		case <-t.C:
+		case <-s.stop:
+			t.Stop()
+		}
+	}
+}
+
+// pullOne waits up to jsPollWait for the next message and hands it over. A
+// message that arrives after Close was called, or that the handler left
+// unacknowledged, is given back at once (Nak) for the next consumer.
+func (s *jsSubscription) pullOne() error {
+	batch, err := s.cons.Fetch(1, jetstream.FetchMaxWait(jsPollWait))
+	if err != nil {
+		return err
+	}
+	for msg := range batch.Messages() {
+		if s.stopped() {
+			_ = msg.Nak()
+			continue
+		}
+		d := &jsDelivery{m: msg}
+		s.handle(d)
+		s.settle(d)
+	}
+	return batch.Error()
+}
+
+// settle makes sure the server learns the outcome of a handed-over message.
+// One the handler left unacknowledged is given back (Nak) for immediate
+// redelivery. One whose acknowledgement failed (typically the server was
+// restarting) is acknowledged again until the server confirms, so the
+// messages after it are not held back until AckWait; if that does not
+// succeed within AckWait, the message comes again and is dropped as a
+// duplicate.
+func (s *jsSubscription) settle(d *jsDelivery) {
+	if d.acked.Load() {
+		return
+	}
+	if !d.ackTried.Load() {
+		if err := d.m.Nak(); err != nil {
+			s.log.WithError(err).Debug("nak of an unacknowledged message failed; it comes again after AckWait")
+		}
+		return
+	}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		t := time.NewTimer(min(jsRetryMin<<min(attempt-1, 5), jsRetryMax))
+		stopped := false
+		select {
+		case <-t.C:
+		case <-s.stop:
+			t.Stop()
+			stopped = true
+		}
+		err := d.Ack()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			s.log.WithField("attempt", attempt).Info("acknowledgement confirmed after a retry")
+			return
+		}
+		if stopped || time.Since(start) > s.cfg.AckWait {
+			s.log.WithError(err).Warn("acknowledgement still failing; the change comes again and is dropped as a duplicate")
+			return
+		}
+	}
+}
+
+// jsDelivery is one JetStream message being handled.
+type jsDelivery struct {
+	m        jetstream.Msg
+	acked    atomic.Bool
+	ackTried atomic.Bool
+}
+
+func (d *jsDelivery) Data() []byte { return d.m.Data() }
+
+// Ack acknowledges and waits for the server to confirm it.
+func (d *jsDelivery) Ack() error {
+	d.ackTried.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), jsRequestTimeout)
+	defer cancel()
+	if err := d.m.DoubleAck(ctx); err != nil {
+		return err
+	}
+	d.acked.Store(true)
+	return nil
+}
