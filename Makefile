@@ -2,11 +2,15 @@
 
 GO ?= go
 
-.PHONY: test build run fmt vet
+.PHONY: test demo build run fmt vet
 
 ## test: install missing test servers (as root), go vet, and run every test against real servers
 test:
 	./scripts/test.sh
+
+## demo: throwaway MariaDB + producer (embedded JetStream) + consumer + a small workload
+demo:
+	./scripts/demo.sh
 
 ## build: static producer binary in bin/producer
 build:

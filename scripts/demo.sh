@@ -45,7 +45,7 @@ user_args=()
 "$(sbin mariadbd)" --no-defaults "${user_args[@]}" --datadir="$work/mysql" --socket="$work/mysql.sock" \
 	--bind-address=127.0.0.1 --port="$mysql_port" --log-bin=mysql-bin --binlog-format=ROW \
 	--binlog-row-metadata=FULL --server-id=1 --skip-name-resolve --innodb-buffer-pool-size=64M \
-	--log-error="$work/mariadb.err" &
+	--log-error="$work/mariadb.err" >"$work/mariadbd.out" 2>&1 &
 pids+=($!)
 sql() { mariadb --no-defaults -uroot -h127.0.0.1 -P"$mysql_port" "$@"; }
 for _ in $(seq 100); do sql -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
@@ -70,7 +70,7 @@ say "starting the producer (embedded NATS with JetStream on 127.0.0.1:$nats_port
 pids+=($!)
 for _ in $(seq 150); do grep -q "binlog stream started" "$work/producer.log" 2>/dev/null && break; sleep 0.2; done
 grep -q "binlog stream started" "$work/producer.log" || { echo "the producer did not start:"; cat "$work/producer.log"; exit 1; }
-grep -E "embedded|NO CHECKPOINT" "$work/producer.log" | sed 's/^/  producer: /'
+grep -iE "embedded|no checkpoint" "$work/producer.log" | sed 's/^/  producer: /'
 
 say "starting the consumer: every change of shop.orders, one JSON line each"
 "$work/bin/consumer" -broker jetstream -url "nats://127.0.0.1:$nats_port" -client demo shop.orders 2>"$work/consumer.log" &

@@ -2,6 +2,7 @@
 // envelope per line on stdout), for debugging a dbsync pipeline.
 //
 //	go run ./cmd/consumer -url nats://127.0.0.1:4222 -cluster test-cluster shop.orders shop.items
+//	go run ./cmd/consumer -broker jetstream -url nats://127.0.0.1:4222 shop.orders
 //
 // It subscribes durably as -client (default "dbsync-consumer"), so a restart
 // resumes where it stopped; -from new skips what the broker already holds
@@ -37,10 +38,11 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("consumer", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	url := flags.String("url", "nats://127.0.0.1:4222", "NATS Streaming server URL")
-	cluster := flags.String("cluster", "test-cluster", "NATS Streaming cluster id")
+	broker := flags.String("broker", "stan", `"stan" (NATS Streaming) or "jetstream"`)
+	url := flags.String("url", "nats://127.0.0.1:4222", "NATS server URL")
+	cluster := flags.String("cluster", "test-cluster", "NATS Streaming cluster id (stan only)")
 	clientID := flags.String("client", "dbsync-consumer", "client id (unique per running consumer; durable position key)")
-	prefix := flags.String("prefix", "", "the producer's ProName (subject prefix)")
+	prefix := flags.String("prefix", "", `the producer's ProName (subject prefix; jetstream default "dbsync.")`)
 	from := flags.String("from", "first", `where a new client starts: "first" stored message or "new" ones only`)
 	flags.Usage = func() {
 		fmt.Fprintln(stderr, "usage: consumer [flags] db.table [db.table ...]")
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := logrus.New()
 	log.SetOutput(stderr)
-	c, err := client.NewClient(client.Config{ClusterID: *cluster, ClientID: *clientID, Host: *url, Prefix: *prefix, StartAt: start, Logger: log})
+	c, err := client.NewClient(client.Config{Broker: *broker, ClusterID: *cluster, ClientID: *clientID, Host: *url, Prefix: *prefix, StartAt: start, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "consumer: %v\n", err)
 		return 1

@@ -109,12 +109,13 @@ func TestRepoConfigValidates(t *testing.T) {
 	if got := c.BoltPath(); got != filepath.Join("data", "pos.db") {
 		t.Errorf("BoltPath = %q, want data/pos.db", got)
 	}
-	if got := c.StanURL(); got != "nats://127.0.0.1:4222" {
-		t.Errorf("StanURL = %q", got)
-	}
-	if c.Mysql.Username != "dbsync" || c.Mysql.Password != "dbsync" || c.Stan.ClusterID != "test-cluster" ||
-		c.Stan.ClientID != "dbsync-producer" || c.ProName != "" {
+	// The example runs the embedded JetStream broker (no JetStream.URL).
+	if c.MQName != "jetstream" || c.JetStream.URL != "" || c.JetStream.Listen != DefaultJetStreamListen ||
+		c.Mysql.Username != "dbsync" || c.Mysql.Password != "dbsync" || c.ProName != DefaultJetStreamProName {
 		t.Errorf("config.json values changed: %+v", c.Redacted())
+	}
+	if c.JetStream != Defaults().JetStream {
+		t.Errorf("config.json JetStream %+v differs from the defaults", c.JetStream)
 	}
 	// The example spells out the defaults: it must equal what defaulting
 	// produces, so documentation and code cannot drift apart.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -132,11 +133,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 	return p, nil
 }
 
-// sourceName is the envelope's source.name: ProName when set, else the
-// source address.
+// sourceName is the envelope's source.name: ProName without its trailing
+// "." when set, else the source address.
 func sourceName(cfg *config.Config) string {
-	if cfg.ProName != "" {
-		return cfg.ProName
+	if name := strings.TrimSuffix(cfg.ProName, "."); name != "" {
+		return name
 	}
 	return cfg.MysqlAddr()
 }
