@@ -36,6 +36,7 @@ type Config struct {
 	Batch     Batch
 	Tables    Tables
 	Log       Log
+	HTTP      HTTP
 }
 
 // Mysql is the source server dbsync reads the binlog from, posing as a
@@ -131,6 +132,17 @@ type JetStream struct {
 	AckTimeout Duration
 }
 
+// HTTP is the operations listener: /metrics (Prometheus), /livez, /readyz.
+type HTTP struct {
+	// Listen is the address; default ":8080".
+	Listen string
+	// Disabled switches the listener off.
+	Disabled bool
+	// StallTimeout: when the source has moved on but nothing was published
+	// for this long, /readyz fails and dbsync_stalled is 1; default 60s.
+	StallTimeout Duration
+}
+
 // Batch bounds how many row changes are published before a checkpoint.
 type Batch struct {
 	// MaxRows flushes a batch at this many rows; default 1024.
@@ -181,6 +193,8 @@ const (
 	DefaultAckTimeout      = 30 * time.Second
 	DefaultJetStreamListen = "127.0.0.1:4222"
 	DefaultJetStreamStream = "DBSYNC"
+	DefaultHTTPListen      = ":8080"
+	DefaultStallTimeout    = 60 * time.Second
 	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
 	DefaultJetStreamProName = "dbsync."
 	DefaultJetStreamStore   = "file"
@@ -229,6 +243,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.JetStream.MaxInflight, DefaultMaxInflight)
 	setDur(&c.JetStream.AckTimeout, DefaultAckTimeout)
 	setDur(&c.JetStream.DuplicateWindow, DefaultDuplicateWindow)
+	setDur(&c.HTTP.StallTimeout, DefaultStallTimeout)
 	setInt(&c.Batch.MaxRows, DefaultBatchMaxRows)
 	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
 	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
@@ -253,6 +268,7 @@ func (c *Config) applyStringDefaults() {
 	set(&c.JetStream.Listen, DefaultJetStreamListen)
 	set(&c.JetStream.Stream, DefaultJetStreamStream)
 	set(&c.JetStream.Storage, DefaultJetStreamStore)
+	set(&c.HTTP.Listen, DefaultHTTPListen)
 	set(&c.Log.Level, DefaultLogLevel)
 	set(&c.Log.Format, DefaultLogFormat)
 	if c.MQName == "jetstream" {

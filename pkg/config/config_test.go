@@ -79,6 +79,7 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 		},
 		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", Storage: "file", Replicas: 1,
 			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second)},
+		HTTP:  HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
 		Batch: Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
 		Log:   Log{Level: "info", Format: "text"},
 	}
@@ -223,8 +224,8 @@ func TestEnvOverridesWin(t *testing.T) {
 
 func TestEnvOverridesList(t *testing.T) {
 	list := EnvOverrides()
-	if len(list) != 14 {
-		t.Errorf("EnvOverrides() has %d entries, want 14", len(list))
+	if len(list) != 15 {
+		t.Errorf("EnvOverrides() has %d entries, want 15", len(list))
 	}
 	names := map[string]bool{}
 	for _, o := range list {

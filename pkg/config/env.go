@@ -31,6 +31,7 @@ func EnvOverrides() []EnvOverride {
 		{"DBSYNC_STAN_CLUSTER_ID", "Stan.ClusterID"},
 		{"DBSYNC_STAN_CLIENT_ID", "Stan.ClientID"},
 		{"DBSYNC_JETSTREAM_URL", "JetStream.URL"},
+		{"DBSYNC_HTTP_LISTEN", "HTTP.Listen"},
 		{"DBSYNC_LOG_LEVEL", "Log.Level"},
 		{"DBSYNC_DATA_DIR", "DataDir"},
 	}

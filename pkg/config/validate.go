@@ -120,6 +120,14 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	// Operations listener
+	if !c.HTTP.Disabled {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			v.add("HTTP.Listen", "%q is not host:port or :port (default %s; HTTP.Disabled switches it off)", c.HTTP.Listen, DefaultHTTPListen)
+		}
+	}
+	v.positive("HTTP.StallTimeout", c.HTTP.StallTimeout)
+
 	// Batching
 	if c.Batch.MaxRows < 1 || c.Batch.MaxRows > maxBatchRows {
 		v.add("Batch.MaxRows", "%d is out of range 1-%d (default %d)", c.Batch.MaxRows, maxBatchRows, DefaultBatchMaxRows)
