@@ -61,7 +61,8 @@ cat >"$work/config.json" <<JSON
   "Mysql": {"Host": "127.0.0.1", "Port": "$mysql_port", "Username": "dbsync", "Password": "dbsync"},
   "MQName": "jetstream",
   "JetStream": {"Listen": "127.0.0.1:$nats_port"},
-  "Log": {"Level": "info"}
+  "Log": {"Level": "info"},
+  "HTTP": {"Listen": "127.0.0.1:0"}
 }
 JSON
 

@@ -64,6 +64,8 @@ type Env struct {
 	Stan   *testenv.Stan
 	NATS   *testenv.NATS
 	Dir    string
+	// HTTPAddr is where the producer serves /metrics, /livez and /readyz.
+	HTTPAddr string
 	// Cfg is written to Dir/config.json before each producer start.
 	Cfg map[string]any
 	bin string
@@ -90,6 +92,8 @@ func NewEnvBroker(t testing.TB, bin, broker string) *Env {
 		"DataDir": e.Dir,
 		"Log":     map[string]any{"Level": "debug"},
 	}
+	e.HTTPAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	e.Cfg["HTTP"] = map[string]any{"Listen": e.HTTPAddr}
 	switch broker {
 	case Stan:
 		e.Stan = testenv.StartStan(t)

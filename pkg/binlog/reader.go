@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 // Row is one encoded row change.
 type Row struct {
 	DB, Table string
+	// Type is the change type: insert, update or delete.
+	Type string
 	// ID is the envelope id, "file:pos:row".
 	ID string
 	// Data is the JSON envelope.
@@ -40,6 +43,8 @@ type Event struct {
 	// Flush asks for the pending batch to be published and checkpointed now
 	// (binlog rotation, DDL).
 	Flush bool
+	// Rotate marks the boundary of a binlog rotation (not a transaction).
+	Rotate bool
 	// Time is the event's binlog timestamp.
 	Time time.Time
 }
@@ -97,9 +102,13 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
 	if err != nil {
-		return r.cfg.classify(fmt.Errorf("start binlog stream at %s: %w", start, err))
+		err = r.cfg.classify(fmt.Errorf("start binlog stream at %s: %w", start, err))
+		r.streamState(false, err)
+		return err
 	}
 	r.log.WithField("position", start.String()).Info("binlog stream started")
+	r.streamState(true, nil)
+	defer func() { r.streamState(false, errors.New("binlog stream stopped")) }()
 
 	// readCtx is cancelled on stop, so a reader idle at a boundary returns.
 	readCtx, cancel := context.WithCancel(ctx)
@@ -153,6 +162,12 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	}
 }
 
+func (r *Reader) streamState(connected bool, err error) {
+	if r.cfg.OnStreamState != nil {
+		r.cfg.OnStreamState(connected, err)
+	}
+}
+
 // streamState tracks where the stream is.
 type streamState struct {
 	file    string
@@ -186,7 +201,7 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 		st.file = next
 		st.lastPos = uint32(e.Position)
 		st.inTx = false
-		return &Event{Boundary: true, Flush: true, Time: time.Unix(int64(h.Timestamp), 0),
+		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0),
 			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid}}, nil
 	case *replication.MariadbGTIDEvent:
 		st.gtid = e.GTID.String()
@@ -361,7 +376,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		if err != nil {
 			return nil, &FatalError{Err: fmt.Errorf("row %s: %w", id, err)}
 		}
-		rows[i] = Row{DB: t.db, Table: t.name, ID: id}
+		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id}
 		ends[i] = len(buf)
 	}
 	start := 0

@@ -837,3 +837,15 @@ func (j *JetStream) Close() error {
 	j.log.Info("mq: closed NATS connection")
 	return nil
 }
+
+// Ping implements Pinger: the connection reconnects by itself; Ping checks
+// that the server answers a round trip.
+func (j *JetStream) Ping(ctx context.Context) error {
+	if j.isClosed() {
+		return ErrClosed
+	}
+	if err := j.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, j.opts.URL, err)
+	}
+	return nil
+}

@@ -83,3 +83,11 @@ func (g callGate) enter(ctx context.Context, n int) error {
 }
 
 func (g callGate) leave() { <-g }
+
+// Pinger is implemented by message queues that can report whether their
+// broker connection works.
+type Pinger interface {
+	// Ping returns nil when the broker answers, reconnecting first if the
+	// connection was lost; otherwise an error wrapping ErrConnectionLost.
+	Ping(ctx context.Context) error
+}

@@ -543,3 +543,16 @@ func (s *Stan) Close() error {
 	s.log.Info("mq: closed NATS Streaming connection")
 	return nil
 }
+
+// Ping implements Pinger: it reconnects a lost session (as the next Publish
+// would) and checks that the server answers.
+func (s *Stan) Ping(ctx context.Context) error {
+	sess, err := s.session(ctx)
+	if err != nil {
+		return err
+	}
+	if err := sess.sc.NatsConn().FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, s.opts.URL, err)
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 )
@@ -34,6 +35,10 @@ type batch struct {
 	force bool
 	// eventTime is the binlog time of the newest event in the batch.
 	eventTime time.Time
+	// rows counts the batch's row changes per table and type, and
+	// transactions the transaction boundaries it covers (for metrics).
+	rows         map[monitor.RowKey]int
+	transactions int
 }
 
 func (b *batch) empty() bool { return len(b.msgs) == 0 && b.checkpoint == nil }
@@ -124,6 +129,10 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 			}
 			cur.msgs = append(cur.msgs, mq.Message{Subject: subj, ID: row.ID, Data: row.Data})
 			cur.bytes += len(row.Data)
+			if cur.rows == nil {
+				cur.rows = map[monitor.RowKey]int{}
+			}
+			cur.rows[monitor.RowKey{DB: row.DB, Table: row.Table, Type: row.Type}]++
 			startTimer()
 			if len(cur.msgs) >= bt.opts.MaxRows || cur.bytes >= bt.opts.MaxBytes {
 				cur.eventTime = ev.Time
@@ -138,6 +147,9 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 		if ev.Boundary {
 			p := ev.Position
 			cur.checkpoint = &p
+			if !ev.Rotate {
+				cur.transactions++
+			}
 			cur.force = cur.force || ev.Flush
 			startTimer()
 		}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/storage"
@@ -24,8 +26,7 @@ type pipeline struct {
 	queue   mq.MessageQueue
 	store   storage.PositionStorager
 	log     logrus.FieldLogger
-	// onCheckpoint, when set, is told about every saved checkpoint.
-	onCheckpoint func(position.Position)
+	mon     *monitor.Monitor
 }
 
 // run streams from start until stop is closed (then it finishes the open
@@ -38,7 +39,7 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 
 	events := make(chan binlog.Event, 256)
 	batches := make(chan *batch, 1)
-	cp := newCheckpointer(p.store, p.log, p.onCheckpoint)
+	cp := newCheckpointer(p.store, p.log, p.mon.Checkpointed)
 
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -81,9 +82,12 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *checkpointer) error {
 	for b := range batches {
 		if len(b.msgs) > 0 {
+			start := time.Now()
 			if err := p.queue.Publish(ctx, b.msgs); err != nil {
+				p.mon.PublishFailed(err)
 				return fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err)
 			}
+			p.mon.Published(b.rows, b.transactions, b.eventTime, time.Since(start))
 		}
 		if b.checkpoint != nil {
 			cp.offer(*b.checkpoint)
@@ -99,13 +103,15 @@ type checkpointer struct {
 	log    logrus.FieldLogger
 	notify chan struct{}
 	done   chan struct{}
-	saved  func(position.Position)
+	saved  func(position.Position, error)
 
 	mu      sync.Mutex
 	pending *position.Position
 }
 
-func newCheckpointer(store storage.PositionStorager, log logrus.FieldLogger, saved func(position.Position)) *checkpointer {
+// newCheckpointer returns a checkpointer saving to store; saved (required)
+// is told about every save and its outcome.
+func newCheckpointer(store storage.PositionStorager, log logrus.FieldLogger, saved func(position.Position, error)) *checkpointer {
 	return &checkpointer{store: store, log: log, saved: saved, notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -147,11 +153,10 @@ func (c *checkpointer) saveLatest(ctx context.Context) error {
 		return nil
 	}
 	if err := c.store.Save(ctx, *pos); err != nil {
+		c.saved(*pos, err)
 		return fmt.Errorf("save checkpoint %s: %w", pos, err)
 	}
 	c.log.WithField("checkpoint", pos.String()).Debug("checkpoint saved")
-	if c.saved != nil {
-		c.saved(*pos)
-	}
+	c.saved(*pos, nil)
 	return nil
 }

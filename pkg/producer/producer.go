@@ -21,6 +21,7 @@ import (
 	"github.com/dbsync/dbsync/internal/natsembed"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/storage"
@@ -34,8 +35,9 @@ type Options struct {
 	// RetryMin and RetryMax bound the backoff between attempts to resume
 	// after a failure. Defaults 500ms and 30s.
 	RetryMin, RetryMax time.Duration
-	// OnCheckpoint, when set, is called after every saved checkpoint.
-	OnCheckpoint func(position.Position)
+	// MonitorInterval is how often lag, stall and the broker connection are
+	// measured; default 2s.
+	MonitorInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -47,6 +49,9 @@ func (o *Options) defaults() {
 	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = 30 * time.Second
+	}
+	if o.MonitorInterval <= 0 {
+		o.MonitorInterval = 2 * time.Second
 	}
 }
 
@@ -61,6 +66,7 @@ type Producer struct {
 	rcfg  binlog.Config
 	// embedded is the in-process NATS server, when the producer runs one.
 	embedded *natsembed.Server
+	mon      *monitor.Monitor
 }
 
 // New connects everything the producer needs and checks that streaming can
@@ -72,7 +78,7 @@ type Producer struct {
 // first checkpoint and says so loudly.
 func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
-	p := &Producer{cfg: cfg, opts: opts, log: log}
+	p := &Producer{cfg: cfg, opts: opts, log: log, mon: monitor.New(cfg.HTTP.StallTimeout.Duration())}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -106,6 +112,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		ConnectTimeout:  cfg.Mysql.ConnectTimeout.Duration(),
 		SourceName:      sourceName(cfg),
 		Include:         cfg.Tables.Match,
+		OnStreamState:   p.mon.SourceConnected,
 	}
 	src, err := binlog.Connect(ctx, p.rcfg, log)
 	if err != nil {
@@ -124,12 +131,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		return nil, err
 	}
 	if fresh {
-		if err = p.firstCheckpoint(ctx); err != nil {
+		if checkpoint, err = p.firstCheckpoint(ctx); err != nil {
 			return nil, err
 		}
 	} else {
 		log.WithField("checkpoint", checkpoint.String()).Info("resuming from checkpoint")
 	}
+	p.mon.Checkpointed(checkpoint, nil)
 	return p, nil
 }
 
@@ -142,7 +150,7 @@ func sourceName(cfg *config.Config) string {
 	return cfg.MysqlAddr()
 }
 
-func (p *Producer) firstCheckpoint(ctx context.Context) error {
+func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, error) {
 	var pos position.Position
 	var err error
 	where := "the server's CURRENT position: changes made before now are not published"
@@ -153,13 +161,13 @@ func (p *Producer) firstCheckpoint(ctx context.Context) error {
 		pos, err = p.src.CurrentPosition()
 	}
 	if err != nil {
-		return err
+		return pos, err
 	}
 	if err := p.store.Save(ctx, pos); err != nil {
-		return fmt.Errorf("save first checkpoint %s: %w", pos, err)
+		return pos, fmt.Errorf("save first checkpoint %s: %w", pos, err)
 	}
 	p.log.WithField("checkpoint", pos.String()).Warn("NO CHECKPOINT FOUND: first start, streaming from " + where)
-	return nil
+	return pos, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
@@ -272,6 +280,9 @@ func (p *Producer) Run(ctx context.Context) error {
 		}
 	}()
 
+	if err := p.startMonitoring(hard); err != nil {
+		return err
+	}
 	backoff := p.opts.RetryMin
 	for {
 		started := time.Now()
@@ -303,6 +314,30 @@ func (p *Producer) Run(ctx context.Context) error {
 	}
 }
 
+// startMonitoring serves /metrics, /livez and /readyz (unless
+// HTTP.Disabled) and measures lag, stall and the broker connection on a
+// connection of its own, until ctx is done.
+func (p *Producer) startMonitoring(ctx context.Context) error {
+	if !p.cfg.HTTP.Disabled {
+		if err := p.mon.Serve(ctx, p.cfg.HTTP.Listen, p.log); err != nil {
+			return err
+		}
+	}
+	src, err := binlog.Connect(ctx, p.rcfg, p.log.WithField("component", "monitor"))
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	var broker monitor.Broker
+	if pinger, ok := p.queue.(mq.Pinger); ok {
+		broker = pinger
+	}
+	go func() {
+		defer src.Close()
+		p.mon.Poll(ctx, src, broker, p.opts.MonitorInterval, p.log)
+	}()
+	return nil
+}
+
 // isFatal reports errors that retrying cannot fix.
 func isFatal(err error) bool {
 	return binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, mq.ErrRejected)
@@ -328,10 +363,10 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 			},
 			subject: p.cfg.Subject,
 		},
-		queue:        p.queue,
-		store:        p.store,
-		log:          p.log,
-		onCheckpoint: p.opts.OnCheckpoint,
+		queue: p.queue,
+		store: p.store,
+		log:   p.log,
+		mon:   p.mon,
 	}
 	return pl.run(ctx, start, stop)
 }

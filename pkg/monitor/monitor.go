@@ -1,0 +1,301 @@
+// Package monitor is the producer's operations view: Prometheus metrics,
+// liveness and readiness, replication lag and stall detection, served over
+// HTTP on /metrics, /livez and /readyz.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/position"
+)
+
+// Source is what the monitor asks the source server: its current binlog
+// position and the sizes of its binlog files.
+type Source interface {
+	CurrentPosition() (position.Position, error)
+	// BytesBetween returns how many binlog bytes lie from a to b.
+	BytesBetween(a, b position.Position) (int64, error)
+}
+
+// Broker reports whether the broker connection works (reconnecting if it
+// needs to).
+type Broker interface {
+	Ping(ctx context.Context) error
+}
+
+// RowKey labels published rows.
+type RowKey struct{ DB, Table, Type string }
+
+// Monitor collects the producer's state. Its methods are safe for concurrent
+// use; the zero value is not usable, use New.
+type Monitor struct {
+	reg          *prometheus.Registry
+	stallTimeout time.Duration
+	now          func() time.Time
+
+	rows         *prometheus.CounterVec
+	transactions prometheus.Counter
+	publishErrs  prometheus.Counter
+	batchRows    prometheus.Histogram
+	publishTime  prometheus.Histogram
+	cpFile       prometheus.Gauge
+	cpPos        prometheus.Gauge
+	lagSeconds   prometheus.Gauge
+	lagBytes     prometheus.Gauge
+	sourceUp     prometheus.Gauge
+	brokerUp     prometheus.Gauge
+	stalled      prometheus.Gauge
+
+	mu             sync.Mutex
+	sourceOK       bool
+	brokerOK       bool
+	checkpointOK   bool
+	checkpoint     position.Position
+	checkpointAt   time.Time
+	progressAt     time.Time // last time the checkpoint advanced
+	lastEventTime  time.Time // binlog time of the newest acknowledged event
+	behindBytes    int64
+	isStalled      bool
+	checkpointErr  error
+	lastSourceErr  error
+	lastBrokerErr  error
+	sourcePolledAt time.Time
+}
+
+// New returns a Monitor; stallTimeout is how long the source may be ahead
+// with no progress before the producer counts as stalled.
+func New(stallTimeout time.Duration) *Monitor {
+	m := &Monitor{reg: prometheus.NewRegistry(), stallTimeout: stallTimeout, now: time.Now, checkpointOK: true}
+	f := newFactory(m.reg)
+	m.rows = f.counterVec("dbsync_rows_published_total", "Row changes acknowledged by the broker.", "db", "table", "type")
+	m.transactions = f.counter("dbsync_transactions_published_total", "Transactions whose every row change was acknowledged by the broker.")
+	m.publishErrs = f.counter("dbsync_publish_errors_total", "Batches the broker did not acknowledge completely (each is replayed from the checkpoint).")
+	m.batchRows = f.histogram("dbsync_batch_rows", "Row changes per published batch.", prometheus.ExponentialBuckets(1, 4, 8))
+	m.publishTime = f.histogram("dbsync_publish_duration_seconds", "Time from handing a batch to the broker until every message was acknowledged.", prometheus.ExponentialBuckets(0.0005, 4, 9))
+	m.cpFile = f.gauge("dbsync_checkpoint_binlog_file_number", "Numeric suffix of the checkpoint's binlog file.")
+	m.cpPos = f.gauge("dbsync_checkpoint_binlog_position", "Byte offset of the checkpoint in its binlog file.")
+	f.gaugeFunc("dbsync_checkpoint_age_seconds", "Seconds since the checkpoint was last saved.", func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.checkpointAt.IsZero() {
+			return 0
+		}
+		return m.now().Sub(m.checkpointAt).Seconds()
+	})
+	m.lagSeconds = f.gauge("dbsync_replication_lag_seconds", "Seconds between now and the commit time of the newest acknowledged change, while the source is ahead (0 when caught up).")
+	m.lagBytes = f.gauge("dbsync_replication_lag_bytes", "Binlog bytes between the checkpoint and the source's current position.")
+	m.sourceUp = f.gauge("dbsync_source_connected", "1 while the binlog stream is connected.")
+	m.brokerUp = f.gauge("dbsync_broker_connected", "1 while the broker connection works.")
+	m.stalled = f.gauge("dbsync_stalled", "1 when the source has moved on but nothing was published for the stall timeout.")
+	return m
+}
+
+// Registry is the Prometheus registry holding the metrics.
+func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
+
+// SourceConnected records whether the binlog stream is connected.
+func (m *Monitor) SourceConnected(ok bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sourceOK = ok
+	m.lastSourceErr = err
+	m.sourceUp.Set(b2f(ok))
+}
+
+// Published records an acknowledged batch: rows per label, whole
+// transactions, the binlog time of its newest event and how long the
+// publish took.
+func (m *Monitor) Published(rows map[RowKey]int, transactions int, eventTime time.Time, took time.Duration) {
+	total := 0
+	for k, n := range rows {
+		m.rows.WithLabelValues(k.DB, k.Table, k.Type).Add(float64(n))
+		total += n
+	}
+	m.transactions.Add(float64(transactions))
+	m.batchRows.Observe(float64(total))
+	m.publishTime.Observe(took.Seconds())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.brokerOK = true
+	m.brokerUp.Set(1)
+	if eventTime.After(m.lastEventTime) {
+		m.lastEventTime = eventTime
+	}
+}
+
+// PublishFailed records a batch the broker did not acknowledge.
+func (m *Monitor) PublishFailed(err error) {
+	m.publishErrs.Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.brokerOK = false
+	m.lastBrokerErr = err
+	m.brokerUp.Set(0)
+}
+
+// Checkpointed records a checkpoint save: its position, or the error.
+func (m *Monitor) Checkpointed(pos position.Position, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.checkpointOK = false
+		m.checkpointErr = err
+		return
+	}
+	now := m.now()
+	m.checkpointOK, m.checkpointErr = true, nil
+	if pos != m.checkpoint {
+		m.progressAt = now
+	}
+	m.checkpoint, m.checkpointAt = pos, now
+	m.cpFile.Set(float64(fileNumber(pos.File)))
+	m.cpPos.Set(float64(pos.Pos))
+}
+
+// fileNumber is the numeric suffix of a binlog file name ("mysql-bin.000042" → 42).
+func fileNumber(file string) int64 {
+	i := strings.LastIndexByte(file, '.')
+	n, _ := strconv.ParseInt(file[i+1:], 10, 64)
+	return n
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Poll measures lag and stall against the source and pings the broker; it
+// runs every interval until ctx is done.
+func (m *Monitor) Poll(ctx context.Context, src Source, broker Broker, interval time.Duration, log logrus.FieldLogger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		m.pollOnce(ctx, src, broker, log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log logrus.FieldLogger) {
+	if broker != nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := broker.Ping(pctx)
+		cancel()
+		m.mu.Lock()
+		m.brokerOK, m.lastBrokerErr = err == nil, err
+		m.brokerUp.Set(b2f(err == nil))
+		m.mu.Unlock()
+	}
+	current, err := src.CurrentPosition()
+	if err != nil {
+		log.WithError(err).Debug("monitor: cannot read the source's position")
+		return
+	}
+	m.mu.Lock()
+	cp := m.checkpoint
+	m.mu.Unlock()
+	var behind int64
+	if !cp.IsZero() {
+		if behind, err = src.BytesBetween(cp, current); err != nil {
+			log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot measure the lag")
+			return
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.behindBytes = behind
+	m.sourcePolledAt = now
+	m.lagBytes.Set(float64(behind))
+	if behind > 0 && !m.lastEventTime.IsZero() {
+		m.lagSeconds.Set(now.Sub(m.lastEventTime).Seconds())
+	} else {
+		m.lagSeconds.Set(0)
+	}
+	if behind <= 0 {
+		m.progressAt = now // caught up: nothing to publish
+	}
+	stalled := behind > 0 && !m.progressAt.IsZero() && now.Sub(m.progressAt) > m.stallTimeout
+	if stalled && !m.isStalled {
+		log.WithFields(logrus.Fields{"checkpoint": cp.String(), "source_position": current.String(), "behind_bytes": behind}).
+			Error("STALLED: the source has moved on but nothing was published for " + m.stallTimeout.String())
+	}
+	m.isStalled = stalled
+	m.stalled.Set(b2f(stalled))
+}
+
+// Ready returns nil when the producer is healthy: the binlog stream and the
+// broker are connected, the last checkpoint save worked, and it is not
+// stalled; otherwise an error listing what is wrong.
+func (m *Monitor) Ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var problems []error
+	if !m.sourceOK {
+		problems = append(problems, fmt.Errorf("binlog stream not connected: %v", m.lastSourceErr))
+	}
+	if !m.brokerOK {
+		problems = append(problems, fmt.Errorf("broker not connected: %v", m.lastBrokerErr))
+	}
+	if !m.checkpointOK {
+		problems = append(problems, fmt.Errorf("checkpoint not durable: %v", m.checkpointErr))
+	}
+	if m.isStalled {
+		problems = append(problems, fmt.Errorf("stalled: %d binlog bytes behind and no progress since %s", m.behindBytes, m.progressAt.Format(time.RFC3339)))
+	}
+	return errors.Join(problems...)
+}
+
+// Handler serves /metrics, /livez and /readyz.
+func (m *Monitor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := m.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// Serve listens on addr and serves Handler until ctx is done. It returns
+// the listen error at once (e.g. the address is taken), naming the address.
+func (m *Monitor) Serve(ctx context.Context, addr string, log logrus.FieldLogger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("HTTP.Listen %s: %w (pick a free address or set HTTP.Disabled)", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.WithField("addr", l.Addr().String()).Info("serving /metrics, /livez and /readyz")
+	go func() { _ = srv.Serve(l) }()
+	return nil
+}

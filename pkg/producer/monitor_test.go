@@ -1,0 +1,119 @@
+package producer_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbsync/dbsync/internal/e2e"
+)
+
+// scrape returns the value of one Prometheus sample ("name" or
+// `name{label="v",...}` exactly as exposed), or -1 when absent.
+func scrape(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, sample+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(sample):]), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// eventually polls cond for up to 30s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestMetricsLagAndReadiness: the metrics move when rows flow; while the
+// broker is stopped the lag rises, readiness fails and the stall is
+// reported; when it is back everything recovers.
+func TestMetricsLagAndReadiness(t *testing.T) {
+	t.Parallel()
+	for _, broker := range []string{e2e.Stan, e2e.JetStream} {
+		t.Run(broker, func(t *testing.T) {
+			t.Parallel()
+			e := e2e.NewEnvBroker(t, producerBin, broker)
+			e.Set("HTTP.StallTimeout", "4s")
+			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+			p := e.Start()
+			e2e.WaitLog(t, p, "binlog stream started")
+			addr := e.HTTPAddr
+			if got := scrape(t, addr, "dbsync_source_connected"); got != 1 {
+				t.Errorf("dbsync_source_connected = %v, want 1", got)
+			}
+			rows := `dbsync_rows_published_total{db="shop",table="t",type="insert"}`
+			for i := 1; i <= 10; i++ {
+				e.DB.Exec(t, "INSERT INTO shop.t VALUES ("+strconv.Itoa(i)+")")
+			}
+			eventually(t, "10 rows counted", func() bool { return scrape(t, addr, rows) == 10 })
+			if got := scrape(t, addr, "dbsync_transactions_published_total"); got < 10 {
+				t.Errorf("transactions = %v, want >= 10", got)
+			}
+			if scrape(t, addr, "dbsync_checkpoint_binlog_position") <= 0 || scrape(t, addr, "dbsync_batch_rows_count") <= 0 ||
+				scrape(t, addr, "dbsync_publish_duration_seconds_count") <= 0 {
+				t.Error("checkpoint, batch or publish latency metrics did not move")
+			}
+			eventually(t, "ready", func() bool { code, _ := readyz(t, addr); return code == 200 })
+
+			e.StopBroker()
+			for i := 11; i <= 15; i++ {
+				e.DB.Exec(t, "INSERT INTO shop.t VALUES ("+strconv.Itoa(i)+")")
+			}
+			eventually(t, "not ready while the broker is down", func() bool {
+				code, body := readyz(t, addr)
+				return code == 503 && strings.Contains(body, "broker not connected")
+			})
+			eventually(t, "lag in bytes", func() bool { return scrape(t, addr, "dbsync_replication_lag_bytes") > 0 })
+			lag1 := scrape(t, addr, "dbsync_replication_lag_seconds")
+			eventually(t, "lag in seconds rising", func() bool { return scrape(t, addr, "dbsync_replication_lag_seconds") > lag1+1 })
+			eventually(t, "stall reported", func() bool { return scrape(t, addr, "dbsync_stalled") == 1 })
+			if got := scrape(t, addr, "dbsync_broker_connected"); got != 0 {
+				t.Errorf("dbsync_broker_connected = %v while the broker is down", got)
+			}
+
+			e.StartBroker()
+			eventually(t, "ready again", func() bool { code, _ := readyz(t, addr); return code == 200 })
+			eventually(t, "all 15 rows counted", func() bool { return scrape(t, addr, rows) == 15 })
+			eventually(t, "caught up", func() bool {
+				return scrape(t, addr, "dbsync_replication_lag_bytes") == 0 && scrape(t, addr, "dbsync_stalled") == 0
+			})
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+		})
+	}
+}
