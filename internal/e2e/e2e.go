@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -443,4 +444,30 @@ func (l *Load) Finish() [][]int64 {
 	close(l.stop)
 	l.wg.Wait()
 	return l.committed
+}
+
+// Command runs the producer binary with args (e.g. "checkpoint", "show")
+// and this Env's config, and returns its exit code, stdout and stderr.
+func (e *Env) Command(args ...string) (code int, stdout, stderr string) {
+	e.T.Helper()
+	path := e.WriteConfig()
+	var full []string
+	if len(args) > 0 && (args[0] == "checkpoint" || args[0] == "doctor") {
+		n := 1
+		if args[0] == "checkpoint" && len(args) > 1 {
+			n = 2
+		}
+		full = append(append(append(full, args[:n]...), "-config", path), args[n:]...)
+	} else {
+		full = append([]string{"-config", path}, args...)
+	}
+	cmd := exec.Command(e.bin, full...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		e.T.Fatalf("run producer %v: %v", full, err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
 }

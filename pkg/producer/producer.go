@@ -67,6 +67,8 @@ type Producer struct {
 	// embedded is the in-process NATS server, when the producer runs one.
 	embedded *natsembed.Server
 	mon      *monitor.Monitor
+	// releaseStore gives back the redis checkpoint lease.
+	releaseStore func()
 }
 
 // New connects everything the producer needs and checks that streaming can
@@ -89,31 +91,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		return nil, err
 	}
 	p.store = store
+	if p.releaseStore, err = holdStore(ctx, store, "dbsync producer"); err != nil {
+		return nil, err
+	}
 	checkpoint, err := p.store.Get(ctx)
 	fresh := errors.Is(err, storage.ErrNoCheckpoint)
 	if err != nil && !fresh {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
 
-	port, err := cfg.Mysql.Port.Int()
-	if err != nil {
-		return nil, fmt.Errorf("Mysql.Port: %w", err)
+	if p.rcfg, err = readerConfig(cfg); err != nil {
+		return nil, err
 	}
-	p.rcfg = binlog.Config{
-		Host:            cfg.Mysql.Host,
-		Port:            uint16(port),
-		User:            cfg.Mysql.Username,
-		Password:        cfg.Mysql.Password,
-		ServerID:        cfg.Mysql.ServerID,
-		Flavor:          cfg.Mysql.Flavor,
-		Charset:         cfg.Mysql.Charset,
-		HeartbeatPeriod: cfg.Mysql.HeartbeatPeriod.Duration(),
-		ReadTimeout:     cfg.Mysql.ReadTimeout.Duration(),
-		ConnectTimeout:  cfg.Mysql.ConnectTimeout.Duration(),
-		SourceName:      sourceName(cfg),
-		Include:         cfg.Tables.Match,
-		OnStreamState:   p.mon.SourceConnected,
-	}
+	p.rcfg.OnStreamState = p.mon.SourceConnected
 	src, err := binlog.Connect(ctx, p.rcfg, log)
 	if err != nil {
 		return nil, err
@@ -139,6 +129,28 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 	}
 	p.mon.Checkpointed(checkpoint, nil)
 	return p, nil
+}
+
+// readerConfig is the binlog reader's configuration from cfg.
+func readerConfig(cfg *config.Config) (binlog.Config, error) {
+	port, err := cfg.Mysql.Port.Int()
+	if err != nil {
+		return binlog.Config{}, fmt.Errorf("Mysql.Port: %w", err)
+	}
+	return binlog.Config{
+		Host:            cfg.Mysql.Host,
+		Port:            uint16(port),
+		User:            cfg.Mysql.Username,
+		Password:        cfg.Mysql.Password,
+		ServerID:        cfg.Mysql.ServerID,
+		Flavor:          cfg.Mysql.Flavor,
+		Charset:         cfg.Mysql.Charset,
+		HeartbeatPeriod: cfg.Mysql.HeartbeatPeriod.Duration(),
+		ReadTimeout:     cfg.Mysql.ReadTimeout.Duration(),
+		ConnectTimeout:  cfg.Mysql.ConnectTimeout.Duration(),
+		SourceName:      sourceName(cfg),
+		Include:         cfg.Tables.Match,
+	}, nil
 }
 
 // sourceName is the envelope's source.name: ProName without its trailing
@@ -379,6 +391,9 @@ func (p *Producer) Close() error {
 	}
 	if p.src != nil {
 		p.src.Close()
+	}
+	if p.releaseStore != nil {
+		p.releaseStore()
 	}
 	if p.store != nil {
 		errs = append(errs, p.store.Close())

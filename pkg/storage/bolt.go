@@ -123,7 +123,7 @@ func openBoltGuarded(opts BoltOptions) (db *bolt.DB, err error) {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("bolt checkpoint file %s is locked (waited %s), probably by another running producer; stop it or give this one its own file: %w",
-			opts.Path, opts.Timeout, mark(ErrUnavailable, err))
+			opts.Path, opts.Timeout, mark(ErrHeld, mark(ErrUnavailable, err)))
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum),
 		strings.Contains(err.Error(), "file size too small"):
 		return nil, fmt.Errorf("bolt checkpoint file %s is not a valid bolt database (corrupt or truncated; %s): %w",
@@ -219,6 +219,25 @@ func (s *BoltStore) Save(ctx context.Context, pos position.Position) error {
 	}
 	s.log.WithField("position", pos.String()).Debug("checkpoint saved")
 	return nil
+}
+
+// Delete implements PositionStorager.
+func (s *BoltStore) Delete(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", s.where(), err)
+	}
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			if b := tx.Bucket([]byte(s.bucket)); b != nil {
+				return b.Delete([]byte(s.key))
+			}
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%s: delete failed: %w", s.where(), mark(ErrUnavailable, err))
+	}
+	return err
 }
 
 // Close releases the file and its lock. Calling it again is harmless.

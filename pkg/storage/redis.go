@@ -175,5 +175,82 @@ func (s *RedisStore) Close() error {
 	return nil
 }
 
+// Delete implements PositionStorager.
+func (s *RedisStore) Delete(ctx context.Context) error {
+	if err := s.client.Del(ctx, s.key).Err(); err != nil {
+		return s.classify("deleting checkpoint", err)
+	}
+	return nil
+}
+
+// ErrHeld reports a checkpoint store held by another running producer.
+var ErrHeld = errors.New("checkpoint store is held by a running producer")
+
+// leaseKey holds the name of the producer that owns the checkpoint key.
+func (s *RedisStore) leaseKey() string { return s.key + ":lease" }
+
+// AcquireLease marks the checkpoint as owned by owner for as long as the
+// returned release is not called (a background refresh keeps the lease
+// alive; it lapses ttl after a crash). It fails with an error wrapping
+// ErrHeld, naming the holder, when another owner holds it: redis has no
+// file lock, so this is what keeps two producers, or an admin command, from
+// writing one checkpoint at once.
+func (s *RedisStore) AcquireLease(ctx context.Context, owner string, ttl time.Duration) (release func(), err error) {
+	ok, err := s.client.SetNX(ctx, s.leaseKey(), owner, ttl).Result()
+	if err != nil {
+		return nil, s.classify("taking the lease", err)
+	}
+	if !ok {
+		holder, _ := s.client.Get(ctx, s.leaseKey()).Result()
+		return nil, fmt.Errorf("%s: %w: %q (it lapses %s after that producer stops)", s.where(), ErrHeld, holder, ttl)
+	}
+	refreshLease, releaseLease := redis.NewScript(refreshLeaseScript), redis.NewScript(releaseLeaseScript)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				rctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+				err := refreshLease.Run(rctx, s.client, []string{s.leaseKey()}, owner, ttl.Milliseconds()).Err()
+				cancel()
+				if err != nil {
+					s.log.WithError(err).Warn("could not refresh the redis checkpoint lease")
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = releaseLease.Run(rctx, s.client, []string{s.leaseKey()}, owner).Err()
+	}, nil
+}
+
+// LeaseHolder returns the owner holding the lease, or "" when none does.
+func (s *RedisStore) LeaseHolder(ctx context.Context) (string, error) {
+	holder, err := s.client.Get(ctx, s.leaseKey()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", s.classify("reading the lease", err)
+	}
+	return holder, nil
+}
+
+// Lease scripts: refresh or release the lease only while owner holds it.
+const (
+	refreshLeaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`
+	releaseLeaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
+)
+
 // Addr returns the redis server address.
 func (s *RedisStore) Addr() string { return s.addr }

@@ -27,6 +27,9 @@ type PositionStorager interface {
 	// Save durably stores pos; when it returns nil, a later Get (also after a
 	// crash or restart) returns pos.
 	Save(ctx context.Context, pos position.Position) error
+	// Delete removes the checkpoint, so the next start is a first start.
+	// Deleting a missing checkpoint is not an error.
+	Delete(ctx context.Context) error
 	// Close releases the store.
 	Close() error
 }

@@ -1,0 +1,67 @@
+package binlog
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/internal/testenv"
+)
+
+// TestPositionAfterGTID: the position after a transaction's GTID is where
+// the server's binlog stood right after that transaction committed, for a
+// transaction, a DDL statement and a transaction in an older binlog file.
+func TestPositionAfterGTID(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	conn, err := db.DB(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	step := func(stmt string) (gtid string, after string) {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+		if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&gtid); err != nil {
+			t.Fatal(err)
+		}
+		pos, err := src.CurrentPosition()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gtid, pos.File + ":" + itoa(pos.Pos)
+	}
+	type tc struct{ name, gtid, want string }
+	var cases []tc
+	g, want := step("CREATE DATABASE g")
+	cases = append(cases, tc{"ddl", g, want})
+	step("CREATE TABLE g.t (id INT PRIMARY KEY)")
+	g, want = step("INSERT INTO g.t VALUES (1)")
+	cases = append(cases, tc{"insert in an older file", g, want})
+	step("FLUSH BINARY LOGS")
+	g, want = step("INSERT INTO g.t VALUES (2), (3)")
+	cases = append(cases, tc{"insert", g, want})
+	step("INSERT INTO g.t VALUES (4)")
+	for _, c := range cases {
+		pos, err := src.PositionAfterGTID(c.gtid)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := pos.File + ":" + itoa(pos.Pos); got != c.want {
+			t.Errorf("%s: GTID %s → %s, want %s", c.name, c.gtid, got, c.want)
+		}
+	}
+	if _, err := src.PositionAfterGTID("0-1-999"); err == nil {
+		t.Error("an unknown GTID was found")
+	}
+}
