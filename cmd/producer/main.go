@@ -3,6 +3,7 @@
 // row on "<ProName><db>.<table>".
 //
 //	producer [-config PATH]                          stream (default ./config.json)
+//	producer doctor [-config PATH]                   check the source, broker and checkpoint store
 //	producer checkpoint show [-config PATH]          print the checkpoint
 //	producer checkpoint set [-config PATH] FILE POS  set it (source must still have it)
 //	producer checkpoint set [-config PATH] -gtid G   set it to just after transaction G
@@ -31,6 +32,7 @@ import (
 
 	"github.com/dbsync/dbsync/internal/logging"
 	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/producer"
 	"github.com/dbsync/dbsync/pkg/storage"
@@ -79,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "checkpoint":
 		return checkpointCommand(ctx, sub, flags.Args(), *gtid, cfg, stdout, stderr, log)
 	case "doctor":
-		return doctor(ctx, cfg, stdout, log)
+		return runDoctor(ctx, cfg, stdout, log)
 	}
 	return stream(ctx, cfg, log)
 }
@@ -151,5 +153,12 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 	return 2
 }
 
-// doctor is replaced by the preflight checks (pkg/doctor).
-func doctor(context.Context, *config.Config, io.Writer, *logrus.Logger) int { return 1 }
+// runDoctor prints every preflight finding; it exits 1 when one FAILs.
+func runDoctor(ctx context.Context, cfg *config.Config, stdout io.Writer, log *logrus.Logger) int {
+	report := doctor.Run(ctx, cfg, log)
+	report.Print(stdout)
+	if report.Failed() {
+		return 1
+	}
+	return 0
+}

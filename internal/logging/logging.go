@@ -71,7 +71,7 @@ func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
 		if h.group != "" {
 			key = h.group + "." + key
 		}
-		fields[key] = a.Value.Resolve().Any()
+		fields[key] = fieldValue(a.Value.Resolve())
 		return true
 	}
 	for _, a := range h.attrs {
@@ -90,6 +90,16 @@ func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
 		entry.Debug(r.Message)
 	}
 	return nil
+}
+
+// fieldValue keeps slog's basic kinds as they are and renders anything else
+// (structs holding funcs, for one) as text, so every formatter can write it.
+func fieldValue(v slog.Value) any {
+	switch v.Kind() {
+	case slog.KindAny, slog.KindGroup, slog.KindLogValuer:
+		return fmt.Sprintf("%+v", v.Any())
+	}
+	return v.Any()
 }
 
 func (h *slogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -39,6 +39,9 @@ type Config struct {
 	Include func(db, table string) bool
 	// EventBuffer is how many raw binlog events go-mysql may read ahead.
 	EventBuffer int
+	// OnStreamState, when set, is told when the binlog stream connects and
+	// when it ends (with the reason).
+	OnStreamState func(connected bool, err error)
 }
 
 func (c *Config) addr() string {
@@ -94,6 +97,7 @@ type Source struct {
 	log        logrus.FieldLogger
 	conn       *client.Conn
 	flavor     string
+	version    string
 	serverID   uint32
 	collations map[uint64]string
 }
@@ -111,6 +115,7 @@ func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, 
 		s.Close()
 		return nil, err
 	}
+	s.version = version
 	s.flavor = cfg.Flavor
 	if s.flavor == "" {
 		s.flavor = mysql.MySQLFlavor
@@ -158,6 +163,122 @@ func (s *Source) Flavor() string { return s.flavor }
 
 // ServerID is the source server's own server_id.
 func (s *Source) ServerID() uint32 { return s.serverID }
+
+// Version is the server's VERSION(), as read by Connect.
+func (s *Source) Version() string { return s.version }
+
+// Addr is the server's "host:port", as configured.
+func (s *Source) Addr() string { return s.cfg.addr() }
+
+// CurrentUser returns the account the server authenticated the connection
+// as (CURRENT_USER(), split at its last '@'): the account GRANT statements
+// must name. It fails when the query fails.
+func (s *Source) CurrentUser() (user, host string, err error) {
+	v, err := s.queryString("SELECT CURRENT_USER()")
+	if err != nil {
+		return "", "", err
+	}
+	i := strings.LastIndexByte(v, '@')
+	if i < 0 {
+		return v, "", nil
+	}
+	return v[:i], v[i+1:], nil
+}
+
+// Grants returns the lines of SHOW GRANTS FOR CURRENT_USER(), as the server
+// prints them (one GRANT statement each). It fails when the query fails.
+func (s *Source) Grants() ([]string, error) {
+	r, err := s.execute("SHOW GRANTS FOR CURRENT_USER()")
+	if err != nil {
+		return nil, err
+	}
+	grants := make([]string, 0, r.RowNumber())
+	for i := 0; i < r.RowNumber(); i++ {
+		g, _ := r.GetString(i, 0)
+		grants = append(grants, g)
+	}
+	return grants, nil
+}
+
+// ReplicaHost is one replica registered with the server.
+type ReplicaHost struct {
+	// ServerID is the server_id the replica registered with.
+	ServerID uint32
+	// Host is the host name the replica reported ("" when it sent none).
+	Host string
+	Port uint32
+}
+
+// ReplicaHosts lists the replicas currently registered with the server
+// (SHOW SLAVE HOSTS; SHOW REPLICAS on MySQL servers that dropped the old
+// name). The statement needs REPLICATION SLAVE on MySQL and REPLICATION
+// MASTER ADMIN on MariaDB 10.5.2+; without it the error wraps the server's
+// access-denied error (*mysql.MyError, code 1227).
+func (s *Source) ReplicaHosts() ([]ReplicaHost, error) {
+	r, err := s.execute("SHOW SLAVE HOSTS")
+	if err != nil && s.flavor == mysql.MySQLFlavor {
+		var me *mysql.MyError
+		if !errors.As(err, &me) || me.Code != errSpecificAccess {
+			r, err = s.execute("SHOW REPLICAS")
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	col := func(name string) int {
+		for n, i := range r.FieldNames {
+			if strings.EqualFold(n, name) {
+				return i
+			}
+		}
+		return -1
+	}
+	idCol, hostCol, portCol := col("Server_id"), col("Host"), col("Port")
+	if idCol < 0 {
+		return nil, fmt.Errorf("MySQL at %s: SHOW SLAVE HOSTS has no Server_id column", s.cfg.addr())
+	}
+	hosts := make([]ReplicaHost, 0, r.RowNumber())
+	for i := 0; i < r.RowNumber(); i++ {
+		var h ReplicaHost
+		id, _ := r.GetUint(i, idCol)
+		h.ServerID = uint32(id)
+		if hostCol >= 0 {
+			h.Host, _ = r.GetString(i, hostCol)
+		}
+		if portCol >= 0 {
+			port, _ := r.GetUint(i, portCol)
+			h.Port = uint32(port)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+// DumpThread is a connection streaming the binlog to a replica.
+type DumpThread struct {
+	ID   uint64
+	User string
+	Host string
+}
+
+// BinlogDumps lists the binlog dump threads (replica connections) the
+// connected user can see in information_schema.PROCESSLIST: its own, or
+// every one with the PROCESS privilege. It fails when the query fails.
+func (s *Source) BinlogDumps() ([]DumpThread, error) {
+	r, err := s.execute("SELECT ID, USER, HOST FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+	if err != nil {
+		return nil, err
+	}
+	threads := make([]DumpThread, 0, r.RowNumber())
+	for i := 0; i < r.RowNumber(); i++ {
+		var d DumpThread
+		d.ID, _ = r.GetUint(i, 0)
+		d.User, _ = r.GetString(i, 1)
+		d.Host, _ = r.GetString(i, 2)
+		threads = append(threads, d)
+	}
+	return threads, nil
+}
 
 // Close closes the connection.
 func (s *Source) Close() {
@@ -273,6 +394,38 @@ func (s *Source) OldestPosition() (position.Position, error) {
 	return position.Position{File: files[0].Name, Pos: 4}, nil
 }
 
+// BytesBetween returns how many binlog bytes lie from a to b (0 when b is
+// not after a), using the file sizes of SHOW BINARY LOGS.
+func (s *Source) BytesBetween(a, b position.Position) (int64, error) {
+	if b.Compare(a) <= 0 {
+		return 0, nil
+	}
+	if a.File == b.File {
+		return int64(b.Pos) - int64(a.Pos), nil
+	}
+	files, err := s.BinaryLogs()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	counting := false
+	for _, f := range files {
+		switch {
+		case f.Name == a.File:
+			counting = true
+			total += int64(f.Size) - int64(a.Pos)
+		case f.Name == b.File:
+			return total + int64(b.Pos), nil
+		case counting:
+			total += int64(f.Size)
+		}
+	}
+	if !counting {
+		return 0, fmt.Errorf("binlog %s is not on the server any more", a.File)
+	}
+	return total, nil
+}
+
 // PurgedError reports a checkpoint whose binlog the server no longer has.
 type PurgedError struct {
 	Pos    position.Position
@@ -312,41 +465,6 @@ func (s *Source) CheckResumable(pos position.Position) error {
 		}
 	}
 	return &FatalError{Err: &PurgedError{Pos: pos, Oldest: files[0].Name, Addr: s.cfg.addr()}}
-}
-
-// CheckReplicable fails (fatally) when the server cannot feed dbsync: binary
-// logging off, a binlog format other than ROW, or a server_id equal to ours.
-func (s *Source) CheckReplicable() error {
-	var problems []error
-	logBin, err := s.Variable("log_bin")
-	if err != nil {
-		return err
-	}
-	if !strings.EqualFold(logBin, "ON") {
-		problems = append(problems, fmt.Errorf("binary logging is off (log_bin=%s): start the server with log_bin=ON", logBin))
-	}
-	format, err := s.Variable("binlog_format")
-	if err != nil {
-		return err
-	}
-	if !strings.EqualFold(format, "ROW") {
-		problems = append(problems, fmt.Errorf("binlog_format is %s: dbsync needs ROW (SET GLOBAL binlog_format='ROW' and set it in the server's config)", format))
-	}
-	if compression, err := s.Variable("binlog_transaction_compression"); err == nil && strings.EqualFold(compression, "ON") {
-		problems = append(problems, errors.New("binlog_transaction_compression is ON: dbsync does not read compressed transactions yet (SET GLOBAL binlog_transaction_compression=OFF)"))
-	}
-	if s.serverID == s.cfg.ServerID {
-		problems = append(problems, fmt.Errorf("the server's own server_id is %d, the same as Mysql.ServerID: pick another Mysql.ServerID", s.serverID))
-	}
-	if len(problems) > 0 {
-		return &FatalError{Err: fmt.Errorf("MySQL at %s cannot be streamed: %w", s.cfg.addr(), errors.Join(problems...))}
-	}
-	if metadata, err := s.Variable("binlog_row_metadata"); err == nil && metadata != "" && !strings.EqualFold(metadata, "FULL") {
-		s.log.WithField("binlog_row_metadata", metadata).Warn("binlog_row_metadata is not FULL: column names come from information_schema, " +
-			"which is right only while the table is unchanged since the rows were written (a renamed or reordered column of the same type " +
-			"would go unnoticed). SET GLOBAL binlog_row_metadata=FULL")
-	}
-	return nil
 }
 
 // tableInfo reads a table's current definition from information_schema. A

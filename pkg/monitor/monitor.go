@@ -102,6 +102,13 @@ func New(stallTimeout time.Duration) *Monitor {
 	return m
 }
 
+// Checkpoint is the last saved checkpoint.
+func (m *Monitor) Checkpoint() position.Position {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.checkpoint
+}
+
 // Registry is the Prometheus registry holding the metrics.
 func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
 
@@ -203,14 +210,12 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 		m.brokerUp.Set(b2f(err == nil))
 		m.mu.Unlock()
 	}
+	cp := m.Checkpoint()
 	current, err := src.CurrentPosition()
 	if err != nil {
-		log.WithError(err).Debug("monitor: cannot read the source's position")
+		log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot read the source's position")
 		return
 	}
-	m.mu.Lock()
-	cp := m.checkpoint
-	m.mu.Unlock()
 	var behind int64
 	if !cp.IsZero() {
 		if behind, err = src.BytesBetween(cp, current); err != nil {

@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -115,5 +116,48 @@ func TestMetricsLagAndReadiness(t *testing.T) {
 				t.Fatalf("exit %d:\n%s", code, p.Output())
 			}
 		})
+	}
+}
+
+// TestLogLinesCarryThePosition: with Log.Format json, every line the
+// streaming pipeline writes (the reader, go-mysql through the slog bridge,
+// batches, checkpoints, retries) names a binlog position.
+func TestLogLinesCarryThePosition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Set("Log.Format", "json")
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)", "ALTER TABLE shop.t ADD COLUMN c INT", "FLUSH BINARY LOGS", "INSERT INTO shop.t VALUES (2, 2)")
+	e.WaitFor("shop.t", 2, 30*time.Second)
+	e.StopBroker() // a publish failure and a retry
+	e.DB.Exec(t, "INSERT INTO shop.t VALUES (3, 3)")
+	e2e.WaitLog(t, p, "streaming failed")
+	e.StartBroker()
+	e.WaitFor("shop.t", 3, 30*time.Second)
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
+	}
+	streaming := false
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(p.Output()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
+		if entry["msg"] == "binlog stream started" {
+			streaming = true
+		}
+		if !streaming || entry["component"] == "monitor" && entry["msg"] == "connected to source" {
+			continue // start-up, before the pipeline runs
+		}
+		checked++
+		if entry["position"] == nil && entry["checkpoint"] == nil {
+			t.Errorf("pipeline log line without a binlog position: %s", line)
+		}
+	}
+	if checked < 5 {
+		t.Fatalf("only %d pipeline log lines checked", checked)
 	}
 }

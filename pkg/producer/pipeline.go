@@ -156,7 +156,7 @@ func (c *checkpointer) saveLatest(ctx context.Context) error {
 		c.saved(*pos, err)
 		return fmt.Errorf("save checkpoint %s: %w", pos, err)
 	}
-	c.log.WithField("checkpoint", pos.String()).Debug("checkpoint saved")
+	c.log.WithField("saved", pos.String()).Debug("checkpoint saved")
 	c.saved(*pos, nil)
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/dbsync/dbsync/internal/natsembed"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -81,6 +82,7 @@ type Producer struct {
 func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
 	p := &Producer{cfg: cfg, opts: opts, log: log, mon: monitor.New(cfg.HTTP.StallTimeout.Duration())}
+	addPositionHook(log, p.mon)
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -109,7 +111,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		return nil, err
 	}
 	p.src = src
-	if err = p.src.CheckReplicable(); err != nil {
+	var cp *position.Position
+	if !fresh {
+		cp = &checkpoint
+	}
+	if err = preflight(src, cfg.Mysql.ServerID, cp, log); err != nil {
 		return nil, err
 	}
 	if !fresh {
@@ -129,6 +135,50 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 	}
 	p.mon.Checkpointed(checkpoint, nil)
 	return p, nil
+}
+
+// preflight runs the doctor's source checks: a FAIL stops the start (the
+// error lists each with its fix), a WARN is logged.
+func preflight(src *binlog.Source, serverID uint32, checkpoint *position.Position, log logrus.FieldLogger) error {
+	report := doctor.Report{Findings: doctor.SourceChecks(src, serverID, checkpoint)}
+	for _, f := range report.Findings {
+		if f.Status == doctor.WARN {
+			log.WithFields(logrus.Fields{"check": f.Check, "fix": f.Fix}).Warn("preflight: " + f.Detail)
+		}
+	}
+	if err := report.Err(); err != nil {
+		return &binlog.FatalError{Err: fmt.Errorf("MySQL at %s: %w", src.Addr(), err)}
+	}
+	return nil
+}
+
+// positionHook adds the current checkpoint to every log line that names no
+// binlog position of its own, so each line says where the pipeline stands.
+type positionHook struct{ mon *monitor.Monitor }
+
+func (positionHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h positionHook) Fire(e *logrus.Entry) error {
+	if _, ok := e.Data["position"]; ok {
+		return nil
+	}
+	if _, ok := e.Data["checkpoint"]; ok {
+		return nil
+	}
+	if cp := h.mon.Checkpoint(); !cp.IsZero() {
+		e.Data["checkpoint"] = cp.String()
+	}
+	return nil
+}
+
+// addPositionHook installs positionHook on the logger behind log.
+func addPositionHook(log logrus.FieldLogger, mon *monitor.Monitor) {
+	switch l := log.(type) {
+	case *logrus.Logger:
+		l.AddHook(positionHook{mon})
+	case *logrus.Entry:
+		l.Logger.AddHook(positionHook{mon})
+	}
 }
 
 // readerConfig is the binlog reader's configuration from cfg.
@@ -306,7 +356,7 @@ func (p *Producer) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("graceful stop incomplete (unacknowledged messages are published again at the next start): %w", err)
 			}
-			p.log.Info("stopped: every published message acknowledged and the checkpoint saved")
+			p.log.WithField("checkpoint", p.mon.Checkpoint().String()).Info("stopped: every published message acknowledged and the checkpoint saved")
 			return nil
 		}
 		if err == nil {
@@ -315,11 +365,13 @@ func (p *Producer) Run(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = p.opts.RetryMin
 		}
-		p.log.WithError(err).WithField("retry_in", backoff.String()).Warn("streaming failed; resuming from the last checkpoint")
+		p.log.WithError(err).WithFields(logrus.Fields{"retry_in": backoff.String(), "checkpoint": p.mon.Checkpoint().String()}).
+			Warn("streaming failed; resuming from the last checkpoint")
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			p.log.Warn("stopped while waiting to resume: messages published after the last checkpoint are published again at the next start")
+			p.log.WithField("checkpoint", p.mon.Checkpoint().String()).
+				Warn("stopped while waiting to resume: messages published after the last checkpoint are published again at the next start")
 			return nil
 		}
 		backoff = min(backoff*2, p.opts.RetryMax)

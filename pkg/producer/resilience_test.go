@@ -110,7 +110,7 @@ func TestCheckpointAtRotationAndDDL(t *testing.T) {
 // waitCheckpointLog waits for the producer's debug log of a saved checkpoint.
 func waitCheckpointLog(t *testing.T, p *e2e.Proc, pos string) {
 	t.Helper()
-	e2e.WaitLog(t, p, `msg="checkpoint saved" checkpoint="`+pos)
+	e2e.WaitLog(t, p, `saved="`+pos)
 }
 
 func itoa(n int64) string {
