@@ -84,7 +84,13 @@ const (
 // prepares a producer configuration for them.
 func NewEnvBroker(t testing.TB, bin, broker string) *Env {
 	t.Helper()
-	e := &Env{T: t, DB: testenv.StartMariaDB(t, testenv.MariaDBOptions{}), Dir: t.TempDir(), bin: bin, Broker: broker}
+	return NewEnvWith(t, bin, broker, testenv.MariaDBOptions{})
+}
+
+// NewEnvWith is NewEnvBroker with MariaDB started with db.
+func NewEnvWith(t testing.TB, bin, broker string, db testenv.MariaDBOptions) *Env {
+	t.Helper()
+	e := &Env{T: t, DB: testenv.StartMariaDB(t, db), Dir: t.TempDir(), bin: bin, Broker: broker}
 	e.DB.CreateReplicationUser(t, "dbsync", "secret")
 	e.Cfg = map[string]any{
 		"Mysql":   map[string]any{"Host": e.DB.Host, "Port": strconv.Itoa(e.DB.Port), "Username": "dbsync", "Password": "secret", "HeartbeatPeriod": "1s", "ReadTimeout": "5s"},
