@@ -365,6 +365,9 @@ func IntField(t testing.TB, img map[string]json.RawMessage, col string) int64 {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -78,8 +79,16 @@ func appendValue(b []byte, c *column, v any) ([]byte, error) {
 			return appendJSONString(b, s), nil
 		}
 	case kindDatetime, kindTimestamp:
-		if s, ok := v.(string); ok {
-			return appendDatetime(b, s, c.kind == kindTimestamp), nil
+		switch t := v.(type) {
+		case time.Time:
+			// go-mysql's ParseTime: DATETIME as its wall clock in UTC,
+			// TIMESTAMP as the instant.
+			b = append(b, '"')
+			b = t.UTC().AppendFormat(b, c.layout)
+			return append(b, '"'), nil
+		case string:
+			// Zero dates and dates before 1970 stay strings.
+			return appendDatetime(b, t, c.kind == kindTimestamp), nil
 		}
 	case kindEnum:
 		if n, ok := v.(int64); ok {

@@ -93,6 +93,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		HeartbeatPeriod:         r.cfg.HeartbeatPeriod,
 		ReadTimeout:             r.cfg.ReadTimeout,
 		TimestampStringLocation: time.UTC,
+		ParseTime:               true, // time.Time: no Sprintf per DATETIME value
 		RenderJSONAsMySQLText:   true,
 		DisableRetrySync:        true, // the producer resumes from its checkpoint instead
 		Logger:                  logging.Slog(r.log),

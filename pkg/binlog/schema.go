@@ -36,6 +36,9 @@ type column struct {
 	unsigned bool
 	charset  string   // text columns: the column's character set
 	values   []string // ENUM and SET member names, in definition order
+	// layout formats DATETIME and TIMESTAMP values decoded as time.Time,
+	// with the column's fractional digits.
+	layout string
 }
 
 // table is the decoding plan of one table map: the columns in binlog order.
@@ -169,6 +172,9 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
 		}
 		c.kind = kind
+		if kind == kindDatetime || kind == kindTimestamp {
+			c.layout = timeLayout(c.realType, tm.ColumnMeta[i], kind == kindTimestamp)
+		}
 		if (kind == kindEnum || kind == kindSet) && c.values == nil {
 			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
 				"column %q: the %s member names are neither in the binlog nor in information_schema; "+
@@ -224,6 +230,20 @@ func checkCharset(cs string) error {
 	}
 	return fmt.Errorf("character set %s is not supported (dbsync converts utf8, utf8mb4, ascii and latin1 exactly): "+
 		"convert the column to utf8mb4, or exclude the table with Tables.Exclude", cs)
+}
+
+// timeLayout is the Go layout writing a DATETIME or TIMESTAMP the way the
+// type contract wants it, with the column's fractional second digits (the
+// metadata of the "2" types; the old types have none).
+func timeLayout(t byte, meta uint16, utc bool) string {
+	layout := "2006-01-02T15:04:05"
+	if (t == mysql.MYSQL_TYPE_DATETIME2 || t == mysql.MYSQL_TYPE_TIMESTAMP2) && meta > 0 && meta <= 6 {
+		layout += "." + "000000"[:meta]
+	}
+	if utc {
+		layout += "Z"
+	}
+	return layout
 }
 
 func charsetKnown(a, b map[int]uint64, i int, ic *infoColumn) bool {

@@ -28,7 +28,7 @@ func TestTypeContract(t *testing.T) {
 		t.Run(metadata, func(t *testing.T) {
 			t.Parallel()
 			db := testenv.StartMariaDB(t, testenv.MariaDBOptions{RowMetadata: metadata})
-			got := captureEnvelopes(t, db, testenv.ReadSQLFile(t, "testdata/all_types.sql"), 5)
+			got := captureEnvelopes(t, db, testenv.ReadSQLFile(t, "testdata/all_types.sql"), 6)
 			compareGolden(t, "all_types", got)
 		})
 	}

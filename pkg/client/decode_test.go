@@ -30,8 +30,8 @@ func decGolden(t *testing.T) []envelope.Envelope {
 	if err := json.Unmarshal(data, &envs); err != nil {
 		t.Fatalf("parsing the golden envelopes: %v", err)
 	}
-	if len(envs) != 5 {
-		t.Fatalf("golden file has %d envelopes, want 5 (insert full, insert nulls, insert zero dates, update, delete)", len(envs))
+	if len(envs) != 6 {
+		t.Fatalf("golden file has %d envelopes, want 6 (insert full, insert nulls, insert zero dates, update, delete, insert time extremes)", len(envs))
 	}
 	return envs
 }
@@ -845,6 +845,39 @@ func TestDecodeConcurrent(t *testing.T) {
 	for g := 0; g < 8; g++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeGoldenTimeExtremes: DATETIME before 1970 and at year 1000,
+// TIMESTAMP at both ends of its range, DATE 9999-12-31.
+func TestDecodeGoldenTimeExtremes(t *testing.T) {
+	envs := decGolden(t)
+	type row struct {
+		Dtm  time.Time  `db:"dtm"`
+		Dtm6 time.Time  `db:"dtm6"`
+		Ts   time.Time  `db:"ts"`
+		Ts6  *time.Time `db:"ts6"`
+		Dt   time.Time  `db:"dt"`
+	}
+	d, err := NewDecoder(reflect.TypeFor[row](), DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r row
+	if err := d.Decode(&r, "shop.all_types", envs[5].After, envs[5].Binary); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]time.Time{
+		"dtm":  {r.Dtm, time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"dtm6": {r.Dtm6, time.Date(1969, 7, 20, 20, 17, 40, 123456000, time.UTC)},
+		"ts":   {r.Ts, time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC)},
+		"ts6":  {*r.Ts6, time.Date(2038, 1, 19, 3, 14, 7, 999999000, time.UTC)},
+		"dt":   {r.Dt, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)},
+	}
+	for col, v := range want {
+		if !v[0].Equal(v[1]) {
+			t.Errorf("%s = %v, want %v", col, v[0], v[1])
 		}
 	}
 }

@@ -390,7 +390,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 		// Publish's own window keeps at most MaxInflight acks pending, so
 		// this limit of the library (which cannot honour a ctx) never
 		// stalls.
-		jetstream.WithPublishAsyncMaxPending(j.opts.MaxInflight),
+		jetstream.WithPublishAsyncMaxPending(2*j.opts.MaxInflight), // headroom over our own window (waitLeftovers)
 		jetstream.WithPublishAsyncTimeout(j.opts.AckTimeout),
 		jetstream.WithDefaultTimeout(j.opts.ConnectTimeout),
 	)
@@ -597,25 +597,32 @@ func (j *JetStream) state(ctx context.Context) (*jsConnState, error) {
 // with ErrClosed. In every failure any subset of msgs may have been stored;
 // acknowledgements arriving later are discarded.
 func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
+	p, err := j.Send(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}
+
+// Send implements AsyncPublisher: it publishes msgs in order after every
+// earlier Send and returns once they are handed to the connection (or the
+// sending failed: Wait then reports why).
+func (j *JetStream) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	if len(msgs) == 0 {
-		return nil
+		return donePending{}, nil
 	}
 	if err := j.calls.enter(ctx, len(msgs)); err != nil {
-		return err
+		return nil, err
 	}
 	defer j.calls.leave()
 	c, err := j.state(ctx)
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
-			return err
+			return nil, err
 		}
-		return &PublishError{Subject: msgs[0].Subject, ID: msgs[0].ID, Err: err}
+		return nil, &PublishError{Subject: msgs[0].Subject, ID: msgs[0].ID, Err: err}
 	}
-	err = j.publish(ctx, c, msgs)
-	if err != nil && j.isClosed() {
-		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
-	}
-	return err
+	return j.send(ctx, c, msgs), nil
 }
 
 func (j *JetStream) isClosed() bool {
@@ -651,12 +658,12 @@ func (j *JetStream) checkMsgSubject(subj string) error {
 	return err
 }
 
-// waitLeftovers waits until no acknowledgement of an earlier, abandoned
-// Publish is pending, so that at most MaxInflight messages are ever in
-// flight.
+// waitLeftovers waits until at most MaxInflight acknowledgements of
+// earlier batches (awaited by their Wait, or abandoned) are pending, which
+// bounds what is in flight across batches.
 func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Message) error {
 	n := j.js.PublishAsyncPending()
-	if n == 0 {
+	if n <= j.opts.MaxInflight {
 		return nil
 	}
 	j.log.WithField("pending", n).Debug("mq: waiting for acknowledgements of an abandoned publish")
@@ -664,7 +671,7 @@ func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Me
 	// ack, so poll as well.
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for j.js.PublishAsyncPending() > 0 {
+	for j.js.PublishAsyncPending() > j.opts.MaxInflight {
 		var err error
 		select {
 		case <-j.js.PublishAsyncComplete():
@@ -684,44 +691,28 @@ func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Me
 	return nil
 }
 
-func (j *JetStream) publish(ctx context.Context, c *jsConnState, msgs []Message) error {
-	if err := j.waitLeftovers(ctx, c, &msgs[0]); err != nil {
-		return err
-	}
-	window := min(j.opts.MaxInflight, len(msgs))
+// jsPending is a sent batch: the futures of its messages not yet awaited.
+type jsPending struct {
+	j      *JetStream
+	c      *jsConnState
+	msgs   []Message
+	window int
 	// ring holds the futures of messages acked..sent-1 at index i%window.
-	ring := make([]jetstream.PubAckFuture, window)
-	acked, sent, dups := 0, 0, 0
+	ring              []jetstream.PubAckFuture
+	acked, sent, dups int
+	// err is the failure that ended sending, if any.
+	err error
+}
 
-	// await waits for the acknowledgement of msgs[acked].
-	await := func() error {
-		m := &msgs[acked]
-		f := ring[acked%window]
-		ring[acked%window] = nil
-		var err error
-		select {
-		case pa := <-f.Ok():
-			if pa.Stream != j.opts.Stream {
-				err = fmt.Errorf("stored in stream %q, not %q: another stream captures this subject", pa.Stream, j.opts.Stream)
-			} else if pa.Duplicate {
-				dups++
-			}
-		case ferr := <-f.Err():
-			err = j.ackError(c, ferr)
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-c.lost:
-			err = fmt.Errorf("%w (%v)", ErrConnectionLost, c.cause)
-		case <-j.closedCh:
-			err = ErrClosed
-		}
-		if err != nil {
-			return j.failure(m, err, len(msgs), sent, acked)
-		}
-		acked++
-		return nil
+// send publishes msgs in order, awaiting the oldest acknowledgement of the
+// batch whenever MaxInflight of them are outstanding; Wait awaits the rest.
+func (j *JetStream) send(ctx context.Context, c *jsConnState, msgs []Message) *jsPending {
+	window := min(j.opts.MaxInflight, len(msgs))
+	p := &jsPending{j: j, c: c, msgs: msgs, window: window, ring: make([]jetstream.PubAckFuture, window)}
+	if err := j.waitLeftovers(ctx, c, &msgs[0]); err != nil {
+		p.err = err
+		return p
 	}
-
 	for i := range msgs {
 		m := &msgs[i]
 		if i&63 == 0 {
@@ -736,31 +727,82 @@ func (j *JetStream) publish(ctx context.Context, c *jsConnState, msgs []Message)
 			default:
 			}
 			if err != nil {
-				return j.failure(m, err, len(msgs), sent, acked)
+				p.err = j.failure(m, err, len(msgs), p.sent, p.acked)
+				return p
 			}
 		}
 		if err := j.checkMsgSubject(m.Subject); err != nil {
-			return j.failure(m, err, len(msgs), sent, acked)
+			p.err = j.failure(m, err, len(msgs), p.sent, p.acked)
+			return p
 		}
-		if sent-acked == window {
-			if err := await(); err != nil {
-				return err
+		if p.sent-p.acked == window {
+			if err := p.await(ctx); err != nil {
+				p.err = err
+				return p
 			}
 		}
 		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data}, jetstream.WithMsgID(m.ID))
 		if err != nil {
-			return j.failure(m, j.sendError(c, m, err), len(msgs), sent, acked)
+			p.err = j.failure(m, j.sendError(c, m, err), len(msgs), p.sent, p.acked)
+			return p
 		}
-		ring[i%window] = f
-		sent++
+		p.ring[i%window] = f
+		p.sent++
 	}
-	for acked < sent {
-		if err := await(); err != nil {
+	return p
+}
+
+// await waits for the acknowledgement of msgs[acked].
+func (p *jsPending) await(ctx context.Context) error {
+	j, c := p.j, p.c
+	m := &p.msgs[p.acked]
+	f := p.ring[p.acked%p.window]
+	p.ring[p.acked%p.window] = nil
+	var err error
+	select {
+	case pa := <-f.Ok():
+		if pa.Stream != j.opts.Stream {
+			err = fmt.Errorf("stored in stream %q, not %q: another stream captures this subject", pa.Stream, j.opts.Stream)
+		} else if pa.Duplicate {
+			p.dups++
+		}
+	case ferr := <-f.Err():
+		err = j.ackError(c, ferr)
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-c.lost:
+		err = fmt.Errorf("%w (%v)", ErrConnectionLost, c.cause)
+	case <-j.closedCh:
+		err = ErrClosed
+	}
+	if err != nil {
+		return j.failure(m, err, len(p.msgs), p.sent, p.acked)
+	}
+	p.acked++
+	return nil
+}
+
+// Wait implements Pending.
+func (p *jsPending) Wait(ctx context.Context) error {
+	err := p.wait(ctx)
+	if err != nil && p.j.isClosed() {
+		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
+	}
+	return err
+}
+
+func (p *jsPending) wait(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	for p.acked < p.sent {
+		if err := p.await(ctx); err != nil {
+			p.err = err
 			return err
 		}
 	}
-	if dups > 0 {
-		j.log.WithFields(logrus.Fields{"messages": len(msgs), "duplicates": dups}).Info("mq: stream already held some messages of the batch (replay); stored once")
+	if p.dups > 0 {
+		p.j.log.WithFields(logrus.Fields{"messages": len(p.msgs), "duplicates": p.dups}).Info("mq: stream already held some messages of the batch (replay); stored once")
 	}
 	return nil
 }

@@ -91,3 +91,18 @@ type Pinger interface {
 	// connection was lost; otherwise an error wrapping ErrConnectionLost.
 	Ping(ctx context.Context) error
 }
+
+// Pending is a sent batch whose acknowledgements may still be arriving.
+type Pending interface {
+	// Wait returns nil once the broker acknowledged every message of the
+	// batch, and otherwise the error Publish would have returned.
+	Wait(ctx context.Context) error
+}
+
+// AsyncPublisher is implemented by message queues that can have several
+// batches in flight. Send hands msgs to the connection in order, after
+// everything sent before, and returns without waiting for the
+// acknowledgements; Publish is Send followed by Wait.
+type AsyncPublisher interface {
+	Send(ctx context.Context, msgs []Message) (Pending, error)
+}

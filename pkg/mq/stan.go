@@ -370,24 +370,35 @@ func (b *stanBatch) hasFailed() bool {
 // Publish first reconnects; a failed reconnect returns an error wrapping
 // ErrConnectionLost that names the URL.
 func (s *Stan) Publish(ctx context.Context, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := s.calls.enter(ctx, len(msgs)); err != nil {
-		return err
-	}
-	defer s.calls.leave()
-
-	sess, err := s.session(ctx)
+	p, err := s.Send(ctx, msgs)
 	if err != nil {
 		return err
 	}
-	err = s.publish(ctx, sess, msgs)
-	if err != nil && s.isClosed() {
-		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
-	}
-	return err
+	return p.Wait(ctx)
 }
+
+// Send implements AsyncPublisher: it publishes msgs in order after every
+// earlier Send and returns once they are handed to the connection (or the
+// sending failed: Wait then reports why).
+func (s *Stan) Send(ctx context.Context, msgs []Message) (Pending, error) {
+	if len(msgs) == 0 {
+		return donePending{}, nil
+	}
+	if err := s.calls.enter(ctx, len(msgs)); err != nil {
+		return nil, err
+	}
+	defer s.calls.leave()
+	sess, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.send(ctx, sess, msgs), nil
+}
+
+// donePending is the Pending of an empty batch.
+type donePending struct{}
+
+func (donePending) Wait(context.Context) error { return nil }
 
 func (s *Stan) isClosed() bool {
 	s.mu.Lock()
@@ -395,7 +406,19 @@ func (s *Stan) isClosed() bool {
 	return s.closed
 }
 
-func (s *Stan) publish(ctx context.Context, sess *stanSession, msgs []Message) error {
+// stanPending is a sent batch: what Wait needs to tell its outcome.
+type stanPending struct {
+	s       *Stan
+	sess    *stanSession
+	b       *stanBatch
+	msgs    []Message
+	guids   []string
+	sent    int
+	sendErr error
+}
+
+// send publishes msgs on sess; the outcome is the returned stanPending's.
+func (s *Stan) send(ctx context.Context, sess *stanSession, msgs []Message) *stanPending {
 	b := &stanBatch{
 		sem:    sess.sem,
 		done:   make(chan struct{}),
@@ -453,7 +476,21 @@ send:
 	if b.pending.Add(-1) == 0 {
 		close(b.done)
 	}
+	return &stanPending{s: s, sess: sess, b: b, msgs: msgs, guids: guids, sent: sent, sendErr: sendErr}
+}
 
+// Wait implements Pending.
+func (p *stanPending) Wait(ctx context.Context) error {
+	err := p.wait(ctx)
+	if err != nil && p.s.isClosed() {
+		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
+	}
+	return err
+}
+
+func (p *stanPending) wait(ctx context.Context) error {
+	s, sess, b, msgs, guids, sent, sendErr := p.s, p.sess, p.b, p.msgs, p.guids, p.sent, p.sendErr
+	ctxDone := ctx.Done()
 	if sendErr == nil {
 		select {
 		case <-b.done:

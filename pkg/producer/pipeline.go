@@ -76,25 +76,94 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 	return nil
 }
 
+// maxBatchesInFlight bounds how many sent batches may await their
+// acknowledgements at once (with an mq.AsyncPublisher).
+const maxBatchesInFlight = 4
+
+// sentBatch is a batch handed to the broker, awaiting its acknowledgements.
+type sentBatch struct {
+	b       *batch
+	pending mq.Pending
+	start   time.Time
+}
+
 // publish sends batches in order; a batch's checkpoint is offered only after
-// the broker acknowledged every message of it (and, by order, of all batches
-// before it).
+// the broker acknowledged every message of it and, by order, of all batches
+// before it. With an mq.AsyncPublisher the next batches are sent while the
+// acknowledgements of earlier ones are still arriving, so the broker and the
+// producer work at the same time.
 func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *checkpointer) error {
+	sender, ok := p.queue.(mq.AsyncPublisher)
+	if !ok {
+		sender = syncSender{p.queue}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inflight := make(chan sentBatch, maxBatchesInFlight-1)
+	waited := make(chan error, 1)
+	go func() { waited <- p.awaitAcks(ctx, inflight, cp) }()
+	fail := func(err error) error {
+		cancel()
+		close(inflight)
+		<-waited
+		return err
+	}
 	for b := range batches {
+		sb := sentBatch{b: b, pending: noPending{}, start: time.Now()}
 		if len(b.msgs) > 0 {
-			start := time.Now()
-			if err := p.queue.Publish(ctx, b.msgs); err != nil {
+			pending, err := sender.Send(ctx, b.msgs)
+			if err != nil {
 				p.mon.PublishFailed(err)
-				return fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err)
+				return fail(fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err))
 			}
-			p.mon.Published(b.rows, b.transactions, b.eventTime, time.Since(start))
+			sb.pending = pending
 		}
-		if b.checkpoint != nil {
-			cp.offer(*b.checkpoint)
+		select {
+		case inflight <- sb:
+		case err := <-waited:
+			// The waiter stopped on a failed batch.
+			close(inflight)
+			return err
+		}
+	}
+	close(inflight)
+	return <-waited
+}
+
+// awaitAcks waits for the sent batches in order and offers their
+// checkpoints; it stops at the first batch that was not acknowledged.
+func (p *pipeline) awaitAcks(ctx context.Context, inflight <-chan sentBatch, cp *checkpointer) error {
+	for sb := range inflight {
+		if err := sb.pending.Wait(ctx); err != nil {
+			p.mon.PublishFailed(err)
+			return fmt.Errorf("publish %d messages (first %s): %w", len(sb.b.msgs), sb.b.msgs[0].ID, err)
+		}
+		if len(sb.b.msgs) > 0 {
+			p.mon.Published(sb.b.rows, sb.b.transactions, sb.b.eventTime, time.Since(sb.start))
+		}
+		if sb.b.checkpoint != nil {
+			cp.offer(*sb.b.checkpoint)
 		}
 	}
 	return nil
 }
+
+// syncSender adapts a MessageQueue without AsyncPublisher: Send publishes
+// and waits.
+type syncSender struct{ q mq.MessageQueue }
+
+func (s syncSender) Send(ctx context.Context, msgs []mq.Message) (mq.Pending, error) {
+	return errPending{s.q.Publish(ctx, msgs)}, nil
+}
+
+type errPending struct{ err error }
+
+func (e errPending) Wait(context.Context) error { return e.err }
+
+// noPending is the Pending of a batch holding only a checkpoint.
+type noPending struct{}
+
+func (noPending) Wait(context.Context) error { return nil }
 
 // checkpointer saves the newest offered position, coalescing offers that
 // arrive while a save is in progress (a save costs an fsync or a round trip).

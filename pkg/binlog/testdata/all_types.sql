@@ -43,3 +43,6 @@ UPDATE shop.all_types SET vc = 'updated', dec1 = '0.05', st = 'red,green,blue', 
 ;
 DELETE FROM shop.all_types WHERE id = 2
 ;
+INSERT INTO shop.all_types (id, dtm, dtm6, ts, ts6, dt) VALUES
+	  (4, '1000-01-01 00:00:00', '1969-07-20 20:17:40.123456', '1970-01-01 08:00:01', '2038-01-19 11:14:07.999999', '9999-12-31')
+;
