@@ -357,7 +357,9 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
 	ends := make([]int, n)
-	buf := make([]byte, 0, n*(160+len(t.head)+len(r.cfg.SourceName)+len(st.file)+len(st.gtid))+int(h.EventSize)*2*step)
+	// One buffer for the event's envelopes, sized from this table's average
+	// envelope so it rarely grows (growing copies it and wastes the rest).
+	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+len(st.file)+len(st.gtid)+int(h.EventSize)*step/max(n, 1)))
 	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
 	for i := 0; i < n; i++ {
 		id := prefix + strconv.Itoa(i)
@@ -380,6 +382,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id}
 		ends[i] = len(buf)
 	}
+	t.observe(len(buf), n)
 	start := 0
 	for i := range rows {
 		rows[i].Data = buf[start:ends[i]:ends[i]]

@@ -51,6 +51,30 @@ type table struct {
 	// columns, when there are any) of every envelope of this table.
 	head   []byte
 	pkJSON []byte
+	// avgEnvelope is a running average of this table's envelope size.
+	avgEnvelope int
+}
+
+// envelopeSize estimates one envelope's size: the running average once
+// known, else a guess from the header and the row's binlog size.
+func (t *table) envelopeSize(guess int) int {
+	if t.avgEnvelope > 0 {
+		return t.avgEnvelope + t.avgEnvelope/8
+	}
+	return 160 + len(t.head) + len(t.pkJSON) + 2*guess
+}
+
+// observe folds an event's envelope bytes for n rows into the average.
+func (t *table) observe(bytes, n int) {
+	if n == 0 {
+		return
+	}
+	avg := bytes / n
+	if t.avgEnvelope == 0 {
+		t.avgEnvelope = avg
+		return
+	}
+	t.avgEnvelope = (3*t.avgEnvelope + avg) / 4
 }
 
 // infoColumn is one row of information_schema.COLUMNS.

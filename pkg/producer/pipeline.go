@@ -37,7 +37,7 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	events := make(chan binlog.Event, 256)
+	events := make(chan binlog.Event, 64)
 	batches := make(chan *batch, 1)
 	cp := newCheckpointer(p.store, p.log, p.mon.Checkpointed)
 
