@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test demo build run fmt vet
+.PHONY: test demo build run bench fmt vet
 
 ## test: install missing test servers (as root), go vet, and run every test against real servers
 test:
@@ -19,6 +19,10 @@ build:
 ## run: run the producer from source (pass flags with ARGS="...")
 run:
 	$(GO) run ./cmd/producer $(ARGS)
+
+## bench: source and sink ceilings, end to end, latency and peak RSS on this machine; writes docs/benchmarks.md (flags with ARGS="...")
+bench:
+	$(GO) run ./cmd/bench $(ARGS)
 
 ## fmt: gofmt every Go file
 fmt:
