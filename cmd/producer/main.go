@@ -7,7 +7,7 @@
 //	producer checkpoint show [-config PATH]          print the checkpoint
 //	producer checkpoint set [-config PATH] FILE POS  set it (source must still have it)
 //	producer checkpoint set [-config PATH] -gtid G   set it to just after transaction G
-//	producer checkpoint reset [-config PATH]         delete it: the next start is a first start
+//	producer checkpoint reset [-config PATH]         move it to the current (Mysql.StartAt) position
 //
 // The checkpoint commands are refused while a producer holds the store.
 //
@@ -143,10 +143,11 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 		fmt.Fprintln(stdout, "checkpoint set to "+pos.String())
 		return 0
 	case "reset":
-		if err := producer.ResetCheckpoint(ctx, cfg, log); err != nil {
+		pos, err := producer.ResetCheckpoint(ctx, cfg, log)
+		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintln(stdout, "checkpoint deleted")
+		fmt.Fprintln(stdout, "checkpoint reset to "+pos.String())
 		return 0
 	}
 	fmt.Fprintf(stderr, "dbsync: unknown checkpoint command %q: want show, set or reset\n", sub)

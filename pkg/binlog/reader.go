@@ -12,6 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/internal/failpoint"
 	"github.com/dbsync/dbsync/internal/logging"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -383,6 +384,10 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		ends[i] = len(buf)
 	}
 	t.observe(len(buf), n)
+	failpoint.Hit("after-decode")
+	if st.inTx {
+		failpoint.Hit("in-transaction")
+	}
 	start := 0
 	for i := range rows {
 		rows[i].Data = buf[start:ends[i]:ends[i]]

@@ -461,10 +461,73 @@ func (s *Source) CheckResumable(pos position.Position) error {
 					"the server's binlog history differs from the one the checkpoint was taken on (RESET MASTER, or another server). "+
 					"Re-sync the consumers and reset the checkpoint", pos, f.Name, f.Size, s.cfg.addr())}
 			}
-			return nil
+			return s.checkHistory(pos)
 		}
 	}
 	return &FatalError{Err: &PurgedError{Pos: pos, Oldest: files[0].Name, Addr: s.cfg.addr()}}
+}
+
+// HistoryError reports a checkpoint whose position exists on the server but
+// belongs to another binlog history: after RESET MASTER the same file names
+// and offsets come back holding other transactions.
+type HistoryError struct {
+	Pos          position.Position
+	ServerGTID   string
+	Addr, Reason string
+}
+
+func (e *HistoryError) Error() string {
+	return fmt.Sprintf("checkpoint %s does not belong to the binlog history of MySQL at %s: %s (the server's GTID state there is %q). "+
+		"The binlog was reset (RESET MASTER) or this is another server; dbsync will not resume at a look-alike position. "+
+		"Re-sync the consumers from a snapshot, then reset the checkpoint (producer checkpoint reset)",
+		e.Pos, e.Addr, e.Reason, e.ServerGTID)
+}
+
+// checkHistory verifies, when the checkpoint carries a GTID, that the
+// server's binlog at pos is the history the checkpoint was taken on:
+// MariaDB's BINLOG_GTID_POS(file, pos) must hold the checkpoint's GTIDs;
+// on MySQL the GTIDs must be in gtid_executed.
+func (s *Source) checkHistory(pos position.Position) error {
+	if pos.GTID == "" {
+		return nil
+	}
+	if s.flavor != mysql.MariaDBFlavor {
+		r, err := s.execute("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", pos.GTID)
+		if err != nil {
+			return err
+		}
+		if ok, _ := r.GetInt(0, 0); ok != 1 {
+			return &FatalError{Err: &HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "its GTIDs are not in the server's gtid_executed"}}
+		}
+		return nil
+	}
+	r, err := s.execute("SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Pos)
+	if err != nil {
+		return err
+	}
+	state, _ := r.GetString(0, 0)
+	if r.RowNumber() == 0 || state == "" && pos.Pos > 4 {
+		return &FatalError{Err: &HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "the position is not an event boundary there"}}
+	}
+	have := map[string]string{} // domain -> "domain-server-seq"
+	for _, g := range strings.Split(state, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			domain, _, _ := strings.Cut(g, "-")
+			have[domain] = g
+		}
+	}
+	for _, g := range strings.Split(pos.GTID, ",") {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		domain, _, _ := strings.Cut(g, "-")
+		if have[domain] != g {
+			return &FatalError{Err: &HistoryError{Pos: pos, ServerGTID: state, Addr: s.cfg.addr(),
+				Reason: fmt.Sprintf("the checkpoint says the last transaction before it was %s", g)}}
+		}
+	}
+	return nil
 }
 
 // tableInfo reads a table's current definition from information_schema. A

@@ -302,9 +302,12 @@ func checkRowMetadata(src *binlog.Source) Finding {
 	case strings.EqualFold(v, "FULL"):
 		return Finding{Check: CheckRowMetadata, Status: OK, Detail: "FULL"}
 	}
-	return Finding{Check: CheckRowMetadata, Status: WARN,
-		Detail: fmt.Sprintf("binlog_row_metadata is %s: rows do not carry their column names, which then come from information_schema; "+
-			"a column renamed or reordered (same type) after its rows were written goes unnoticed", v),
+	// The server can log FULL metadata: without it, rows written before a
+	// column was renamed or moved would be published under the wrong names,
+	// so dbsync refuses rather than risk misaligned values.
+	return Finding{Check: CheckRowMetadata, Status: FAIL,
+		Detail: fmt.Sprintf("binlog_row_metadata is %s: rows do not carry their column names, which would then come from information_schema; "+
+			"a column renamed or reordered (same type) after its rows were written would publish values under the wrong names", v),
 		Fix: "SET GLOBAL binlog_row_metadata='FULL'; and binlog_row_metadata=FULL in the server's config file"}
 }
 

@@ -116,7 +116,7 @@ func TestSourceMinimalImageNoMetadata(t *testing.T) {
 	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{RowMetadata: "NO_LOG", ExtraArgs: []string{"--binlog-row-image=MINIMAL"}})
 	fs := SourceChecks(connect(t, m, "root", ""), 1001, nil)
 	expect(t, fs, CheckRowImage, WARN, "binlog_row_image is MINIMAL", "SET GLOBAL binlog_row_image='FULL'")
-	expect(t, fs, CheckRowMetadata, WARN, "binlog_row_metadata is NO_LOG", "SET GLOBAL binlog_row_metadata='FULL'")
+	expect(t, fs, CheckRowMetadata, FAIL, "binlog_row_metadata is NO_LOG", "SET GLOBAL binlog_row_metadata='FULL'")
 	expect(t, fs, CheckFormat, OK, "ROW", "")
 }
 

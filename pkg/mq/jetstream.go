@@ -891,3 +891,24 @@ func (j *JetStream) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// LastMessage implements HistoryReader: the newest message on the stream's
+// subjects.
+func (j *JetStream) LastMessage(ctx context.Context) ([]byte, bool, error) {
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, false, nil
+	}
+	m, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: last message: %w", j.opts.Stream, err)
+	}
+	return m.Data, true, nil
+}

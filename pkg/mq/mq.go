@@ -106,3 +106,11 @@ type Pending interface {
 type AsyncPublisher interface {
 	Send(ctx context.Context, msgs []Message) (Pending, error)
 }
+
+// HistoryReader is implemented by message queues that can show what they
+// already hold.
+type HistoryReader interface {
+	// LastMessage returns the newest message this queue's publisher wrote
+	// (found is false when there is none).
+	LastMessage(ctx context.Context) (data []byte, found bool, err error)
+}

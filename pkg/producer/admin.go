@@ -102,17 +102,38 @@ func SetCheckpoint(ctx context.Context, cfg *config.Config, pos position.Positio
 	return pos, nil
 }
 
-// ResetCheckpoint deletes the checkpoint, so the next start is a first
-// start (Mysql.StartAt). Refused while a producer runs.
-func ResetCheckpoint(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error {
+// ResetCheckpoint moves the checkpoint to where a first start begins: the
+// server's current position, or its oldest binlog with Mysql.StartAt
+// "oldest". (It does not delete it: a missing checkpoint next to a broker
+// that already holds this source's changes is treated as a lost checkpoint.)
+// Refused while a producer runs.
+func ResetCheckpoint(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (position.Position, error) {
 	store, release, err := openAdminStore(ctx, cfg, log)
 	if err != nil {
-		return err
+		return position.Position{}, err
 	}
 	defer release()
-	if err := store.Delete(ctx); err != nil {
-		return err
+	rcfg, err := readerConfig(cfg)
+	if err != nil {
+		return position.Position{}, err
 	}
-	log.Warn("checkpoint deleted: the next start begins at Mysql.StartAt (" + cfg.Mysql.StartAt + ")")
-	return nil
+	src, err := binlog.Connect(ctx, rcfg, log)
+	if err != nil {
+		return position.Position{}, fmt.Errorf("cannot read the server's position: %w", err)
+	}
+	defer src.Close()
+	var pos position.Position
+	if cfg.Mysql.StartAt == "oldest" {
+		pos, err = src.OldestPosition()
+	} else {
+		pos, err = src.CurrentPosition()
+	}
+	if err != nil {
+		return pos, err
+	}
+	if err := store.Save(ctx, pos); err != nil {
+		return pos, err
+	}
+	log.WithField("checkpoint", pos.String()).Warn("checkpoint reset to the server's " + cfg.Mysql.StartAt + " position: changes before it are not published")
+	return pos, nil
 }

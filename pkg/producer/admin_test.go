@@ -73,17 +73,21 @@ func TestCheckpointCommands(t *testing.T) {
 			if code, _, stderr = e.Command("checkpoint", "set", "mysql-bin.000009", "4"); code != 1 || !strings.Contains(stderr, "mysql-bin.000009") {
 				t.Errorf("set to a missing binlog: exit %d, stderr %s", code, stderr)
 			}
-			// Reset: the next start is a first start.
-			if code, _, stderr = e.Command("checkpoint", "reset"); code != 0 {
-				t.Fatalf("reset: exit %d, stderr %s", code, stderr)
+			// Reset: to the server's current position; rows written before
+			// it are not published, rows after it are.
+			e.DB.Exec(t, "INSERT INTO shop.t VALUES (2)")
+			if code, out, stderr = e.Command("checkpoint", "reset"); code != 0 || !strings.HasPrefix(out, "checkpoint reset to mysql-bin.") {
+				t.Fatalf("reset: exit %d, out %q, stderr %s", code, out, stderr)
 			}
-			if _, out, _ = e.Command("checkpoint", "show"); !strings.HasPrefix(out, "no checkpoint") {
-				t.Fatalf("show after reset: %q", out)
-			}
+			e.DB.Exec(t, "INSERT INTO shop.t VALUES (3)")
 			p = e.Start()
-			e2e.WaitLog(t, p, "NO CHECKPOINT FOUND")
+			e2e.WaitLog(t, p, "resuming from checkpoint")
+			e.WaitFor("shop.t", 3, 30*time.Second)
 			if code := p.Stop(); code != 0 {
 				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+			if got := e.Read("shop.t"); len(got) != 3 || e2e.IntField(t, got[2].After, "id") != 3 {
+				t.Fatalf("after reset the subject holds %d messages, want 3 ending with id 3 (row 2 skipped)", len(got))
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/internal/failpoint"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
@@ -117,6 +118,7 @@ func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *check
 				return fail(fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err))
 			}
 			sb.pending = pending
+			failpoint.Hit("after-publish-before-ack")
 		}
 		select {
 		case inflight <- sb:
@@ -142,6 +144,7 @@ func (p *pipeline) awaitAcks(ctx context.Context, inflight <-chan sentBatch, cp 
 			p.mon.Published(sb.b.rows, sb.b.transactions, sb.b.eventTime, time.Since(sb.start))
 		}
 		if sb.b.checkpoint != nil {
+			failpoint.Hit("after-ack-before-checkpoint")
 			cp.offer(*sb.b.checkpoint)
 		}
 	}

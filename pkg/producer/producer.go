@@ -22,6 +22,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
+	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -127,6 +128,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 		return nil, err
 	}
 	if fresh {
+		if err = p.refuseIfPublishedBefore(ctx); err != nil {
+			return nil, err
+		}
 		if checkpoint, err = p.firstCheckpoint(ctx); err != nil {
 			return nil, err
 		}
@@ -210,6 +214,32 @@ func sourceName(cfg *config.Config) string {
 		return name
 	}
 	return cfg.MysqlAddr()
+}
+
+// refuseIfPublishedBefore tells a first start from a lost checkpoint: when
+// the broker can say (JetStream) and already holds changes from this
+// source, the checkpoint store lost its checkpoint, and starting at the
+// current position would skip everything in between.
+func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
+	h, ok := p.queue.(mq.HistoryReader)
+	if !ok {
+		return nil
+	}
+	data, found, err := h.LastMessage(ctx)
+	if err != nil {
+		return fmt.Errorf("check the broker for earlier changes before a first start: %w", err)
+	}
+	if !found {
+		return nil
+	}
+	env, err := envelope.Decode(data)
+	if err != nil || env.Source.Name != p.rcfg.SourceName {
+		return nil // another source's stream, or not ours
+	}
+	return &binlog.FatalError{Err: fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
+		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost. dbsync will not start at the current position, which would skip "+
+		"everything in between. Set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID "+
+		"(or FILE POS); replayed changes are dropped as duplicates", env.ID, env.Source.File, env.Source.Pos, env.Source.GTID)}
 }
 
 func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, error) {
@@ -410,6 +440,16 @@ func isFatal(err error) bool {
 // runOnce is one pass from the stored checkpoint.
 func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	start, err := p.store.Get(ctx)
+	if errors.Is(err, storage.ErrNoCheckpoint) {
+		// The store lost the checkpoint while this producer ran (a redis
+		// restarted without persistence, a deleted key): the last one this
+		// producer saved is still right.
+		start = p.mon.Checkpoint()
+		p.log.WithField("checkpoint", start.String()).Error("the checkpoint vanished from the store while the producer ran; writing back the last one it saved")
+		if err = p.store.Save(ctx, start); err != nil {
+			return fmt.Errorf("restore the vanished checkpoint %s: %w", start, err)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}

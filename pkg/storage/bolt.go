@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbsync/dbsync/internal/failpoint"
+
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -208,7 +210,11 @@ func (s *BoltStore) Save(ctx context.Context, pos position.Position) error {
 			if err != nil {
 				return err
 			}
-			return b.Put([]byte(s.key), val)
+			if err := b.Put([]byte(s.key), val); err != nil {
+				return err
+			}
+			failpoint.Hit("in-checkpoint-write") // written, not yet committed
+			return nil
 		})
 	})
 	if err != nil {

@@ -248,7 +248,11 @@ func (s *RedisStore) LeaseHolder(ctx context.Context) (string, error) {
 
 // Lease scripts: refresh or release the lease only while owner holds it.
 const (
-	refreshLeaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`
+	// refresh also re-takes a lease redis lost (a restart without persistence).
+	refreshLeaseScript = `local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+if not v then return redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) end
+return 0`
 	releaseLeaseScript = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 )
 
