@@ -2,11 +2,15 @@
 
 GO ?= go
 
-.PHONY: test demo build run bench fmt vet
+.PHONY: test test-faults demo build run bench fmt vet
 
 ## test: install missing test servers (as root), go vet, and run every test against real servers
 test:
 	./scripts/test.sh
+
+## test-faults: fault-injection suite (broker, MariaDB and network faults under load, checked for loss, order and values); writes docs/reliability.md
+test-faults:
+	DBSYNC_WRITE_RELIABILITY_DOC=1 $(GO) test -count=1 -v -timeout 15m ./internal/faults/
 
 ## demo: throwaway MariaDB + producer (embedded JetStream) + consumer + a small workload
 demo:

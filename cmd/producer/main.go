@@ -30,6 +30,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/internal/failpoint"
 	"github.com/dbsync/dbsync/internal/logging"
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
@@ -39,6 +40,7 @@ import (
 )
 
 func main() {
+	failpoint.Init() // test builds only (the failpoints build tag)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

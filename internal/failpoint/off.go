@@ -4,3 +4,6 @@ package failpoint
 
 // Hit does nothing in normal builds.
 func Hit(string) {}
+
+// Init does nothing in normal builds.
+func Init() {}

@@ -5,6 +5,7 @@ package failpoint
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,5 +41,26 @@ func Hit(name string) {
 		fmt.Fprintf(os.Stderr, "failpoint %s hit %d: killing the process\n", name, after)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
+	}
+}
+
+// Init applies test-only process settings from the environment:
+// DBSYNC_RLIMIT_FSIZE=N limits the size of files the producer writes (a
+// full disk, for the checkpoint file), with SIGXFSZ ignored so the write
+// fails with EFBIG as on a full disk.
+func Init() {
+	v := os.Getenv("DBSYNC_RLIMIT_FSIZE")
+	if v == "" {
+		return
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "DBSYNC_RLIMIT_FSIZE=%q: %v\n", v, err)
+		os.Exit(2)
+	}
+	signal.Ignore(syscall.SIGXFSZ)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+		fmt.Fprintf(os.Stderr, "setrlimit RLIMIT_FSIZE %d: %v\n", n, err)
+		os.Exit(2)
 	}
 }
