@@ -160,6 +160,16 @@ func lastGTIDBefore(t testing.TB, c *faults.Cluster) string {
 	return parts[0] + "-" + parts[1] + "-" + strconv.FormatInt(seq-1, 10)
 }
 
+// resumeFromLastPublished does what the refusal tells the operator: set the
+// checkpoint to the transaction before the newest published one (replaying
+// it whole), start the producer and finish the scenario.
+func resumeFromLastPublished(t *testing.T, c *faults.Cluster) {
+	code, out, errOut := c.Env.Command("checkpoint", "set", "-gtid", lastGTIDBefore(t, c))
+	c.Expectf(code == 0, "checkpoint set: exit %d %s %s", code, out, errOut)
+	c.StartProducer()
+	c.Finish()
+}
+
 // TestRedisKilled: the Redis checkpoint store is killed (losing its data:
 // no persistence) under load and started again.
 func TestRedisKilled(t *testing.T) {
@@ -204,10 +214,7 @@ func TestRedisKeyDeletedAndCorrupted(t *testing.T) {
 	for _, p := range expectRefusal(c, "invalid checkpoint", "dbsync will not guess a position") {
 		c.Expectf(false, "key corrupted: %s", p)
 	}
-	code, out, errOut := c.Env.Command("checkpoint", "set", "-gtid", lastGTIDBefore(t, c))
-	c.Expectf(code == 0, "checkpoint set: exit %d %s %s", code, out, errOut)
-	c.StartProducer()
-	c.Finish()
+	resumeFromLastPublished(t, c)
 }
 
 // TestBoltDamaged: with the producer stopped, its bolt file is truncated
@@ -236,10 +243,7 @@ func TestBoltDamaged(t *testing.T) {
 	if err := os.Rename(path, path+".damaged"); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := c.Env.Command("checkpoint", "set", "-gtid", lastGTIDBefore(t, c))
-	c.Expectf(code == 0, "checkpoint set: exit %d %s %s", code, out, errOut)
-	c.StartProducer()
-	c.Finish()
+	resumeFromLastPublished(t, c)
 }
 
 // TestBoltDiskFull: the producer runs with its files limited below the

@@ -597,11 +597,7 @@ func (j *JetStream) state(ctx context.Context) (*jsConnState, error) {
 // with ErrClosed. In every failure any subset of msgs may have been stored;
 // acknowledgements arriving later are discarded.
 func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
-	p, err := j.Send(ctx, msgs)
-	if err != nil {
-		return err
-	}
-	return p.Wait(ctx)
+	return sendAndWait(ctx, j, msgs)
 }
 
 // Send implements AsyncPublisher: it publishes msgs in order after every

@@ -780,32 +780,13 @@ func TestJetStreamShortDeadlineAgainstDeadBroker(t *testing.T) {
 	srv := testenv.StartNATS(t)
 	j := newTestJetStream(t, srv, nil)
 	srv.Shutdown(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	time.Sleep(2 * time.Millisecond)
-	start := time.Now()
-	err := j.Publish(ctx, makeMsgs("x", 100, []string{"app.dead.t"}, 100))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Publish with an expired deadline: %v, want context.DeadlineExceeded", err)
-	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Fatalf("Publish with an expired deadline took %v", took)
-	}
+	expiredDeadlineFails(t, j, "app.dead.t")
 }
 
 func TestJetStreamCloseTwiceAndPublishAfterClose(t *testing.T) {
 	srv := testenv.StartNATS(t)
 	j := newTestJetStream(t, srv, nil)
-	if err := j.Close(); err != nil {
-		t.Fatalf("first Close: %v", err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	err := j.Publish(context.Background(), makeMsgs("z", 1, []string{"app.closed.t"}, 10))
-	if !errors.Is(err, ErrClosed) {
-		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
-	}
+	closeTwiceThenPublish(t, j, "app.closed.t")
 }
 
 func TestJetStreamCloseDuringPublish(t *testing.T) {

@@ -114,3 +114,12 @@ type HistoryReader interface {
 	// (found is false when there is none).
 	LastMessage(ctx context.Context) (data []byte, found bool, err error)
 }
+
+// sendAndWait is Publish for an AsyncPublisher: Send, then Wait.
+func sendAndWait(ctx context.Context, s AsyncPublisher, msgs []Message) error {
+	p, err := s.Send(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}

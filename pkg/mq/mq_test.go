@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -33,5 +34,37 @@ func abandonThenClose(t *testing.T, q MessageQueue, subject string, baseline int
 			t.Fatalf("%d goroutines 10s after Close, %d before:\n%s", n, baseline, buf)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// expiredDeadlineFails publishes with an already expired deadline to a
+// queue whose broker is down: it must fail with the context's error, fast.
+func expiredDeadlineFails(t *testing.T, q MessageQueue, subject string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	time.Sleep(2 * time.Millisecond)
+	start := time.Now()
+	err := q.Publish(ctx, makeMsgs("x", 100, []string{subject}, 100))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish with an expired deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Fatalf("Publish with an expired deadline took %v", took)
+	}
+}
+
+// closeTwiceThenPublish closes q twice (both nil) and expects a later
+// Publish to fail with ErrClosed.
+func closeTwiceThenPublish(t *testing.T, q MessageQueue, subject string) {
+	t.Helper()
+	if err := q.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := q.Publish(context.Background(), makeMsgs("z", 1, []string{subject}, 10)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
 	}
 }

@@ -370,11 +370,7 @@ func (b *stanBatch) hasFailed() bool {
 // Publish first reconnects; a failed reconnect returns an error wrapping
 // ErrConnectionLost that names the URL.
 func (s *Stan) Publish(ctx context.Context, msgs []Message) error {
-	p, err := s.Send(ctx, msgs)
-	if err != nil {
-		return err
-	}
-	return p.Wait(ctx)
+	return sendAndWait(ctx, s, msgs)
 }
 
 // Send implements AsyncPublisher: it publishes msgs in order after every

@@ -471,32 +471,13 @@ func TestStanShortDeadlineAgainstDeadBroker(t *testing.T) {
 	srv := testenv.StartStan(t)
 	s := newTestStan(t, srv, nil)
 	srv.Shutdown(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	time.Sleep(2 * time.Millisecond)
-	start := time.Now()
-	err := s.Publish(ctx, makeMsgs("x", 100, []string{"dead.t"}, 100))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Publish with an expired deadline: %v, want context.DeadlineExceeded", err)
-	}
-	if took := time.Since(start); took > 100*time.Millisecond {
-		t.Fatalf("Publish with an expired deadline took %v", took)
-	}
+	expiredDeadlineFails(t, s, "dead.t")
 }
 
 func TestStanCloseTwiceAndPublishAfterClose(t *testing.T) {
 	srv := testenv.StartStan(t)
 	s := newTestStan(t, srv, nil)
-	if err := s.Close(); err != nil {
-		t.Fatalf("first Close: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	err := s.Publish(context.Background(), makeMsgs("z", 1, []string{"closed.t"}, 10))
-	if !errors.Is(err, ErrClosed) {
-		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
-	}
+	closeTwiceThenPublish(t, s, "closed.t")
 	// The client id is free again: a new connection with it succeeds.
 	s2 := newTestStan(t, srv, func(o *StanOptions) { o.ClientID = s.opts.ClientID })
 	if err := s2.Publish(context.Background(), makeMsgs("z", 1, []string{"closed.t"}, 10)); err != nil {
