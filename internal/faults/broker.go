@@ -3,8 +3,6 @@ package faults
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/stan.go"
 
 	"github.com/dbsync/dbsync/internal/e2e"
 	"github.com/dbsync/dbsync/internal/testenv"
@@ -467,55 +464,7 @@ func (b *Broker) stanRead(channel string) ([][]byte, error) {
 	if err != nil || !ok || info.Msgs == 0 {
 		return [][]byte{}, err
 	}
-	idb := make([]byte, 8)
-	_, _ = rand.Read(idb)
-	clientID := "faults-reader-" + hex.EncodeToString(idb)
-	sc, err := stan.Connect(b.ClusterID, clientID, stan.NatsURL(b.URL()), stan.ConnectWait(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s as %s: %w", b.URL(), clientID, err)
-	}
-	defer func() { _ = sc.Close() }()
-	var (
-		mu      sync.Mutex
-		out     = make([][]byte, 0, info.Msgs)
-		next    = info.FirstSeq
-		failure error
-		done    = make(chan struct{})
-	)
-	sub, err := sc.Subscribe(channel, func(m *stan.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
-		if failure != nil || next > info.LastSeq {
-			return
-		}
-		if m.Sequence != next {
-			failure = fmt.Errorf("got sequence %d, want %d", m.Sequence, next)
-			close(done)
-			return
-		}
-		out = append(out, append([]byte(nil), m.Data...))
-		next++
-		if next > info.LastSeq {
-			close(done)
-		}
-	}, stan.StartAtSequence(info.FirstSeq), stan.MaxInflight(8192), stan.AckWait(time.Minute))
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", channel, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	select {
-	case <-done:
-	case <-time.After(readTimeout):
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if failure != nil {
-		return nil, failure
-	}
-	if next <= info.LastSeq {
-		return nil, fmt.Errorf("got %d of %d messages (sequences %d..%d) within %s", len(out), info.Msgs, info.FirstSeq, info.LastSeq, readTimeout)
-	}
-	return out, nil
+	return testenv.ReadStanSequences(b.URL(), b.ClusterID, channel, info.FirstSeq, info.LastSeq, readTimeout)
 }
 
 // readFrom returns the file's content from offset ("" when unreadable).

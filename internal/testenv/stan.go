@@ -237,24 +237,34 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 	if !ok || info.Msgs == 0 {
 		return [][]byte{}
 	}
-	clientID := randomID("testenv-reader")
-	sc, err := stan.Connect(s.ClusterID, clientID, stan.NatsURL(s.URL()), stan.ConnectWait(5*time.Second))
+	out, err := ReadStanSequences(s.URL(), s.ClusterID, channel, info.FirstSeq, info.LastSeq, stanReadTimeout)
 	if err != nil {
-		t.Fatalf("testenv: connect to nats streaming %s as %q: %v", s.URL(), clientID, err)
+		t.Fatalf("testenv: read nats streaming channel %q: %v", channel, err)
+	}
+	return out
+}
+
+// ReadStanSequences reads messages first..last of channel from the NATS
+// Streaming server at url with a fresh subscription, in order. It fails
+// when one arrives out of order or not all arrive within timeout.
+func ReadStanSequences(url, clusterID, channel string, first, last uint64, timeout time.Duration) ([][]byte, error) {
+	clientID := randomID("testenv-reader")
+	sc, err := stan.Connect(clusterID, clientID, stan.NatsURL(url), stan.ConnectWait(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats streaming %s as %q: %w", url, clientID, err)
 	}
 	defer func() { _ = sc.Close() }()
-
 	var (
 		mu      sync.Mutex
-		out     = make([][]byte, 0, info.Msgs)
-		next    = info.FirstSeq
+		out     = make([][]byte, 0, last-first+1)
+		next    = first
 		failure error
 		done    = make(chan struct{})
 	)
 	sub, err := sc.Subscribe(channel, func(m *stan.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
-		if failure != nil || next > info.LastSeq {
+		if failure != nil || next > last {
 			return
 		}
 		if m.Sequence != next {
@@ -264,29 +274,27 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 		}
 		out = append(out, append([]byte(nil), m.Data...))
 		next++
-		if next > info.LastSeq {
+		if next > last {
 			close(done)
 		}
-	}, stan.StartAtSequence(info.FirstSeq), stan.MaxInflight(4096), stan.AckWait(time.Minute))
+	}, stan.StartAtSequence(first), stan.MaxInflight(8192), stan.AckWait(time.Minute))
 	if err != nil {
-		t.Fatalf("testenv: subscribe to nats streaming channel %q: %v", channel, err)
+		return nil, fmt.Errorf("subscribe to channel %q: %w", channel, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-
 	select {
 	case <-done:
-	case <-time.After(stanReadTimeout):
+	case <-time.After(timeout):
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if failure != nil {
-		t.Fatalf("testenv: read nats streaming channel %q: %v", channel, failure)
+		return nil, failure
 	}
-	if next <= info.LastSeq {
-		t.Fatalf("testenv: read nats streaming channel %q: got %d of %d messages (sequences %d..%d) within %s",
-			channel, len(out), info.Msgs, info.FirstSeq, info.LastSeq, stanReadTimeout)
+	if next <= last {
+		return nil, fmt.Errorf("got %d of %d messages (sequences %d..%d) within %s", len(out), last-first+1, first, last, timeout)
 	}
-	return out
+	return out, nil
 }
 
 // randomID returns prefix-<16 hex digits>, a valid stan client ID.
