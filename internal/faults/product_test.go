@@ -170,16 +170,23 @@ func resumeFromLastPublished(t *testing.T, c *faults.Cluster) {
 	c.Finish()
 }
 
+// useRedis starts a redis-server and makes it the producer's checkpoint
+// store.
+func useRedis(t *testing.T, c *faults.Cluster) *testenv.Redis {
+	r := testenv.StartRedis(t)
+	c.Env.Set("Storage.DaoName", "redis")
+	c.Env.Set("Redis.Host", r.Host)
+	c.Env.Set("Redis.Port", strconv.Itoa(r.Port))
+	return r
+}
+
 // TestRedisKilled: the Redis checkpoint store is killed (losing its data:
 // no persistence) under load and started again.
 func TestRedisKilled(t *testing.T) {
 	t.Parallel()
 	c := suite.NewCluster(t, faults.Options{Name: "redis-killed", Broker: e2e.Stan,
 		Description: "Redis checkpoint store killed under load (its data lost), started again 3 s later"})
-	r := testenv.StartRedis(t)
-	c.Env.Set("Storage.DaoName", "redis")
-	c.Env.Set("Redis.Host", r.Host)
-	c.Env.Set("Redis.Port", strconv.Itoa(r.Port))
+	r := useRedis(t, c)
 	c.Start()
 	c.Run(2 * time.Second)
 	r.Kill(t)
@@ -197,10 +204,7 @@ func TestRedisKeyDeletedAndCorrupted(t *testing.T) {
 	t.Parallel()
 	c := suite.NewCluster(t, faults.Options{Name: "redis-key-deleted-and-corrupted", Broker: e2e.JetStream,
 		Description: "Redis checkpoint deleted, then corrupted, while the producer is down: both refused; resumed after checkpoint set -gtid"})
-	r := testenv.StartRedis(t)
-	c.Env.Set("Storage.DaoName", "redis")
-	c.Env.Set("Redis.Host", r.Host)
-	c.Env.Set("Redis.Port", strconv.Itoa(r.Port))
+	r := useRedis(t, c)
 	c.Start()
 	c.Run(2 * time.Second)
 	stopQuiet(t, c)

@@ -792,21 +792,7 @@ func TestJetStreamCloseTwiceAndPublishAfterClose(t *testing.T) {
 func TestJetStreamCloseDuringPublish(t *testing.T) {
 	srv := testenv.StartNATS(t)
 	j := newTestJetStream(t, srv, func(o *JetStreamOptions) { o.MaxInflight = 1 })
-	msgs := makeMsgs("cd", 50000, []string{"app.cd.t"}, 300)
-	errc := make(chan error, 1)
-	go func() { errc <- j.Publish(context.Background(), msgs) }()
-	time.Sleep(20 * time.Millisecond)
-	if err := j.Close(); err != nil {
-		t.Fatalf("Close during Publish: %v", err)
-	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Publish interrupted by Close = %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Publish did not return within 5s of Close")
-	}
+	closeDuringPublish(t, j, "app.cd.t")
 }
 
 func TestJetStreamCloseLeavesNoGoroutines(t *testing.T) {

@@ -68,3 +68,24 @@ func closeTwiceThenPublish(t *testing.T, q MessageQueue, subject string) {
 		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
 	}
 }
+
+// closeDuringPublish closes q while a long Publish (window 1) is running:
+// the Publish must end with ErrClosed within 5s.
+func closeDuringPublish(t *testing.T, q MessageQueue, subject string) {
+	t.Helper()
+	msgs := makeMsgs("cd", 50000, []string{subject}, 300)
+	errc := make(chan error, 1)
+	go func() { errc <- q.Publish(context.Background(), msgs) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close during Publish: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Publish interrupted by Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish did not return within 5s of Close")
+	}
+}

@@ -488,21 +488,7 @@ func TestStanCloseTwiceAndPublishAfterClose(t *testing.T) {
 func TestStanCloseDuringPublish(t *testing.T) {
 	srv := testenv.StartStan(t)
 	s := newTestStan(t, srv, func(o *StanOptions) { o.MaxInflight = 1 })
-	msgs := makeMsgs("cd", 50000, []string{"cd.t"}, 300)
-	errc := make(chan error, 1)
-	go func() { errc <- s.Publish(context.Background(), msgs) }()
-	time.Sleep(20 * time.Millisecond)
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close during Publish: %v", err)
-	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Publish interrupted by Close = %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Publish did not return within 5s of Close")
-	}
+	closeDuringPublish(t, s, "cd.t")
 }
 
 func TestStanCloseLeavesNoGoroutines(t *testing.T) {
