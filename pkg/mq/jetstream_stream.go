@@ -1,0 +1,152 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+)
+
+// streamConfig is the configuration of a stream NewJetStream creates.
+func (j *JetStream) streamConfig() jetstream.StreamConfig {
+	storage := jetstream.FileStorage
+	if j.opts.Storage == "memory" {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.StreamConfig{
+		Name:        j.opts.Stream,
+		Description: "dbsync row changes",
+		Subjects:    j.opts.Subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Storage:     storage,
+		Replicas:    j.opts.Replicas,
+		Duplicates:  j.opts.DuplicateWindow,
+	}
+}
+
+// ensureStream creates the stream or checks the existing one.
+func (j *JetStream) ensureStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, j.opts.ConnectTimeout)
+	defer cancel()
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg := j.streamConfig()
+		st, err = j.js.CreateStream(ctx, cfg)
+		if err == nil {
+			j.log.WithFields(logrus.Fields{
+				"subjects": cfg.Subjects, "storage": j.opts.Storage, "replicas": cfg.Replicas,
+				"duplicate_window": cfg.Duplicates.String(),
+			}).Info("mq: created JetStream stream")
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return j.streamError("create", err)
+		}
+		// Created concurrently by someone else: check theirs.
+		st, err = j.js.Stream(ctx, j.opts.Stream)
+	}
+	if err != nil {
+		return j.streamError("look up", err)
+	}
+	if err := j.checkStream(st.CachedInfo().Config); err != nil {
+		return err
+	}
+	j.log.WithField("messages", st.CachedInfo().State.Msgs).Info("mq: using existing JetStream stream")
+	return nil
+}
+
+func (j *JetStream) streamError(op string, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, nats.ErrNoResponders):
+		hint = "; enable JetStream on the NATS server (nats-server -js, or a jetstream block in its config)"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		hint = "; the JetStream API did not answer: check that JetStream is enabled and healthy on the server"
+	}
+	return fmt.Errorf("mq: %s JetStream stream %q at %s: %w%s", op, j.opts.Stream, j.opts.URL, err, hint)
+}
+
+// checkStream reports every setting of an existing stream that conflicts
+// with opts.
+func (j *JetStream) checkStream(cfg jetstream.StreamConfig) error {
+	name := j.opts.Stream
+	var errs []error
+	conflict := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("mq: stream %q: "+format, append([]any{name}, args...)...))
+	}
+	var missing []string
+	for _, want := range j.opts.Subjects {
+		covered := false
+		for _, have := range cfg.Subjects {
+			if subjectCovers(have, want) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			missing = append(missing, want)
+		}
+	}
+	if len(missing) > 0 {
+		conflict("subjects are %q, config says %q (the subjects ProName gives), and %q are not captured; add them to the stream (e.g. nats stream edit %s --subjects ...), or use another JetStream.Stream",
+			cfg.Subjects, j.opts.Subjects, missing, name)
+	}
+	haveStorage := "file"
+	if cfg.Storage == jetstream.MemoryStorage {
+		haveStorage = "memory"
+	}
+	if haveStorage != j.opts.Storage {
+		conflict("storage is %s, config says %s (JetStream.Storage); change one, or use another JetStream.Stream",
+			haveStorage, j.opts.Storage)
+	}
+	if have := max(cfg.Replicas, 1); have != j.opts.Replicas {
+		conflict("replicas is %d, config says %d (JetStream.Replicas); change one (nats stream edit %s --replicas %d), or use another JetStream.Stream",
+			have, j.opts.Replicas, name, j.opts.Replicas)
+	}
+	if cfg.Duplicates < j.opts.DuplicateWindow {
+		conflict("duplicate window is %v, config says %v (JetStream.DuplicateWindow); a replay after a longer outage would be stored twice: raise the stream's (nats stream edit %s --dupe-window %v) or lower JetStream.DuplicateWindow",
+			cfg.Duplicates, j.opts.DuplicateWindow, name, j.opts.DuplicateWindow)
+	}
+	if cfg.Sealed {
+		conflict("is sealed and accepts no messages; use another JetStream.Stream")
+	}
+	if cfg.NoAck {
+		conflict("does not acknowledge messages (no_ack), so delivery cannot be confirmed; use another JetStream.Stream")
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if cfg.Retention != jetstream.LimitsPolicy {
+		j.log.WithField("retention", cfg.Retention.String()).Warn("mq: stream does not use limits retention; messages may be removed once consumed")
+	}
+	return nil
+}
+
+// state returns the current connected span, failing fast with
+// ErrConnectionLost while the client is disconnected. When the span is lost
+// but nats reports the connection as up, it waits (up to jsReconnectGrace,
+// and ctx) for the reconnect callback to start a new span, then starts one
+// itself.
+func (j *JetStream) LastMessage(ctx context.Context) ([]byte, bool, error) {
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, false, nil
+	}
+	m, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return nil, false, fmt.Errorf("mq: stream %q: last message: %w", j.opts.Stream, err)
+	}
+	return m.Data, true, nil
+}
