@@ -21,6 +21,9 @@ type Options struct {
 	StoreDir string
 	// Name identifies the server in logs; optional.
 	Name string
+	// MaxPayload is the largest message the server accepts, in bytes; 0
+	// means NATS' default (1 MiB).
+	MaxPayload int32
 }
 
 // Server is a running embedded NATS server.
@@ -44,6 +47,7 @@ func Start(opts Options) (*Server, error) {
 		StoreDir:   opts.StoreDir,
 		NoLog:      true,
 		NoSigs:     true,
+		MaxPayload: opts.MaxPayload,
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

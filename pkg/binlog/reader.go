@@ -25,8 +25,13 @@ type Row struct {
 	Type string
 	// ID is the envelope id, "file:pos:row".
 	ID string
-	// Data is the JSON envelope.
+	// Source is the change's coordinate (as in its envelope).
+	Source envelope.Source
+	// Data is the JSON envelope; nil when Unpublishable is set.
 	Data []byte
+	// Unpublishable says why the change cannot be published; it is set only
+	// for the tables Config.SkipUnpublishable accepts.
+	Unpublishable string
 }
 
 // Event is what the Reader hands on: the rows of one binlog rows event, or a
@@ -59,6 +64,11 @@ type Reader struct {
 	infos  map[string]*infoTable
 	// excluded caches table ids whose rows are not published.
 	excluded map[uint64]bool
+	// prev holds, per table, the id of the last change handed on in this
+	// pass (the next envelope's "prev"); it outlives table maps and DDL.
+	prev map[[2]string]*string
+	// history is the binlog history id of the pass (the start position's).
+	history string
 }
 
 // NewReader returns a Reader that uses src for table metadata. src must stay
@@ -75,13 +85,15 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	r.tables = map[uint64]*table{}
 	r.infos = map[string]*infoTable{}
 	r.excluded = map[uint64]bool{}
+	r.prev = map[[2]string]*string{}
+	r.history = start.History
 	collations, err := r.src.collationCharsets()
 	if err != nil {
 		return err
 	}
 	buffer := r.cfg.EventBuffer
 	if buffer <= 0 {
-		buffer = 128
+		buffer = DefaultEventBuffer
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID:                r.cfg.ServerID,
@@ -104,13 +116,18 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
 	if err != nil {
-		err = r.cfg.classify(fmt.Errorf("start binlog stream at %s: %w", start, err))
+		err = r.cfg.classifyDump(fmt.Errorf("start binlog stream at %s: %w", start, err))
 		r.streamState(false, err)
 		return err
 	}
-	r.log.WithField("position", start.String()).Info("binlog stream started")
-	r.streamState(true, nil)
-	defer func() { r.streamState(false, errors.New("binlog stream stopped")) }()
+	// The server answers the dump request with its first event (a rotate
+	// naming the file) or an error; only the first is a started stream.
+	accepted := false
+	defer func() {
+		if accepted {
+			r.streamState(false, errors.New("binlog stream stopped"))
+		}
+	}()
 
 	// readCtx is cancelled on stop, so a reader idle at a boundary returns.
 	readCtx, cancel := context.WithCancel(ctx)
@@ -131,7 +148,17 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			getCtx = ctx
 		}
 		ev, err := streamer.GetEvent(getCtx)
+		if err == nil && !accepted {
+			accepted = true
+			r.log.WithField("position", start.String()).Info("binlog stream started")
+			r.streamState(true, nil)
+		}
 		if err != nil {
+			if !accepted && ctx.Err() == nil && readCtx.Err() == nil {
+				err = r.cfg.classifyDump(fmt.Errorf("binlog stream at %s: the server did not start it: %w", start, err))
+				r.streamState(false, err)
+				return err
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -152,6 +179,11 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			return nil
 		}
 		if out1 != nil {
+			if r.cfg.Reserve != nil && out1.Bytes > 0 {
+				if err := r.cfg.Reserve(ctx, out1.Bytes); err != nil {
+					return err
+				}
+			}
 			select {
 			case out <- *out1:
 			case <-ctx.Done():
@@ -190,7 +222,7 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 			return nil
 		}
 		return &Event{Boundary: true, Flush: flush, Time: time.Unix(int64(h.Timestamp), 0),
-			Position: position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid}}
+			Position: position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history}}
 	}
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
@@ -204,7 +236,7 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 		st.lastPos = uint32(e.Position)
 		st.inTx = false
 		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0),
-			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid}}, nil
+			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid, History: r.history}}, nil
 	case *replication.MariadbGTIDEvent:
 		st.gtid = e.GTID.String()
 		st.inTx = !e.IsStandalone()
@@ -246,7 +278,7 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 	case *replication.XIDEvent:
 		return boundary(false), nil
 	case *replication.TableMapEvent:
-		return nil, r.mapTable(e, collations)
+		return nil, r.mapTable(st, h, e, collations)
 	case *replication.RowsEvent:
 		return r.rows(st, h, e)
 	}
@@ -300,8 +332,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// mapTable builds (or reuses) the decoding plan of a table map.
-func (r *Reader) mapTable(tm *replication.TableMapEvent, collations map[uint64]string) error {
+// mapTable builds (or reuses) the decoding plan of a table map. A table
+// whose rows cannot be published stops the reader, unless
+// Config.SkipUnpublishable accepts it: its rows are then handed on as
+// Unpublishable markers.
+func (r *Reader) mapTable(st *streamState, h *replication.EventHeader, tm *replication.TableMapEvent, collations map[uint64]string) error {
 	if _, ok := r.tables[tm.TableID]; ok {
 		return nil
 	}
@@ -324,11 +359,34 @@ func (r *Reader) mapTable(tm *replication.TableMapEvent, collations map[uint64]s
 		r.infos[key] = info
 	}
 	t, err := buildTable(tm, info, collations)
+	var se *SchemaError
+	if errors.As(err, &se) && se.Unpublishable {
+		if r.cfg.SkipUnpublishable != nil && r.cfg.SkipUnpublishable(db, name) {
+			r.log.WithFields(logrus.Fields{"table": key, "reason": se.Reason, "position": fmt.Sprintf("%s:%d", st.file, h.LogPos)}).
+				Error("table cannot be published; its changes go to the dead-letter subject (Tables.OnUnpublishable skip)")
+			t, err = &table{db: db, name: name, unpublishable: se.Reason}, nil
+		} else {
+			err = fmt.Errorf("%w (at binlog %s:%d; to publish a marker on the dead-letter subject instead and go on, set Tables.OnUnpublishable to skip for it)",
+				err, st.file, h.LogPos-h.EventSize)
+		}
+	}
 	if err != nil {
 		return &FatalError{Err: err}
 	}
+	t.prev = r.prevSlot(db, name)
 	r.tables[tm.TableID] = t
 	return nil
+}
+
+// prevSlot returns the table's "last change id" slot of this pass.
+func (r *Reader) prevSlot(db, name string) *string {
+	k := [2]string{db, name}
+	p, ok := r.prev[k]
+	if !ok {
+		p = new(string)
+		r.prev[k] = p
+	}
+	return p
 }
 
 // rows encodes the rows of one rows event into envelopes sharing one buffer.
@@ -357,11 +415,19 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	ts := time.Unix(int64(h.Timestamp), 0).UTC()
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
+	src := envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
+	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
+	if t.unpublishable != "" {
+		for i := range rows {
+			src.Row = i
+			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(i), Source: src, Unpublishable: t.unpublishable}
+		}
+		return &Event{Rows: rows, Time: ts}, nil
+	}
 	ends := make([]int, n)
 	// One buffer for the event's envelopes, sized from this table's average
 	// envelope so it rarely grows (growing copies it and wastes the rest).
-	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+len(st.file)+len(st.gtid)+int(h.EventSize)*step/max(n, 1)))
-	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
+	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.file)+len(st.gtid)+len(r.history)+int(h.EventSize)*step/max(n, 1)))
 	for i := 0; i < n; i++ {
 		id := prefix + strconv.Itoa(i)
 		var before, after []any
@@ -376,11 +442,13 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 			after, skipAfter = e.Rows[2*i+1], skipped(e, 2*i+1)
 		}
 		var err error
-		buf, err = r.appendEnvelope(buf, t, id, typ, st.file, pos, i, st.gtid, h.ServerID, ts, before, after, skipBefore, skipAfter)
+		src.Row = i
+		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, &src, before, after, skipBefore, skipAfter)
 		if err != nil {
 			return nil, &FatalError{Err: fmt.Errorf("row %s: %w", id, err)}
 		}
-		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id}
+		*t.prev = id
+		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Source: src}
 		ends[i] = len(buf)
 	}
 	t.observe(len(buf), n)
@@ -404,28 +472,38 @@ func skipped(e *replication.RowsEvent, i int) []int {
 }
 
 // appendEnvelope writes one envelope v1 (docs/envelope.md), keys in a fixed
-// order.
-func (r *Reader) appendEnvelope(b []byte, t *table, id, typ, file string, pos uint32, row int, gtid string,
-	serverID uint32, ts time.Time, before, after []any, skipBefore, skipAfter []int) ([]byte, error) {
+// order. prev is the id of the table's previous change in this pass ("" for
+// none).
+func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *envelope.Source,
+	before, after []any, skipBefore, skipAfter []int) ([]byte, error) {
 	b = append(b, `{"v":1,"id":`...)
 	b = appendJSONString(b, id)
 	b = append(b, `,"source":{"name":`...)
-	b = appendJSONString(b, r.cfg.SourceName)
+	b = appendJSONString(b, src.Name)
 	b = append(b, `,"server_id":`...)
-	b = strconv.AppendUint(b, uint64(serverID), 10)
+	b = strconv.AppendUint(b, uint64(src.ServerID), 10)
+	if src.History != "" {
+		b = append(b, `,"history":`...)
+		b = appendJSONString(b, src.History)
+	}
 	b = append(b, `,"file":`...)
-	b = appendJSONString(b, file)
+	b = appendJSONString(b, src.File)
 	b = append(b, `,"pos":`...)
-	b = strconv.AppendUint(b, uint64(pos), 10)
+	b = strconv.AppendUint(b, uint64(src.Pos), 10)
 	b = append(b, `,"row":`...)
-	b = strconv.AppendInt(b, int64(row), 10)
-	if gtid != "" {
+	b = strconv.AppendInt(b, int64(src.Row), 10)
+	if src.GTID != "" {
 		b = append(b, `,"gtid":`...)
-		b = appendJSONString(b, gtid)
+		b = appendJSONString(b, src.GTID)
 	}
 	b = append(b, `,"ts":"`...)
-	b = ts.AppendFormat(b, time.RFC3339)
+	b = src.TS.AppendFormat(b, time.RFC3339)
 	b = append(b, `"},`...)
+	if prev != "" {
+		b = append(b, `"prev":`...)
+		b = appendJSONString(b, prev)
+		b = append(b, ',')
+	}
 	b = append(b, t.head...)
 	b = append(b, `,"type":"`...)
 	b = append(b, typ...)

@@ -53,6 +53,11 @@ type table struct {
 	pkJSON []byte
 	// avgEnvelope is a running average of this table's envelope size.
 	avgEnvelope int
+	// prev points at the id of the table's last change in this pass.
+	prev *string
+	// unpublishable, when set, says why the table's rows cannot be
+	// published; the plan has no columns then.
+	unpublishable string
 }
 
 // envelopeSize estimates one envelope's size: the running average once
@@ -106,6 +111,10 @@ func (it *infoTable) column(name string) *infoColumn {
 type SchemaError struct {
 	DB, Table string
 	Reason    string
+	// Unpublishable marks the problems Tables.OnUnpublishable may skip:
+	// the name cannot be a broker subject, or a column's character set
+	// cannot be converted.
+	Unpublishable bool
 }
 
 func (e *SchemaError) Error() string {
@@ -124,8 +133,8 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 	names := tm.ColumnNameString()
 	fromBinlog := len(names) == n
 	if strings.ContainsAny(db+name, ". *>\t\r\n") {
-		return nil, &SchemaError{DB: db, Table: name, Reason: "the name contains a character that cannot be part of a broker subject " +
-			"(dot, space, '*' or '>'); exclude the table with Tables.Exclude or rename it"}
+		return nil, &SchemaError{DB: db, Table: name, Unpublishable: true, Reason: "the name contains a character that cannot be part of a broker subject " +
+			"(dot, space, '*' or '>'); exclude the table with Tables.Exclude (quote a name holding a dot in backquotes: \"db.`a.b`\") or rename it"}
 	}
 	if !fromBinlog {
 		if info == nil {
@@ -181,7 +190,7 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 		}
 		c.charset = charset
 		if err := checkCharset(charset); err != nil {
-			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
+			return nil, &SchemaError{DB: db, Table: name, Unpublishable: true, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
 		}
 		if v, ok := enums[i]; ok {
 			c.values = v

@@ -37,8 +37,20 @@ type Config struct {
 	SourceName string
 	// Include reports whether a table's rows are published; nil means all.
 	Include func(db, table string) bool
-	// EventBuffer is how many raw binlog events go-mysql may read ahead.
+	// SkipUnpublishable reports whether the rows of a table that cannot be
+	// published (its name cannot be a broker subject, or a column has a
+	// character set dbsync cannot convert) are handed on as Row.Unpublishable
+	// markers (true) or stop the reader with a FatalError (false, and when
+	// nil).
+	SkipUnpublishable func(db, table string) bool
+	// EventBuffer is how many parsed binlog events go-mysql may read ahead
+	// (each up to the server's max_allowed_packet); default
+	// DefaultEventBuffer.
 	EventBuffer int
+	// Reserve, when set, is called with the size of each event's encoded
+	// rows before the event is handed on; it blocks while the pipeline's
+	// memory budget is used up, and its error (ctx done) stops the reader.
+	Reserve func(ctx context.Context, bytes int) error
 	// OnStreamState, when set, is told when the binlog stream connects and
 	// when it ends (with the reason).
 	OnStreamState func(connected bool, err error)
@@ -47,6 +59,9 @@ type Config struct {
 func (c *Config) addr() string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
 }
+
+// DefaultEventBuffer is Config.EventBuffer's default.
+const DefaultEventBuffer = 16
 
 // FatalError marks an error that retrying cannot fix: the operator must act
 // (a purged binlog, wrong credentials, a table dbsync cannot decode).
@@ -83,6 +98,50 @@ func (c *Config) classify(err error) error {
 		return &FatalError{Err: fmt.Errorf("MySQL user %q at %s lacks a privilege: %w (GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user)", c.User, c.addr(), err)}
 	case errMasterFatalBinlog:
 		return &FatalError{Err: fmt.Errorf("MySQL at %s stopped sending the binlog (the server's reason follows; a purged binlog, a different binlog history, or another replica using server_id %d): %w", c.addr(), c.ServerID, err)}
+	}
+	return err
+}
+
+// MySQL server error codes of a server (or a proxy in front of one) that
+// does not implement a command or function dbsync needs.
+const (
+	errUnknownCommand   = 1047 // ER_UNKNOWN_COM_ERROR
+	errNotSupportedYet  = 1235 // ER_NOT_SUPPORTED_YET
+	errUnknownError     = 1105 // ER_UNKNOWN_ERROR (proxies answer unknown commands with it)
+	errFunctionMissing  = 1305 // ER_SP_DOES_NOT_EXIST ("FUNCTION x does not exist")
+	errFunctionNotFound = 1128 // ER_FUNCTION_NOT_DEFINED
+	errParse            = 1064 // ER_PARSE_ERROR
+)
+
+// classifyDump is classify for the answer to the binlog dump request: a
+// server that does not implement it (a proxy, a server without
+// replication) is a FatalError saying so.
+func (c *Config) classifyDump(err error) error {
+	var me *mysql.MyError
+	if !errors.As(err, &me) {
+		return err
+	}
+	notImplemented := me.Code == errUnknownCommand || me.Code == errNotSupportedYet
+	if me.Code == errUnknownError {
+		msg := strings.ToLower(me.Message)
+		notImplemented = strings.Contains(msg, "not implemented") || strings.Contains(msg, "not supported") || strings.Contains(msg, "unknown command")
+	}
+	if notImplemented {
+		return &FatalError{Err: fmt.Errorf("MySQL at %s does not stream its binlog: it answered the replica's binlog dump request (COM_BINLOG_DUMP) "+
+			"with %w. dbsync reads the binlog as a replica does: point Mysql.Host at the MySQL or MariaDB server itself, not at a proxy "+
+			"or a service without replication support", c.addr(), err)}
+	}
+	return c.classify(err)
+}
+
+// missingFunction wraps the error of a query that calls fn in a FatalError
+// when the server lacks fn (or cannot parse the call).
+func (c *Config) missingFunction(err error, fn, purpose string) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) && (me.Code == errFunctionMissing || me.Code == errFunctionNotFound ||
+		me.Code == errParse || me.Code == errUnknownCommand || me.Code == errNotSupportedYet) {
+		return &FatalError{Err: fmt.Errorf("MySQL at %s lacks the function %s, which dbsync needs %s: %w. "+
+			"Point Mysql.Host at a MySQL 5.7+ or MariaDB 10.5+ server itself, not at a proxy that filters it", c.addr(), fn, purpose, err)}
 	}
 	return err
 }
@@ -494,7 +553,7 @@ func (s *Source) checkHistory(pos position.Position) error {
 	if s.flavor != mysql.MariaDBFlavor {
 		r, err := s.execute("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", pos.GTID)
 		if err != nil {
-			return err
+			return s.cfg.missingFunction(err, "GTID_SUBSET()", "to verify that the checkpoint belongs to the server's binlog history")
 		}
 		if ok, _ := r.GetInt(0, 0); ok != 1 {
 			return &FatalError{Err: &HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "its GTIDs are not in the server's gtid_executed"}}
@@ -503,7 +562,7 @@ func (s *Source) checkHistory(pos position.Position) error {
 	}
 	r, err := s.execute("SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Pos)
 	if err != nil {
-		return err
+		return s.cfg.missingFunction(err, "BINLOG_GTID_POS()", "to verify that the checkpoint belongs to the server's binlog history")
 	}
 	state, _ := r.GetString(0, 0)
 	if r.RowNumber() == 0 || state == "" && pos.Pos > 4 {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"path"
 	"path/filepath"
@@ -49,6 +51,15 @@ func (c *Config) StreamSubjects() []string {
 	return []string{c.ProName + "*.*"}
 }
 
+// DeadLetter returns the subject of the markers of skipped changes:
+// Tables.DeadLetterSubject, or ProName + "_dbsync.deadletter".
+func (c *Config) DeadLetter() string {
+	if c.Tables.DeadLetterSubject != "" {
+		return c.Tables.DeadLetterSubject
+	}
+	return c.ProName + DefaultDeadLetterSubject
+}
+
 // BoltPath returns the bolt checkpoint file: Bolt.File joined to DataDir when
 // File is relative and DataDir is set, else Bolt.File as given.
 func (c *Config) BoltPath() string {
@@ -66,9 +77,8 @@ func (c *Config) Subject(db, table string) string {
 // Match reports whether table db.table is streamed: false if any Exclude
 // pattern matches; otherwise true if Include is empty or any Include pattern
 // matches. The database and table parts of a pattern are matched separately
-// (path.Match), so the pattern's dot always separates database from table,
-// even for names that themselves contain a dot; an invalid pattern matches
-// nothing (Validate reports it).
+// (see ParseTablePattern), so the pattern's dot always separates database
+// from table; an invalid pattern matches nothing (Validate reports it).
 func (t Tables) Match(db, table string) bool {
 	for _, p := range t.Exclude {
 		if matchTable(p, db, table) {
@@ -87,16 +97,100 @@ func (t Tables) Match(db, table string) bool {
 }
 
 func matchTable(pattern, db, table string) bool {
-	dp, tp, ok := strings.Cut(pattern, ".")
-	if !ok {
-		return false
+	tp, err := ParseTablePattern(pattern)
+	return err == nil && tp.Match(db, table)
+}
+
+// TablePattern is a parsed "db.table" pattern.
+type TablePattern struct {
+	// DB and Table are path.Match globs, or literal names when quoted.
+	DB, Table               string
+	dbLiteral, tableLiteral bool
+}
+
+// ParseTablePattern parses "db.table": each part is a path.Match glob ('*',
+// '?', '[a-z]'), or a literal name in backquotes, as MySQL quotes
+// identifiers (a backquote inside is doubled). Quoting is how a pattern names
+// a database or table whose name holds a dot or a glob character:
+// "shop.`orders.2024`", "`my.db`.*". The first unquoted dot separates the
+// database from the table; there must be exactly one.
+func ParseTablePattern(p string) (TablePattern, error) {
+	db, rest, dbLit, err := cutPatternPart(p)
+	if err != nil {
+		return TablePattern{}, err
 	}
-	okDB, err := path.Match(dp, db)
-	if err != nil || !okDB {
-		return false
+	if !strings.HasPrefix(rest, ".") {
+		return TablePattern{}, fmt.Errorf("must be \"db.table\" with exactly one '.' between them, e.g. \"shop.*\" or \"*.tmp_*\" (quote a name holding a dot in backquotes: \"shop.`a.b`\")")
 	}
-	okTable, err := path.Match(tp, table)
-	return err == nil && okTable
+	table, rest, tableLit, err := cutPatternPart(rest[1:])
+	if err != nil {
+		return TablePattern{}, err
+	}
+	if rest != "" {
+		return TablePattern{}, fmt.Errorf("must be \"db.table\" with exactly one '.' between them, e.g. \"shop.*\" (quote a name holding a dot in backquotes: \"shop.`a.b`\")")
+	}
+	if db == "" && !dbLit || table == "" && !tableLit {
+		return TablePattern{}, errors.New("has an empty database or table part; use '*' to match any")
+	}
+	for _, part := range []struct {
+		glob string
+		lit  bool
+	}{{db, dbLit}, {table, tableLit}} {
+		if part.lit {
+			continue
+		}
+		if _, err := path.Match(part.glob, ""); err != nil {
+			return TablePattern{}, fmt.Errorf("is not a valid glob (path.Match syntax: '*', '?', '[a-z]'; quote a literal name in backquotes): %v", err)
+		}
+	}
+	return TablePattern{DB: db, Table: table, dbLiteral: dbLit, tableLiteral: tableLit}, nil
+}
+
+// cutPatternPart reads one part of a table pattern: a backquoted literal or
+// an unquoted glob up to the next dot.
+func cutPatternPart(s string) (part, rest string, literal bool, err error) {
+	if !strings.HasPrefix(s, "`") {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			i = len(s)
+		}
+		if strings.Contains(s[:i], "`") {
+			return "", "", false, errors.New("has a backquote inside a name; quote the whole name: `name`")
+		}
+		return s[:i], s[i:], false, nil
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		if s[i] != '`' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '`' {
+			b.WriteByte('`')
+			i++
+			continue
+		}
+		return b.String(), s[i+1:], true, nil
+	}
+	return "", "", false, errors.New("has an unclosed backquote")
+}
+
+// Match reports whether the pattern matches table db.table.
+func (p TablePattern) Match(db, table string) bool {
+	return matchPart(p.DB, p.dbLiteral, db) && matchPart(p.Table, p.tableLiteral, table)
+}
+
+// exact reports whether the pattern names one table (no glob).
+func (p TablePattern) exact() bool {
+	return (p.dbLiteral || !strings.ContainsAny(p.DB, "*?[\\")) && (p.tableLiteral || !strings.ContainsAny(p.Table, "*?[\\"))
+}
+
+func matchPart(glob string, literal bool, name string) bool {
+	if literal {
+		return glob == name
+	}
+	ok, err := path.Match(glob, name)
+	return err == nil && ok
 }
 
 // redactedSecret replaces secrets in Redacted.
@@ -116,6 +210,7 @@ func (c *Config) Redacted() Config {
 	r.Stan.Host = redactURLUser(r.Stan.Host)
 	r.Tables.Include = slices.Clone(c.Tables.Include)
 	r.Tables.Exclude = slices.Clone(c.Tables.Exclude)
+	r.Tables.OnUnpublishable = c.Tables.OnUnpublishable.clone()
 	if c.Batch.FlushWhenIdle != nil {
 		b := *c.Batch.FlushWhenIdle
 		r.Batch.FlushWhenIdle = &b

@@ -34,9 +34,20 @@ type Config struct {
 	Stan      Stan
 	JetStream JetStream
 	Batch     Batch
+	Memory    Memory
 	Tables    Tables
 	Log       Log
 	HTTP      HTTP
+}
+
+// Memory bounds what the producer holds in memory.
+type Memory struct {
+	// Budget bounds, in bytes, the encoded row changes between the binlog
+	// reader and the broker's acknowledgement (read-ahead, the batch being
+	// filled and the batches in flight share it); the reader waits while it
+	// is used up. Default 64 MiB; at least 2 x Batch.MaxBytes. A single
+	// change larger than the budget still goes through, alone.
+	Budget int
 }
 
 // Mysql is the source server dbsync reads the binlog from, posing as a
@@ -130,6 +141,10 @@ type JetStream struct {
 	MaxInflight int
 	// AckTimeout is how long to wait for a publish ack; default 30s.
 	AckTimeout Duration
+	// MaxPayload is the embedded server's max_payload in bytes (the
+	// largest message it accepts); default 1 MiB, NATS' own default. Only
+	// for the embedded server: an external server's is in its own config.
+	MaxPayload int
 }
 
 // HTTP is the operations listener: /metrics (Prometheus), /livez, /readyz.
@@ -159,12 +174,20 @@ type Batch struct {
 
 // Tables selects which tables are streamed. Patterns are "db.table" with
 // path.Match globs ('*', '?', '[...]') on each side of the dot, e.g.
-// "shop.*" or "*.tmp_*".
+// "shop.*" or "*.tmp_*"; a name in backquotes is literal, which is how a
+// name holding a dot is written: "shop.`orders.2024`" (ParseTablePattern).
 type Tables struct {
 	// Include lists the tables to stream; empty means every table.
 	Include []string
 	// Exclude lists tables never streamed; it wins over Include.
 	Exclude []string
+	// OnUnpublishable is what happens to a change that cannot be
+	// published: "stop" (default) or "skip", for every table or per table
+	// pattern (TablePolicy).
+	OnUnpublishable TablePolicy
+	// DeadLetterSubject receives a marker for each skipped change; empty
+	// means ProName + "_dbsync.deadletter" (Config.DeadLetter).
+	DeadLetterSubject string
 }
 
 // Log configures the producer's logging.
@@ -204,6 +227,11 @@ const (
 	DefaultBatchMaxBytes    = 16 << 20
 	DefaultLogLevel         = "info"
 	DefaultLogFormat        = "text"
+	DefaultMemoryBudget     = 64 << 20
+	DefaultNATSMaxPayload   = 1 << 20
+	// DefaultDeadLetterSubject follows ProName in Tables.DeadLetterSubject's
+	// default.
+	DefaultDeadLetterSubject = "_dbsync.deadletter"
 )
 
 // Defaults returns a Config holding every default and nothing else (no
@@ -247,6 +275,8 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Batch.MaxRows, DefaultBatchMaxRows)
 	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
 	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
+	setInt(&c.Memory.Budget, DefaultMemoryBudget)
+	setInt(&c.JetStream.MaxPayload, DefaultNATSMaxPayload)
 }
 
 // applyStringDefaults replaces empty strings that have a default, and a nil
@@ -279,6 +309,9 @@ func (c *Config) applyStringDefaults() {
 	if c.Batch.FlushWhenIdle == nil {
 		t := true
 		c.Batch.FlushWhenIdle = &t
+	}
+	if c.Tables.OnUnpublishable.All == "" && c.Tables.OnUnpublishable.ByTable == nil {
+		c.Tables.OnUnpublishable.All = PolicyStop
 	}
 }
 

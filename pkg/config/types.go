@@ -136,3 +136,92 @@ func describeJSON(data []byte) string {
 	}
 	return kind
 }
+
+// Unpublishable policies (Tables.OnUnpublishable).
+const (
+	// PolicyStop halts the producer at a change it cannot publish, naming
+	// the table, the change and the fix.
+	PolicyStop = "stop"
+	// PolicySkip publishes a marker on Tables.DeadLetterSubject instead,
+	// counts it (dbsync_unpublishable_total), logs it and goes on.
+	PolicySkip = "skip"
+)
+
+// TablePolicy is Tables.OnUnpublishable: what happens to a change that
+// cannot be published (larger than the broker accepts, a table name that
+// cannot be a subject, a column in a character set dbsync cannot convert).
+// In JSON it is one policy for every table ("stop" or "skip"), or an object
+// mapping table patterns to policies ({"shop.logs": "skip"}). A table takes
+// the policy of a pattern naming it exactly; otherwise "stop" when any
+// matching pattern says stop, "skip" when one says skip, and "stop" when
+// none matches.
+type TablePolicy struct {
+	// All is the policy of every table when the JSON was a string.
+	All string
+	// ByTable maps patterns to policies when the JSON was an object.
+	ByTable map[string]string
+}
+
+// UnmarshalJSON accepts a string or an object of strings; null leaves the
+// policy unchanged.
+func (p *TablePolicy) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	switch {
+	case bytes.Equal(data, []byte("null")):
+		return nil
+	case len(data) > 0 && data[0] == '"':
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		*p = TablePolicy{All: s}
+		return nil
+	case len(data) > 0 && data[0] == '{':
+		var m map[string]string
+		if err := json.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("got %s, want {\"db.table\": \"stop\" or \"skip\", ...}", describeJSON(data))
+		}
+		*p = TablePolicy{ByTable: m}
+		return nil
+	}
+	return fmt.Errorf("got %s, want \"stop\", \"skip\" or an object {\"db.table\": \"skip\"}", describeJSON(data))
+}
+
+// MarshalJSON writes the form it was read from.
+func (p TablePolicy) MarshalJSON() ([]byte, error) {
+	if p.ByTable != nil {
+		return json.Marshal(p.ByTable)
+	}
+	return json.Marshal(p.All)
+}
+
+// Skip reports whether db.table's unpublishable changes are skipped.
+func (p TablePolicy) Skip(db, table string) bool {
+	if p.ByTable == nil {
+		return p.All == PolicySkip
+	}
+	skip, stop := false, false
+	for pattern, policy := range p.ByTable {
+		tp, err := ParseTablePattern(pattern)
+		if err != nil || !tp.Match(db, table) {
+			continue
+		}
+		if tp.exact() {
+			return policy == PolicySkip
+		}
+		stop = stop || policy == PolicyStop
+		skip = skip || policy == PolicySkip
+	}
+	return skip && !stop
+}
+
+func (p TablePolicy) clone() TablePolicy {
+	c := TablePolicy{All: p.All}
+	if p.ByTable != nil {
+		c.ByTable = make(map[string]string, len(p.ByTable))
+		for k, v := range p.ByTable {
+			c.ByTable[k] = v
+		}
+	}
+	return c
+}

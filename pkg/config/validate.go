@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -115,6 +114,11 @@ func (c *Config) Validate() error {
 			v.add("JetStream.MaxInflight", "%d must be at least 1 (default %d)", j.MaxInflight, DefaultMaxInflight)
 		}
 		v.positive("JetStream.AckTimeout", j.AckTimeout)
+		if j.MaxPayload < 1024 || j.MaxPayload > 64<<20 {
+			v.add("JetStream.MaxPayload", "%d is out of range 1024-%d (64 MiB; default %d)", j.MaxPayload, 64<<20, DefaultNATSMaxPayload)
+		} else if j.URL != "" && j.MaxPayload != DefaultNATSMaxPayload {
+			v.add("JetStream.MaxPayload", "applies to the embedded server only; with JetStream.URL set, raise max_payload in that NATS server's own config")
+		}
 		if !strings.HasSuffix(c.ProName, ".") {
 			v.add("ProName", "%q must end with '.' with MQName jetstream (the stream captures the subjects ProName+\"*.*\"; default %q)", c.ProName, DefaultJetStreamProName)
 		}
@@ -143,6 +147,12 @@ func (c *Config) Validate() error {
 	}
 	for i, p := range c.Tables.Exclude {
 		v.tablePattern(fmt.Sprintf("Tables.Exclude[%d]", i), p)
+	}
+	v.tablePolicy("Tables.OnUnpublishable", c.Tables.OnUnpublishable)
+	v.deadLetterSubject("Tables.DeadLetterSubject", c.DeadLetter(), c)
+	if c.Memory.Budget < 2*c.Batch.MaxBytes {
+		v.add("Memory.Budget", "%d is below twice Batch.MaxBytes (%d): a full batch could not be sent while the next one fills (default %d = 64 MiB)",
+			c.Memory.Budget, 2*c.Batch.MaxBytes, DefaultMemoryBudget)
 	}
 
 	// Logging
@@ -251,24 +261,48 @@ func (v *validator) subjectPrefix(key, p string) {
 	}
 }
 
-// tablePattern checks a "db.table" glob: exactly one '.', and a valid
-// path.Match pattern on each side.
-func (v *validator) tablePattern(key, p string) {
-	if strings.Count(p, ".") != 1 {
-		v.add(key, "%q must be \"db.table\" with exactly one '.', e.g. \"shop.*\" or \"*.tmp_*\"", p)
+// tablePolicy checks Tables.OnUnpublishable.
+func (v *validator) tablePolicy(key string, p TablePolicy) {
+	policies := []string{PolicyStop, PolicySkip}
+	if p.ByTable == nil {
+		v.oneOf(key, p.All, policies)
 		return
 	}
-	db, table, _ := strings.Cut(p, ".")
-	if db == "" || table == "" {
-		v.add(key, "%q has an empty database or table part; use '*' to match any", p)
-		return
+	patterns := make([]string, 0, len(p.ByTable))
+	for pattern := range p.ByTable {
+		patterns = append(patterns, pattern)
 	}
-	for _, part := range []string{db, table} {
-		if _, err := path.Match(part, ""); err != nil {
-			v.add(key, "%q is not a valid glob (path.Match syntax: '*', '?', '[a-z]'): %v", p, err)
+	slices.Sort(patterns)
+	for _, pattern := range patterns {
+		k := fmt.Sprintf("%s[%q]", key, pattern)
+		if v.tablePattern(k, pattern) {
+			v.oneOf(k, p.ByTable[pattern], policies)
+		}
+	}
+}
+
+// deadLetterSubject checks that the dead-letter subject is a literal
+// subject the JetStream stream captures.
+func (v *validator) deadLetterSubject(key, subj string, c *Config) {
+	toks := strings.Split(subj, ".")
+	for _, tok := range toks {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			v.add(key, "%q is not a literal subject (no empty tokens, wildcards or whitespace; default ProName+%q)", subj, DefaultDeadLetterSubject)
 			return
 		}
 	}
+	if c.MQName == "jetstream" && (!strings.HasPrefix(subj, c.ProName) || len(toks) != strings.Count(c.ProName, ".")+2) {
+		v.add(key, "%q must be ProName followed by two tokens (%q), so the producer's stream captures it", subj, c.ProName+DefaultDeadLetterSubject)
+	}
+}
+
+// tablePattern checks a "db.table" pattern (ParseTablePattern).
+func (v *validator) tablePattern(key, p string) bool {
+	if _, err := ParseTablePattern(p); err != nil {
+		v.add(key, "%q %v", p, err)
+		return false
+	}
+	return true
 }
 
 // validClientID reports whether id uses only the characters NATS Streaming

@@ -36,6 +36,13 @@ type Broker interface {
 	Ping(ctx context.Context) error
 }
 
+// connector is implemented by brokers that can tell without a round trip
+// that their connection is down (mq.Connector); the monitor then reports
+// it at once instead of after a ping that waits for a reconnect.
+type connector interface {
+	Connected() bool
+}
+
 // RowKey labels published rows.
 type RowKey struct{ DB, Table, Type string }
 
@@ -58,10 +65,16 @@ type Monitor struct {
 	sourceUp     prometheus.Gauge
 	brokerUp     prometheus.Gauge
 	stalled      prometheus.Gauge
+	unpublished  *prometheus.CounterVec
+	budgetUsed   prometheus.Gauge
 
-	mu             sync.Mutex
-	sourceOK       bool
-	brokerOK       bool
+	mu       sync.Mutex
+	sourceOK bool
+	brokerOK bool
+	// publishErr is the last publish failure, cleared by the next
+	// acknowledged batch: a broker that answers pings but refuses messages
+	// is not ready.
+	publishErr     error
 	checkpointOK   bool
 	checkpoint     position.Position
 	checkpointAt   time.Time
@@ -100,8 +113,18 @@ func New(stallTimeout time.Duration) *Monitor {
 	m.sourceUp = f.gauge("dbsync_source_connected", "1 while the binlog stream is connected.")
 	m.brokerUp = f.gauge("dbsync_broker_connected", "1 while the broker connection works.")
 	m.stalled = f.gauge("dbsync_stalled", "1 when the source has moved on but nothing was published for the stall timeout.")
+	m.unpublished = f.counterVec("dbsync_unpublishable_total", "Row changes that could not be published and went to the dead-letter subject as markers (Tables.OnUnpublishable skip), by reason: too_large or table (a name that cannot be a subject, a character set dbsync cannot convert).", "db", "table", "reason")
+	m.budgetUsed = f.gauge("dbsync_memory_budget_used_bytes", "Bytes of encoded row changes held between the binlog reader and the broker's acknowledgement (bounded by Memory.Budget).")
 	return m
 }
+
+// Unpublishable counts a change replaced by a dead-letter marker.
+func (m *Monitor) Unpublishable(db, table, reason string) {
+	m.unpublished.WithLabelValues(db, table, reason).Inc()
+}
+
+// BudgetUsed records the bytes the pipeline holds.
+func (m *Monitor) BudgetUsed(n int) { m.budgetUsed.Set(float64(n)) }
 
 // Checkpoint is the last saved checkpoint.
 func (m *Monitor) Checkpoint() position.Position {
@@ -137,20 +160,20 @@ func (m *Monitor) Published(rows map[RowKey]int, transactions int, eventTime tim
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.brokerOK = true
+	m.publishErr = nil
 	m.brokerUp.Set(1)
 	if eventTime.After(m.lastEventTime) {
 		m.lastEventTime = eventTime
 	}
 }
 
-// PublishFailed records a batch the broker did not acknowledge.
+// PublishFailed records a batch the broker did not acknowledge; the
+// producer is not ready until a later batch is acknowledged.
 func (m *Monitor) PublishFailed(err error) {
 	m.publishErrs.Inc()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.brokerOK = false
-	m.lastBrokerErr = err
-	m.brokerUp.Set(0)
+	m.publishErr = err
 }
 
 // Checkpointed records a checkpoint save: its position, or the error.
@@ -203,13 +226,15 @@ func (m *Monitor) Poll(ctx context.Context, src Source, broker Broker, interval 
 
 func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log logrus.FieldLogger) {
 	if broker != nil {
+		if c, ok := broker.(connector); ok && !c.Connected() {
+			// Known down: say so now, the ping below may wait for a
+			// reconnect.
+			m.brokerState(errors.New("the connection to the broker is lost; reconnecting"))
+		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := broker.Ping(pctx)
 		cancel()
-		m.mu.Lock()
-		m.brokerOK, m.lastBrokerErr = err == nil, err
-		m.brokerUp.Set(b2f(err == nil))
-		m.mu.Unlock()
+		m.brokerState(err)
 	}
 	cp := m.Checkpoint()
 	current, err := src.CurrentPosition()
@@ -236,7 +261,10 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 		m.lagSeconds.Set(0)
 	}
 	if behind <= 0 {
-		m.progressAt = now // caught up: nothing to publish
+		// Caught up: nothing to publish, and every change up to the
+		// source's position was acknowledged.
+		m.progressAt = now
+		m.publishErr = nil
 	}
 	stalled := behind > 0 && !m.progressAt.IsZero() && now.Sub(m.progressAt) > m.stallTimeout
 	if stalled && !m.isStalled {
@@ -247,9 +275,17 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 	m.stalled.Set(b2f(stalled))
 }
 
+// brokerState records the outcome of a broker check.
+func (m *Monitor) brokerState(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.brokerOK, m.lastBrokerErr = err == nil, err
+	m.brokerUp.Set(b2f(err == nil))
+}
+
 // Ready returns nil when the producer is healthy: the binlog stream and the
-// broker are connected, the last checkpoint save worked, and it is not
-// stalled; otherwise an error listing what is wrong.
+// broker are connected, the last publish and the last checkpoint save
+// worked, and it is not stalled; otherwise an error listing what is wrong.
 func (m *Monitor) Ready() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -259,6 +295,9 @@ func (m *Monitor) Ready() error {
 	}
 	if !m.brokerOK {
 		problems = append(problems, fmt.Errorf("broker not connected: %v", m.lastBrokerErr))
+	}
+	if m.publishErr != nil {
+		problems = append(problems, fmt.Errorf("last publish failed (streaming resumes from the checkpoint): %v", m.publishErr))
 	}
 	if !m.checkpointOK {
 		problems = append(problems, fmt.Errorf("checkpoint not durable: %v", m.checkpointErr))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,9 +17,10 @@ import (
 // JetStream publishes to a NATS JetStream stream. It implements
 // MessageQueue.
 //
-// Every message carries its Message.ID as Nats-Msg-Id, so a replay within
-// the stream's duplicate window stores nothing twice (the broker
-// acknowledges the copy as a duplicate, which Publish counts as success).
+// Every message carries its Message.ID as Nats-Msg-Id and names the message
+// sent before it, so the stream refuses anything sent behind a refused
+// message (see Send), and a replay of what the stream holds as its newest
+// messages stores nothing twice.
 //
 // Connection handling: NewJetStream connects once; afterwards the nats
 // client reconnects in the background forever. A Publish in progress when
@@ -41,6 +43,12 @@ type JetStream struct {
 	// subjects caches the verdict of checkMsgSubject per message subject;
 	// only used under calls.
 	subjects map[string]error
+
+	// chain is the order the stream enforces (see Send).
+	chain jsChain
+	// maxMsgSize is the stream's max message size (<= 0: none) as last
+	// read.
+	maxMsgSize atomic.Int64
 
 	// closedCh is closed by Close.
 	closedCh chan struct{}
@@ -211,6 +219,11 @@ func (j *JetStream) connLost(err error) {
 	}
 }
 
+// state returns the current connected span, failing fast with
+// ErrConnectionLost while the client is disconnected. When the span is lost
+// but nats reports the connection as up, it waits (up to jsReconnectGrace,
+// and ctx) for the reconnect callback to start a new span, then starts one
+// itself.
 func (j *JetStream) state(ctx context.Context) (*jsConnState, error) {
 	deadline := time.Now().Add(jsReconnectGrace)
 	for {
@@ -265,11 +278,25 @@ func (j *JetStream) Close() error {
 	return nil
 }
 
+func (j *JetStream) isClosed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.closed
+}
+
+// Connected implements Connector.
+func (j *JetStream) Connected() bool {
+	return !j.isClosed() && j.nc.Status() == nats.CONNECTED
+}
+
 // Ping implements Pinger: the connection reconnects by itself; Ping checks
 // that the server answers a round trip.
 func (j *JetStream) Ping(ctx context.Context) error {
 	if j.isClosed() {
 		return ErrClosed
+	}
+	if status := j.nc.Status(); status != nats.CONNECTED {
+		return fmt.Errorf("%w: %s: %s", ErrConnectionLost, j.opts.URL, status)
 	}
 	if err := j.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, j.opts.URL, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,24 +13,23 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Publish sends msgs in order, each with the header Nats-Msg-Id set to its
-// ID, keeping at most MaxInflight of them unacknowledged, and returns nil
-// only when the stream acknowledged every one of them (an acknowledgement
-// of a duplicate counts). A message with an empty ID is sent without the
-// header and is not de-duplicated. An empty msgs returns nil without
-// contacting the broker.
+// Publish sends msgs in order and returns nil only when the stream
+// acknowledged every one of them (an acknowledgement of a duplicate counts).
+// An empty msgs returns nil without contacting the broker. Every message
+// needs an ID (see Send).
 //
 // It fails, without waiting for the remaining acknowledgements, with a
 // *PublishError naming the subject and id of the first message that failed
-// or is still unacknowledged: wrapping ErrRejected for a message the broker
-// can never accept (larger than the server's max_payload or the stream's
-// max message size, an invalid subject, or a subject none of
-// JetStreamOptions.Subjects matches); wrapping ErrConnectionLost when the
-// connection dropped or the server is unreachable (then it fails at once);
-// wrapping ctx.Err() when ctx is done; or wrapping the broker's error
-// (including no acknowledgement within AckTimeout). After Close it fails
-// with ErrClosed. In every failure any subset of msgs may have been stored;
-// acknowledgements arriving later are discarded.
+// or is still unacknowledged: wrapping ErrTooLarge for a message larger than
+// the server's max_payload or the stream's max message size; ErrRejected
+// for a message the broker can never accept (no ID, an invalid subject, or
+// a subject none of JetStreamOptions.Subjects matches); ErrChainBroken when
+// the stream refused it because the message before it is not the stream's
+// last; ErrConnectionLost when the connection dropped or the server is
+// unreachable (then it fails at once); ctx.Err() when ctx is done; or the
+// broker's error (including no acknowledgement within AckTimeout). After
+// Close it fails with ErrClosed. In every failure the stream holds an
+// in-order prefix of msgs (possibly empty) and nothing after it.
 func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
 	return sendAndWait(ctx, j, msgs)
 }
@@ -36,6 +37,19 @@ func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
 // Send implements AsyncPublisher: it publishes msgs in order after every
 // earlier Send and returns once they are handed to the connection (or the
 // sending failed: Wait then reports why).
+//
+// Every message carries its ID as Nats-Msg-Id and names the message sent
+// before it: the first message after a failure (or the first ever) with
+// Nats-Expected-Last-Sequence (the stream's last sequence, read then), each
+// later one with Nats-Expected-Last-Msg-Id. So the stream refuses a message
+// unless the one sent before it is its last message: once one message is
+// refused, every message sent behind it in the async window is refused
+// too, and the stream never holds a later message without an earlier one.
+// The server checks Nats-Msg-Id de-duplication before Nats-Expected-Last-Msg-Id,
+// so a replay of messages the stream holds as its newest is acknowledged as
+// duplicates and the chain goes on after them; messages the stream
+// acknowledged as duplicates are not sent again at the start of the next
+// chain.
 func (j *JetStream) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	if len(msgs) == 0 {
 		return donePending{}, nil
@@ -46,18 +60,124 @@ func (j *JetStream) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	defer j.calls.leave()
 	c, err := j.state(ctx)
 	if err != nil {
+		j.chain.broken()
+		j.chain.reported()
 		if errors.Is(err, ErrClosed) {
 			return nil, err
 		}
 		return nil, &PublishError{Subject: msgs[0].Subject, ID: msgs[0].ID, Err: err}
 	}
-	return j.send(ctx, c, msgs), nil
+	p := j.send(ctx, c, msgs)
+	if p.err != nil {
+		j.chain.broken()
+	}
+	return p, nil
 }
 
-func (j *JetStream) isClosed() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.closed
+// jsChain is the publisher's side of the order the stream enforces (see
+// Send). Send updates it under the call gate; Wait reports failures and
+// records duplicates from another goroutine, hence the mutex.
+type jsChain struct {
+	mu    sync.Mutex
+	state chainState
+	// prevID is the id of the last message sent in this chain; "" right
+	// after anchoring, when the next message expects anchorSeq instead.
+	prevID    string
+	anchorSeq uint64
+	// stored holds ids the stream acknowledged as duplicates: it already
+	// has them, so the next chain does not start by sending them again.
+	stored map[string]struct{}
+}
+
+// chainState says how the next message is chained.
+type chainState int
+
+const (
+	// chainNew: nothing sent yet, or a failure was reported to the
+	// caller; the next Send reads the stream's last sequence first.
+	chainNew chainState = iota
+	// chainOK: each message expects the one sent before it.
+	chainOK
+	// chainBroken: a message failed and the caller has not been told
+	// yet; what it sends meanwhile expects a message the stream does not
+	// have, so the broker refuses all of it.
+	chainBroken
+)
+
+// brokenLink is what messages sent on a broken chain expect as the
+// stream's last message id: no message has it.
+const brokenLink = "!dbsync: sent after a failed message"
+
+// jsStoredMax bounds jsChain.stored.
+const jsStoredMax = 1 << 16
+
+// broken records a failed message: nothing sent after it may be stored.
+func (ch *jsChain) broken() {
+	ch.mu.Lock()
+	if ch.state == chainOK {
+		ch.state, ch.prevID = chainBroken, brokenLink
+	}
+	ch.mu.Unlock()
+}
+
+// reported records that the caller learned of a failure: its next Send
+// starts a new chain from what the stream holds.
+func (ch *jsChain) reported() {
+	ch.mu.Lock()
+	ch.state = chainNew
+	ch.mu.Unlock()
+}
+
+func (ch *jsChain) needsAnchor() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.state == chainNew
+}
+
+func (ch *jsChain) anchor(seq uint64) {
+	ch.mu.Lock()
+	ch.state, ch.prevID, ch.anchorSeq = chainOK, "", seq
+	ch.mu.Unlock()
+}
+
+func (ch *jsChain) duplicate(id string) {
+	ch.mu.Lock()
+	if ch.stored == nil || len(ch.stored) >= jsStoredMax {
+		ch.stored = map[string]struct{}{}
+	}
+	ch.stored[id] = struct{}{}
+	ch.mu.Unlock()
+}
+
+// next returns the header of message id in the chain, or skip when the
+// chain has not sent anything yet and the stream is known to hold id.
+func (ch *jsChain) next(id string) (hdr nats.Header, skip bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.prevID == "" {
+		if _, ok := ch.stored[id]; ok {
+			delete(ch.stored, id)
+			return nil, true
+		}
+		hdr = nats.Header{jetstream.MsgIDHeader: {id}, jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(ch.anchorSeq, 10)}}
+	} else {
+		hdr = nats.Header{jetstream.MsgIDHeader: {id}, jetstream.ExpectedLastMsgIDHeader: {ch.prevID}}
+	}
+	ch.prevID = id
+	return hdr, false
+}
+
+// checkMessage returns nil when m can be sent: it has an ID (the chain
+// needs it), its subject is one of the stream's and it fits the broker's
+// size limits.
+func (j *JetStream) checkMessage(m *Message) error {
+	if m.ID == "" {
+		return fmt.Errorf("%w: the message has no ID (JetStream needs one per message to keep the stream in order)", ErrRejected)
+	}
+	if err := j.checkMsgSubject(m.Subject); err != nil {
+		return err
+	}
+	return j.CheckSize(m)
 }
 
 // checkMsgSubject returns nil when subj is a literal subject matched by one
@@ -87,20 +207,22 @@ func (j *JetStream) checkMsgSubject(subj string) error {
 	return err
 }
 
-// waitLeftovers waits until at most MaxInflight acknowledgements of
-// earlier batches (awaited by their Wait, or abandoned) are pending, which
-// bounds what is in flight across batches.
-func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Message) error {
+// waitLeftovers waits until at most max acknowledgements of earlier
+// batches (awaited by their Wait, or abandoned) are pending: MaxInflight
+// bounds what is in flight across batches, and 0 lets a new chain read the
+// stream's last sequence only once nothing sent before can still be
+// stored.
+func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Message, limit int) error {
 	n := j.js.PublishAsyncPending()
-	if n <= j.opts.MaxInflight {
+	if n <= limit {
 		return nil
 	}
-	j.log.WithField("pending", n).Debug("mq: waiting for acknowledgements of an abandoned publish")
+	j.log.WithField("pending", n).Debug("mq: waiting for acknowledgements of an earlier publish")
 	// PublishAsyncComplete is not signalled on every path that clears an
 	// ack, so poll as well.
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for j.js.PublishAsyncPending() > j.opts.MaxInflight {
+	for j.js.PublishAsyncPending() > limit {
 		var err error
 		select {
 		case <-j.js.PublishAsyncComplete():
@@ -108,15 +230,33 @@ func (j *JetStream) waitLeftovers(ctx context.Context, c *jsConnState, first *Me
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-c.lost:
+			if limit == 0 {
+				return nil // nothing of the old connection can be stored any more
+			}
 			err = fmt.Errorf("%w (%v)", ErrConnectionLost, c.cause)
 		case <-j.closedCh:
 			err = ErrClosed
 		}
 		if err != nil {
 			return &PublishError{Subject: first.Subject, ID: first.ID,
-				Err: fmt.Errorf("waiting for %d acknowledgements of an abandoned publish: %w", j.js.PublishAsyncPending(), err)}
+				Err: fmt.Errorf("waiting for %d acknowledgements of an earlier publish: %w", j.js.PublishAsyncPending(), err)}
 		}
 	}
+	return nil
+}
+
+// startChain reads the stream's last sequence (and its current message
+// size limit) once every earlier message is settled; the next message
+// expects that sequence.
+func (j *JetStream) startChain(ctx context.Context, c *jsConnState, first *Message) error {
+	if err := j.waitLeftovers(ctx, c, first, 0); err != nil {
+		return err
+	}
+	info, err := j.streamInfo(ctx)
+	if err != nil {
+		return &PublishError{Subject: first.Subject, ID: first.ID, Err: fmt.Errorf("read the stream's last sequence: %w", err)}
+	}
+	j.chain.anchor(info.State.LastSeq)
 	return nil
 }
 
@@ -126,9 +266,13 @@ type jsPending struct {
 	c      *jsConnState
 	msgs   []Message
 	window int
-	// ring holds the futures of messages acked..sent-1 at index i%window.
-	ring              []jetstream.PubAckFuture
-	acked, sent, dups int
+	// sent lists the indexes into msgs of the messages sent, in order
+	// (messages the stream already held are skipped); ring holds the
+	// futures of sent[acked:] at index i%window.
+	sent       []int
+	ring       []jetstream.PubAckFuture
+	acked      int
+	dups, skip int
 	// err is the failure that ended sending, if any.
 	err error
 }
@@ -137,54 +281,64 @@ type jsPending struct {
 // batch whenever MaxInflight of them are outstanding; Wait awaits the rest.
 func (j *JetStream) send(ctx context.Context, c *jsConnState, msgs []Message) *jsPending {
 	window := min(j.opts.MaxInflight, len(msgs))
-	p := &jsPending{j: j, c: c, msgs: msgs, window: window, ring: make([]jetstream.PubAckFuture, window)}
-	if err := j.waitLeftovers(ctx, c, &msgs[0]); err != nil {
+	p := &jsPending{j: j, c: c, msgs: msgs, window: window, ring: make([]jetstream.PubAckFuture, window),
+		sent: make([]int, 0, len(msgs))}
+	var err error
+	if j.chain.needsAnchor() {
+		err = j.startChain(ctx, c, &msgs[0])
+	} else {
+		err = j.waitLeftovers(ctx, c, &msgs[0], j.opts.MaxInflight)
+	}
+	if err != nil {
 		p.err = err
 		return p
 	}
+	ctxDone := ctx.Done()
 	for i := range msgs {
 		m := &msgs[i]
-		if i&63 == 0 {
-			var err error
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-c.lost:
-				err = fmt.Errorf("%w (%v)", ErrConnectionLost, c.cause)
-			case <-j.closedCh:
-				err = ErrClosed
-			default:
-			}
-			if err != nil {
-				p.err = j.failure(m, err, len(msgs), p.sent, p.acked)
-				return p
-			}
+		select {
+		case <-ctxDone:
+			err = ctx.Err()
+		case <-c.lost:
+			err = fmt.Errorf("%w (%v)", ErrConnectionLost, c.cause)
+		case <-j.closedCh:
+			err = ErrClosed
+		default:
 		}
-		if err := j.checkMsgSubject(m.Subject); err != nil {
-			p.err = j.failure(m, err, len(msgs), p.sent, p.acked)
+		if err == nil {
+			err = j.checkMessage(m)
+		}
+		if err != nil {
+			p.err = j.failure(m, err, len(msgs), len(p.sent), p.acked)
 			return p
 		}
-		if p.sent-p.acked == window {
+		hdr, skip := j.chain.next(m.ID)
+		if skip {
+			p.skip++
+			continue
+		}
+		if len(p.sent)-p.acked == window {
 			if err := p.await(ctx); err != nil {
 				p.err = err
 				return p
 			}
 		}
-		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data}, jetstream.WithMsgID(m.ID))
+		f, err := j.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: hdr, Data: m.Data})
 		if err != nil {
-			p.err = j.failure(m, j.sendError(c, m, err), len(msgs), p.sent, p.acked)
+			p.err = j.failure(m, j.sendError(c, m, err), len(msgs), len(p.sent), p.acked)
 			return p
 		}
-		p.ring[i%window] = f
-		p.sent++
+		p.ring[len(p.sent)%window] = f
+		p.sent = append(p.sent, i)
 	}
 	return p
 }
 
-// await waits for the acknowledgement of msgs[acked].
+// await waits for the acknowledgement of the oldest sent message not yet
+// acknowledged.
 func (p *jsPending) await(ctx context.Context) error {
 	j, c := p.j, p.c
-	m := &p.msgs[p.acked]
+	m := &p.msgs[p.sent[p.acked]]
 	f := p.ring[p.acked%p.window]
 	p.ring[p.acked%p.window] = nil
 	var err error
@@ -194,6 +348,7 @@ func (p *jsPending) await(ctx context.Context) error {
 			err = fmt.Errorf("stored in stream %q, not %q: another stream captures this subject", pa.Stream, j.opts.Stream)
 		} else if pa.Duplicate {
 			p.dups++
+			j.chain.duplicate(m.ID)
 		}
 	case ferr := <-f.Err():
 		err = j.ackError(c, ferr)
@@ -205,7 +360,8 @@ func (p *jsPending) await(ctx context.Context) error {
 		err = ErrClosed
 	}
 	if err != nil {
-		return j.failure(m, err, len(p.msgs), p.sent, p.acked)
+		j.chain.broken()
+		return j.failure(m, err, len(p.msgs), len(p.sent), p.acked)
 	}
 	p.acked++
 	return nil
@@ -214,6 +370,9 @@ func (p *jsPending) await(ctx context.Context) error {
 // Wait implements Pending.
 func (p *jsPending) Wait(ctx context.Context) error {
 	err := p.wait(ctx)
+	if err != nil {
+		p.j.chain.reported()
+	}
 	if err != nil && p.j.isClosed() {
 		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
 	}
@@ -224,14 +383,14 @@ func (p *jsPending) wait(ctx context.Context) error {
 	if p.err != nil {
 		return p.err
 	}
-	for p.acked < p.sent {
+	for p.acked < len(p.sent) {
 		if err := p.await(ctx); err != nil {
 			p.err = err
 			return err
 		}
 	}
-	if p.dups > 0 {
-		p.j.log.WithFields(logrus.Fields{"messages": len(p.msgs), "duplicates": p.dups}).Info("mq: stream already held some messages of the batch (replay); stored once")
+	if p.dups+p.skip > 0 {
+		p.j.log.WithFields(logrus.Fields{"messages": len(p.msgs), "duplicates": p.dups + p.skip}).Info("mq: stream already held some messages of the batch (replay); stored once")
 	}
 	return nil
 }
@@ -240,8 +399,8 @@ func (p *jsPending) wait(ctx context.Context) error {
 func (j *JetStream) sendError(c *jsConnState, m *Message, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload):
-		return fmt.Errorf("%w (%d bytes; raise the server's max_payload, or exclude the table with Tables.Exclude): %w",
-			ErrRejected, len(m.Data), err)
+		return fmt.Errorf("%w (%d bytes of data; raise the server's max_payload, or see Tables.OnUnpublishable): %w",
+			ErrTooLarge, len(m.Data), err)
 	case errors.Is(err, nats.ErrBadSubject):
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
@@ -268,16 +427,20 @@ func (j *JetStream) ackError(c *jsConnState, err error) error {
 	case errors.Is(err, jetstream.ErrNoStreamResponse):
 		return fmt.Errorf("no stream answered (is JetStream up, and does stream %q capture the subject?): %w", j.opts.Stream, err)
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeMessageTooBig || apiErr.ErrorCode == jsErrCodeHeaderTooBig):
-		return fmt.Errorf("%w (raise the stream's max message size, or exclude the table with Tables.Exclude): %w", ErrRejected, err)
+		return fmt.Errorf("%w (raise the stream's max message size, or see Tables.OnUnpublishable): %w", ErrTooLarge, err)
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeWrongLastMsgID || apiErr.ErrorCode == jsErrCodeWrongLastSequence):
+		return fmt.Errorf("%w: %w", ErrChainBroken, err)
 	}
 	return err
 }
 
 // JetStream API error codes (nats-server's errors.json) of a message the
-// stream can never store.
+// stream refused.
 const (
-	jsErrCodeMessageTooBig jetstream.ErrorCode = 10054 // JSStreamMessageExceedsMaximumErr
-	jsErrCodeHeaderTooBig  jetstream.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
+	jsErrCodeMessageTooBig     jetstream.ErrorCode = 10054 // JSStreamMessageExceedsMaximumErr
+	jsErrCodeHeaderTooBig      jetstream.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
+	jsErrCodeWrongLastMsgID    jetstream.ErrorCode = 10070 // JSStreamWrongLastMsgIDErrF
+	jsErrCodeWrongLastSequence jetstream.ErrorCode = 10071 // JSStreamWrongLastSequenceErrF
 )
 
 // failure builds the error of a failed Publish naming message m and logs

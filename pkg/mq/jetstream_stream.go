@@ -55,6 +55,7 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 	if err := j.checkStream(st.CachedInfo().Config); err != nil {
 		return err
 	}
+	j.maxMsgSize.Store(int64(st.CachedInfo().Config.MaxMsgSize))
 	j.log.WithField("messages", st.CachedInfo().State.Msgs).Info("mq: using existing JetStream stream")
 	return nil
 }
@@ -127,26 +128,67 @@ func (j *JetStream) checkStream(cfg jetstream.StreamConfig) error {
 	return nil
 }
 
-// state returns the current connected span, failing fast with
-// ErrConnectionLost while the client is disconnected. When the span is lost
-// but nats reports the connection as up, it waits (up to jsReconnectGrace,
-// and ctx) for the reconnect callback to start a new span, then starts one
-// itself.
-func (j *JetStream) LastMessage(ctx context.Context) ([]byte, bool, error) {
-	st, err := j.js.Stream(ctx, j.opts.Stream)
+// LastMessage implements HistoryReader: the stream's newest message. It
+// also refreshes the stream's message size limit CheckSize uses.
+func (j *JetStream) LastMessage(ctx context.Context) (StoredMessage, bool, error) {
+	info, err := j.streamInfo(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+		return StoredMessage{}, false, err
 	}
 	if info.State.Msgs == 0 {
-		return nil, false, nil
+		return StoredMessage{}, false, nil
+	}
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if err != nil {
+		return StoredMessage{}, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
 	}
 	m, err := st.GetMsg(ctx, info.State.LastSeq)
-	if err != nil {
-		return nil, false, fmt.Errorf("mq: stream %q: last message: %w", j.opts.Stream, err)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return StoredMessage{}, false, nil // deleted since
 	}
-	return m.Data, true, nil
+	if err != nil {
+		return StoredMessage{}, false, fmt.Errorf("mq: stream %q: last message (sequence %d): %w", j.opts.Stream, info.State.LastSeq, err)
+	}
+	return StoredMessage{Subject: m.Subject, ID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data, Sequence: m.Sequence}, true, nil
+}
+
+// streamInfo reads the stream's state and configuration, and keeps its
+// message size limit for CheckSize.
+func (j *JetStream) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, j.opts.ConnectTimeout)
+	defer cancel()
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if err != nil {
+		return nil, j.streamError("look up", err)
+	}
+	info := st.CachedInfo()
+	j.maxMsgSize.Store(int64(info.Config.MaxMsgSize))
+	return info, nil
+}
+
+// CheckSize implements SizeChecker: m fits when its data and the headers
+// Send adds are within the server's max_payload and the stream's max
+// message size (as last read from the stream: at connect, at the start of
+// each chain and by LastMessage).
+func (j *JetStream) CheckSize(m *Message) error {
+	limit, what := j.nc.MaxPayload(), "the NATS server's max_payload"
+	if s := j.maxMsgSize.Load(); s > 0 && s < limit {
+		limit, what = s, fmt.Sprintf("the max message size of stream %q", j.opts.Stream)
+	}
+	size := int64(len(m.Data) + jsHeaderSize(len(m.ID)))
+	if size <= limit {
+		return nil
+	}
+	return fmt.Errorf("%w: %d bytes with headers, over %s of %d bytes", ErrTooLarge, size, what, limit)
+}
+
+// jsHeaderSize is an upper bound of the header block Send adds to a
+// message whose id has idLen bytes (the previous message's id is taken as
+// at most 16 bytes longer).
+func jsHeaderSize(idLen int) int {
+	const status = len("NATS/1.0\r\n") + len("\r\n")
+	msgID := len(jetstream.MsgIDHeader) + len(": \r\n") + idLen
+	expect := max(len(jetstream.ExpectedLastMsgIDHeader)+len(": \r\n")+idLen+16,
+		len(jetstream.ExpectedLastSeqHeader)+len(": \r\n")+20)
+	return status + msgID + expect
 }

@@ -72,6 +72,20 @@ func jsStreamInfo(t testing.TB, srv *testenv.NATS, stream string) *jetstream.Str
 	return s.CachedInfo()
 }
 
+// jsPurge removes every message of the stream (its sequence numbers go on).
+func jsPurge(t testing.TB, srv *testenv.NATS, stream string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := jsClient(t, srv).Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatalf("purge stream %s: %v", stream, err)
+	}
+}
+
 // jsStored is one message as the stream holds it.
 type jsStored struct {
 	Data []byte
@@ -545,11 +559,13 @@ func TestJetStreamRejectedMessages(t *testing.T) {
 		name string
 		msg  Message
 		want string
+		is   error
 	}{
-		{"not-captured", Message{Subject: "other.db.t", ID: "r-1", Data: []byte("x")}, "not one of the stream's subjects"},
-		{"wildcard", Message{Subject: "app.*.t", ID: "r-2", Data: []byte("x")}, "wildcard"},
-		{"whitespace", Message{Subject: "app.d b.t", ID: "r-3", Data: []byte("x")}, "whitespace"},
-		{"too-big", Message{Subject: "app.db.t", ID: "r-4", Data: big}, "max_payload"},
+		{"not-captured", Message{Subject: "other.db.t", ID: "r-1", Data: []byte("x")}, "not one of the stream's subjects", ErrRejected},
+		{"wildcard", Message{Subject: "app.*.t", ID: "r-2", Data: []byte("x")}, "wildcard", ErrRejected},
+		{"whitespace", Message{Subject: "app.d b.t", ID: "r-3", Data: []byte("x")}, "whitespace", ErrRejected},
+		{"no-id", Message{Subject: "app.db.t", Data: []byte("x")}, "no ID", ErrRejected},
+		{"too-big", Message{Subject: "app.db.t", ID: "r-4", Data: big}, "max_payload", ErrTooLarge},
 	}
 	for _, tc := range cases {
 		msgs := makeMsgs("ok-"+tc.name, 5, []string{"app.db.ok"}, 50)
@@ -563,9 +579,14 @@ func TestJetStreamRejectedMessages(t *testing.T) {
 		if !errors.As(err, &perr) || perr.Subject != tc.msg.Subject || perr.ID != tc.msg.ID {
 			t.Fatalf("%s: error %v does not name %q/%q", tc.name, err, tc.msg.Subject, tc.msg.ID)
 		}
-		if !errors.Is(err, ErrRejected) || errors.Is(err, ErrConnectionLost) {
-			t.Fatalf("%s: error %v does not wrap ErrRejected alone", tc.name, err)
+		if !errors.Is(err, tc.is) || errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("%s: error %v does not wrap %v alone", tc.name, err, tc.is)
 		}
+		// Nothing after the refused message was stored.
+		if got := jsReadSubject(t, srv, jsTestStream, "app.db.ok"); len(got) != 3 || got[2].ID != msgs[2].ID {
+			t.Fatalf("%s: subject app.db.ok holds %d messages after the refused 4th, want the first 3", tc.name, len(got))
+		}
+		jsPurge(t, srv, jsTestStream)
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: error %q does not contain %q", tc.name, err, tc.want)
 		}

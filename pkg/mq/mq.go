@@ -40,6 +40,18 @@ var ErrConnectionLost = errors.New("mq: broker connection lost")
 // its maximum payload, or an invalid subject); retrying cannot help.
 var ErrRejected = errors.New("mq: the broker cannot accept this message")
 
+// ErrTooLarge reports a message larger than the broker accepts (its
+// max_payload, or a stream's max message size). Retrying the same message
+// cannot help; the producer's per-table policy (Tables.OnUnpublishable)
+// decides what happens to it, found before sending through SizeChecker.
+var ErrTooLarge = errors.New("mq: message larger than the broker accepts")
+
+// ErrChainBroken reports a message the broker refused because the message
+// sent before it is not the newest it holds: an earlier message was refused
+// or lost, or something else wrote to the stream. Nothing behind it was
+// stored; a new pass starts a new chain from what the broker holds.
+var ErrChainBroken = errors.New("mq: the broker refused the message because the one sent before it is not its newest")
+
 // ErrClosed reports a Publish on a MessageQueue that was closed.
 var ErrClosed = errors.New("mq: message queue is closed")
 
@@ -107,12 +119,38 @@ type AsyncPublisher interface {
 	Send(ctx context.Context, msgs []Message) (Pending, error)
 }
 
+// StoredMessage is a message as the broker holds it.
+type StoredMessage struct {
+	Subject string
+	// ID is the message's id (Message.ID when it was published by a
+	// MessageQueue).
+	ID   string
+	Data []byte
+	// Sequence is the broker's sequence number of the message.
+	Sequence uint64
+}
+
 // HistoryReader is implemented by message queues that can show what they
 // already hold.
 type HistoryReader interface {
-	// LastMessage returns the newest message this queue's publisher wrote
-	// (found is false when there is none).
-	LastMessage(ctx context.Context) (data []byte, found bool, err error)
+	// LastMessage returns the newest message the queue's stream holds,
+	// whoever wrote it (found is false when it holds none).
+	LastMessage(ctx context.Context) (m StoredMessage, found bool, err error)
+}
+
+// SizeChecker is implemented by message queues that know the largest
+// message their broker accepts.
+type SizeChecker interface {
+	// CheckSize returns nil when m fits, else an error wrapping
+	// ErrTooLarge that names m's size and the limit.
+	CheckSize(m *Message) error
+}
+
+// Connector is implemented by message queues that can tell, without a
+// round trip, that their broker connection is down.
+type Connector interface {
+	// Connected reports false while the connection is known to be lost.
+	Connected() bool
 }
 
 // sendAndWait is Publish for an AsyncPublisher: Send, then Wait.

@@ -430,7 +430,11 @@ func (s *Stan) send(ctx context.Context, sess *stanSession, msgs []Message) *sta
 send:
 	for i := range msgs {
 		m := &msgs[i]
-		if i&63 == 0 && (b.hasFailed() || sess.isLost() || ctx.Err() != nil) {
+		if b.hasFailed() || sess.isLost() || ctx.Err() != nil {
+			break
+		}
+		if err := s.CheckSize(m); err != nil {
+			sendErr = &PublishError{Subject: m.Subject, ID: m.ID, Err: err}
 			break
 		}
 		// Take a window token; block only when the window is full.
@@ -457,9 +461,11 @@ send:
 			// Only an oversized message or a bad subject is the message's
 			// fault; anything else (closed, reconnecting, a failed write)
 			// means the connection is gone.
-			if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
-				sendErr = fmt.Errorf("%w (%d bytes; raise the server's max_payload, or exclude the table with Tables.Exclude): %w",
-					ErrRejected, len(m.Data), sendErr)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				sendErr = fmt.Errorf("%w (%d bytes of data; raise the server's max_payload, or see Tables.OnUnpublishable): %w",
+					ErrTooLarge, len(m.Data), sendErr)
+			} else if errors.Is(err, nats.ErrBadSubject) {
+				sendErr = fmt.Errorf("%w: %w", ErrRejected, sendErr)
 			} else {
 				sess.markLost(err)
 				sendErr = fmt.Errorf("%w: %w", ErrConnectionLost, sendErr)
@@ -575,6 +581,35 @@ func (s *Stan) Close() error {
 	}
 	s.log.Info("mq: closed NATS Streaming connection")
 	return nil
+}
+
+// stanEnvelopeOverhead bounds what NATS Streaming adds around a message's
+// data on the wire (its PubMsg protobuf: client id, subject, a 22-byte guid,
+// the connection id and field tags).
+const stanEnvelopeOverhead = 96
+
+// CheckSize implements SizeChecker: m fits when it and the streaming
+// protocol's envelope around it are within the server's max_payload.
+func (s *Stan) CheckSize(m *Message) error {
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess == nil {
+		return nil // not connected: Send reconnects first and checks then
+	}
+	limit := sess.sc.NatsConn().MaxPayload()
+	size := int64(len(m.Data) + len(m.Subject) + len(s.opts.ClientID) + stanEnvelopeOverhead)
+	if size <= limit {
+		return nil
+	}
+	return fmt.Errorf("%w: about %d bytes with the streaming envelope, over the NATS server's max_payload of %d bytes", ErrTooLarge, size, limit)
+}
+
+// Connected implements Connector.
+func (s *Stan) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.sess != nil && !s.sess.isLost()
 }
 
 // Ping implements Pinger: it reconnects a lost session (as the next Publish

@@ -3,8 +3,11 @@
 package position
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Position is a place in the source server's binary log. A checkpointed
@@ -16,8 +19,27 @@ type Position struct {
 	// Pos is the byte offset inside File where reading resumes.
 	Pos uint32 `json:"pos"`
 	// GTID is the server's GTID of the last transaction before Pos, when the
-	// server has GTIDs (MariaDB "0-1-42", MySQL "uuid:n"); informational.
+	// server has GTIDs (MariaDB "0-1-42", MySQL "uuid:n").
 	GTID string `json:"gtid,omitempty"`
+	// History identifies the binlog history File and Pos belong to (see
+	// NewHistory); it travels into every envelope as source.history so
+	// consumers never compare coordinates of different histories. Empty in
+	// checkpoints written before it existed.
+	History string `json:"history,omitempty"`
+}
+
+// NewHistory returns a fresh history id: 12 random hex digits. The producer
+// takes one when a checkpoint starts a binlog history it has not published
+// from before (a first start, or a checkpoint moved after RESET MASTER or to
+// another server).
+func NewHistory() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on supported platforms; a time-based
+		// id is still unique enough to tell histories apart.
+		return fmt.Sprintf("%012x", uint64(time.Now().UnixNano())&0xffffffffffff)
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // String renders the position as "file:pos" (plus the GTID when known).

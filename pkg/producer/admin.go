@@ -95,11 +95,30 @@ func SetCheckpoint(ctx context.Context, cfg *config.Config, pos position.Positio
 	if err := src.CheckResumable(pos); err != nil {
 		return pos, err
 	}
+	pos.History = historyFor(ctx, store, src, log)
 	if err := store.Save(ctx, pos); err != nil {
 		return pos, err
 	}
 	log.WithField("checkpoint", pos.String()).Warn("checkpoint set by hand: the producer resumes here at its next start")
 	return pos, nil
+}
+
+// historyFor returns the binlog history id of a checkpoint moved by hand:
+// the stored checkpoint's when that one still belongs to the server's
+// binlog history, else a new one (after RESET MASTER, on another server, or
+// when the stored one is purged or missing), so that consumers never take
+// the new history's coordinates for replays of the old one.
+func historyFor(ctx context.Context, store storage.PositionStorager, src *binlog.Source, log logrus.FieldLogger) string {
+	old, err := store.Get(ctx)
+	if err == nil && old.History != "" {
+		if err = src.CheckResumable(old); err == nil {
+			return old.History
+		}
+	}
+	h := position.NewHistory()
+	log.WithFields(logrus.Fields{"history": h, "previous": old.History}).WithError(err).
+		Warn("the checkpoint starts a new binlog history id: consumers report the change of history and hand every change over")
+	return h
 }
 
 // ResetCheckpoint moves the checkpoint to where a first start begins: the
@@ -131,6 +150,7 @@ func ResetCheckpoint(ctx context.Context, cfg *config.Config, log logrus.FieldLo
 	if err != nil {
 		return pos, err
 	}
+	pos.History = historyFor(ctx, store, src, log)
 	if err := store.Save(ctx, pos); err != nil {
 		return pos, err
 	}

@@ -26,7 +26,9 @@ type BatchOptions struct {
 // batch is a run of messages plus the checkpoint that becomes safe once every
 // message of this batch and of all earlier batches is acknowledged.
 type batch struct {
-	msgs  []mq.Message
+	msgs []mq.Message
+	// bytes is the size of the row envelopes in msgs, reserved from the
+	// pass's budget until the batch is acknowledged.
 	bytes int
 	// checkpoint is the last transaction boundary covered by the batch, nil
 	// when the batch ends inside the same transaction it started in.
@@ -43,11 +45,14 @@ type batch struct {
 
 func (b *batch) empty() bool { return len(b.msgs) == 0 && b.checkpoint == nil }
 
-// batcher groups reader events into batches. It owns out and closes it when
-// events is closed (after handing over what it holds) or ctx is done.
+// batcher groups reader events into batches, after admit decided what
+// becomes of each row. It owns out and closes it when events is closed
+// (after handing over what it holds) or ctx is done.
 type batcher struct {
-	opts    BatchOptions
-	subject func(db, table string) string
+	opts  BatchOptions
+	admit *admitter
+	// budget gets back the bytes of rows that are not published as they are.
+	budget *budget
 }
 
 func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan<- *batch) error {
@@ -55,7 +60,6 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 	cur := &batch{}
 	var timer *time.Timer
 	var timerC <-chan time.Time
-	subjects := map[[2]string]string{}
 
 	send := func() error {
 		if timer != nil {
@@ -120,19 +124,26 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 			}
 			return nil
 		}
-		for _, row := range ev.Rows {
-			key := [2]string{row.DB, row.Table}
-			subj, ok := subjects[key]
-			if !ok {
-				subj = bt.subject(row.DB, row.Table)
-				subjects[key] = subj
+		for i := range ev.Rows {
+			row := &ev.Rows[i]
+			msg, v, err := bt.admit.admit(row)
+			if err != nil {
+				return err
 			}
-			cur.msgs = append(cur.msgs, mq.Message{Subject: subj, ID: row.ID, Data: row.Data})
-			cur.bytes += len(row.Data)
-			if cur.rows == nil {
-				cur.rows = map[monitor.RowKey]int{}
+			if v != publishRow {
+				bt.budget.release(len(row.Data))
 			}
-			cur.rows[monitor.RowKey{DB: row.DB, Table: row.Table, Type: row.Type}]++
+			if v == dropRow {
+				continue
+			}
+			cur.msgs = append(cur.msgs, msg)
+			if v == publishRow {
+				cur.bytes += len(row.Data)
+				if cur.rows == nil {
+					cur.rows = map[monitor.RowKey]int{}
+				}
+				cur.rows[monitor.RowKey{DB: row.DB, Table: row.Table, Type: row.Type}]++
+			}
 			startTimer()
 			if len(cur.msgs) >= bt.opts.MaxRows || cur.bytes >= bt.opts.MaxBytes {
 				cur.eventTime = ev.Time

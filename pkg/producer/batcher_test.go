@@ -27,7 +27,7 @@ func runBatcher(t *testing.T, opts BatchOptions, feed func(chan<- binlog.Event))
 	t.Helper()
 	events := make(chan binlog.Event, 1024)
 	out := make(chan *batch, 1024)
-	bt := &batcher{opts: opts, subject: func(db, table string) string { return db + "." + table }}
+	bt := &batcher{opts: opts, admit: &admitter{subject: func(db, table string) string { return db + "." + table }}}
 	done := make(chan error, 1)
 	go func() { done <- bt.run(context.Background(), events, out) }()
 	feed(events)
@@ -67,7 +67,7 @@ func TestBatcherFlushesWhenIdle(t *testing.T) {
 	events := make(chan binlog.Event, 16)
 	out := make(chan *batch)
 	bt := &batcher{opts: BatchOptions{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: time.Hour, FlushWhenIdle: true},
-		subject: func(db, table string) string { return db + "." + table }}
+		admit: &admitter{subject: func(db, table string) string { return db + "." + table }}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = bt.run(ctx, events, out) }()
@@ -89,7 +89,7 @@ func TestBatcherWithoutIdleFlushWaits(t *testing.T) {
 	events := make(chan binlog.Event, 16)
 	out := make(chan *batch, 4)
 	bt := &batcher{opts: BatchOptions{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: 300 * time.Millisecond},
-		subject: func(db, table string) string { return db + "." + table }}
+		admit: &admitter{subject: func(db, table string) string { return db + "." + table }}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = bt.run(ctx, events, out) }()
@@ -113,7 +113,7 @@ func TestBatcherForcesFlushOnRotationAndDDL(t *testing.T) {
 	events := make(chan binlog.Event, 16)
 	out := make(chan *batch, 4)
 	bt := &batcher{opts: BatchOptions{MaxRows: 1000, MaxBytes: 1 << 20, MaxWait: time.Hour},
-		subject: func(db, table string) string { return db + "." + table }}
+		admit: &admitter{subject: func(db, table string) string { return db + "." + table }}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = bt.run(ctx, events, out) }()

@@ -28,6 +28,9 @@ type pipeline struct {
 	store   storage.PositionStorager
 	log     logrus.FieldLogger
 	mon     *monitor.Monitor
+	// budget is the pass's memory budget; acknowledged batches give their
+	// bytes back.
+	budget *budget
 }
 
 // run streams from start until stop is closed (then it finishes the open
@@ -61,7 +64,7 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 	spawn(1, func() error { return p.batcher.run(ctx, events, batches) })
 	spawn(2, func() error {
 		defer cp.close()
-		return p.publish(ctx, batches, cp)
+		return p.publish(ctx, batches, cp, cancel)
 	})
 	spawn(3, func() error { return cp.run(ctx) })
 	wg.Wait()
@@ -92,44 +95,49 @@ type sentBatch struct {
 // the broker acknowledged every message of it and, by order, of all batches
 // before it. With an mq.AsyncPublisher the next batches are sent while the
 // acknowledgements of earlier ones are still arriving, so the broker and the
-// producer work at the same time.
-func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *checkpointer) error {
+// producer work at the same time. The first failed Send or Wait ends the
+// pass at once (abort): nothing is sent after it.
+func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *checkpointer, abort context.CancelCauseFunc) error {
 	sender, ok := p.queue.(mq.AsyncPublisher)
 	if !ok {
 		sender = syncSender{p.queue}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	inflight := make(chan sentBatch, maxBatchesInFlight-1)
 	waited := make(chan error, 1)
-	go func() { waited <- p.awaitAcks(ctx, inflight, cp) }()
-	fail := func(err error) error {
-		cancel()
-		close(inflight)
-		<-waited
-		return err
-	}
+	go func() {
+		err := p.awaitAcks(ctx, inflight, cp)
+		if err != nil {
+			abort(err)
+		}
+		waited <- err
+	}()
+	var sendErr error
 	for b := range batches {
+		if ctx.Err() != nil {
+			break // a stage failed (or the hard deadline passed): send nothing more
+		}
 		sb := sentBatch{b: b, pending: noPending{}, start: time.Now()}
 		if len(b.msgs) > 0 {
 			pending, err := sender.Send(ctx, b.msgs)
 			if err != nil {
 				p.mon.PublishFailed(err)
-				return fail(fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err))
+				sendErr = fmt.Errorf("publish %d messages (first %s): %w", len(b.msgs), b.msgs[0].ID, err)
+				abort(sendErr)
+				break
 			}
 			sb.pending = pending
 			failpoint.Hit("after-publish-before-ack")
 		}
 		select {
 		case inflight <- sb:
-		case err := <-waited:
-			// The waiter stopped on a failed batch.
-			close(inflight)
-			return err
+		case <-ctx.Done():
 		}
 	}
 	close(inflight)
-	return <-waited
+	if err := <-waited; err != nil {
+		return err
+	}
+	return sendErr
 }
 
 // awaitAcks waits for the sent batches in order and offers their
@@ -137,9 +145,13 @@ func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *check
 func (p *pipeline) awaitAcks(ctx context.Context, inflight <-chan sentBatch, cp *checkpointer) error {
 	for sb := range inflight {
 		if err := sb.pending.Wait(ctx); err != nil {
-			p.mon.PublishFailed(err)
+			if ctx.Err() == nil {
+				p.mon.PublishFailed(err)
+			}
 			return fmt.Errorf("publish %d messages (first %s): %w", len(sb.b.msgs), sb.b.msgs[0].ID, err)
 		}
+		p.budget.release(sb.b.bytes)
+		p.mon.BudgetUsed(p.budget.inUse())
 		if len(sb.b.msgs) > 0 {
 			p.mon.Published(sb.b.rows, sb.b.transactions, sb.b.eventTime, time.Since(sb.start))
 		}

@@ -102,6 +102,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 	if err != nil && !fresh {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
+	if checkpoint.History == "" && !fresh {
+		// A checkpoint from before histories were recorded: name its
+		// history now, so envelopes carry one from here on.
+		checkpoint.History = position.NewHistory()
+		if err = p.store.Save(ctx, checkpoint); err != nil {
+			return nil, fmt.Errorf("record the binlog history id with checkpoint %s: %w", checkpoint, err)
+		}
+	}
 
 	if p.rcfg, err = readerConfig(cfg); err != nil {
 		return nil, err
@@ -202,8 +210,9 @@ func readerConfig(cfg *config.Config) (binlog.Config, error) {
 		HeartbeatPeriod: cfg.Mysql.HeartbeatPeriod.Duration(),
 		ReadTimeout:     cfg.Mysql.ReadTimeout.Duration(),
 		ConnectTimeout:  cfg.Mysql.ConnectTimeout.Duration(),
-		SourceName:      sourceName(cfg),
-		Include:         cfg.Tables.Match,
+		SourceName:        sourceName(cfg),
+		Include:           cfg.Tables.Match,
+		SkipUnpublishable: cfg.Tables.OnUnpublishable.Skip,
 	}, nil
 }
 
@@ -225,21 +234,90 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	data, found, err := h.LastMessage(ctx)
+	last, found, err := h.LastMessage(ctx)
 	if err != nil {
 		return fmt.Errorf("check the broker for earlier changes before a first start: %w", err)
 	}
 	if !found {
 		return nil
 	}
-	env, err := envelope.Decode(data)
-	if err != nil || env.Source.Name != p.rcfg.SourceName {
-		return nil // another source's stream, or not ours
+	src, err := p.ownMessage(last)
+	if err != nil {
+		return err
 	}
 	return &binlog.FatalError{Err: fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
 		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost. dbsync will not start at the current position, which would skip "+
 		"everything in between. Set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID "+
-		"(or FILE POS); replayed changes are dropped as duplicates", env.ID, env.Source.File, env.Source.Pos, env.Source.GTID)}
+		"(or FILE POS); changes the broker already holds are not published again", last.ID, src.File, src.Pos, src.GTID)}
+}
+
+// ownMessage returns the source coordinate of a message the broker holds,
+// which must be one this producer wrote: a stream that holds anything else
+// is a configuration error (the broker's order check would refuse every
+// message after a foreign one, and a foreign coordinate cannot tell what
+// was published).
+func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
+	src, err := envelope.SourceOf(m.Data)
+	if err != nil {
+		return src, &binlog.FatalError{Err: fmt.Errorf("the broker's stream (JetStream.Stream) holds a message dbsync did not write "+
+			"(subject %s, sequence %d: %v); the stream must hold this producer's changes only. Give the producer a stream of its own "+
+			"(JetStream.Stream), or remove what else publishes to its subjects", m.Subject, m.Sequence, err)}
+	}
+	if src.Name != p.rcfg.SourceName {
+		return src, &binlog.FatalError{Err: fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
+			"this producer is %q; subject %s, sequence %d); the stream must hold this producer's changes only. Give each producer "+
+			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.rcfg.SourceName, m.Subject, m.Sequence)}
+	}
+	return src, nil
+}
+
+// held returns the newest change the broker holds that this pass,
+// starting at start, would publish again, or nil. The broker stores the
+// changes of one binlog history in order and never a later one without an
+// earlier one, so every change up to it is stored; the pass drops them
+// instead of relying on the broker's duplicate window. A stream holding
+// foreign messages is a FatalError.
+func (p *Producer) held(ctx context.Context, start position.Position) (*envelope.Source, error) {
+	h, ok := p.queue.(mq.HistoryReader)
+	if !ok {
+		return nil, nil
+	}
+	last, found, err := h.LastMessage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the newest message the broker holds: %w", err)
+	}
+	if !found {
+		return nil, nil
+	}
+	src, err := p.ownMessage(last)
+	if err != nil {
+		return nil, err
+	}
+	if !sameHistory(src, start) {
+		return nil, nil // written before the checkpoint moved to this history
+	}
+	if (position.Position{File: src.File, Pos: src.Pos}).Compare(start) < 0 {
+		return nil, nil // before the checkpoint: nothing of this pass is held
+	}
+	return &src, nil
+}
+
+// sameHistory reports whether a published change and a checkpoint belong to
+// one binlog history: their history ids match, or, for a change or
+// checkpoint written before ids existed, their binlog base names do.
+func sameHistory(src envelope.Source, cp position.Position) bool {
+	if src.History != "" && cp.History != "" {
+		return src.History == cp.History
+	}
+	return binlogBase(src.File) == binlogBase(cp.File)
+}
+
+// binlogBase is a binlog file name without its numeric suffix.
+func binlogBase(file string) string {
+	if i := strings.LastIndexByte(file, '.'); i >= 0 {
+		return file[:i]
+	}
+	return file
 }
 
 func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, error) {
@@ -255,6 +333,7 @@ func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, erro
 	if err != nil {
 		return pos, err
 	}
+	pos.History = position.NewHistory()
 	if err := p.store.Save(ctx, pos); err != nil {
 		return pos, fmt.Errorf("save first checkpoint %s: %w", pos, err)
 	}
@@ -341,7 +420,8 @@ func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err)
 	}
-	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded"})
+	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded",
+		MaxPayload: int32(cfg.JetStream.MaxPayload)})
 	if err != nil {
 		return nil, fmt.Errorf("%w (set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server)", err)
 	}
@@ -432,7 +512,10 @@ func (p *Producer) startMonitoring(ctx context.Context) error {
 	return nil
 }
 
-// isFatal reports errors that retrying cannot fix.
+// isFatal reports errors that retrying cannot fix. A message too large for
+// the broker is not one of them: the next pass finds it before sending and
+// applies its table's policy (Tables.OnUnpublishable), with the broker's
+// limits read anew.
 func isFatal(err error) bool {
 	return binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, mq.ErrRejected)
 }
@@ -456,8 +539,20 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	if err := p.src.CheckResumable(start); err != nil {
 		return err
 	}
+	held, err := p.held(ctx, start)
+	if err != nil {
+		return err
+	}
+	mem := newBudget(p.cfg.Memory.Budget)
+	rcfg := p.rcfg
+	rcfg.Reserve = func(ctx context.Context, n int) error {
+		err := mem.reserve(ctx, n)
+		p.mon.BudgetUsed(mem.inUse())
+		return err
+	}
+	sizer, _ := p.queue.(mq.SizeChecker)
 	pl := &pipeline{
-		reader: binlog.NewReader(p.rcfg, p.src, p.log),
+		reader: binlog.NewReader(rcfg, p.src, p.log),
 		batcher: &batcher{
 			opts: BatchOptions{
 				MaxRows:       p.cfg.Batch.MaxRows,
@@ -465,12 +560,22 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 				MaxWait:       p.cfg.Batch.MaxWait.Duration(),
 				FlushWhenIdle: p.cfg.Batch.FlushIdle(),
 			},
-			subject: p.cfg.Subject,
+			admit: &admitter{
+				subject:    p.cfg.Subject,
+				deadLetter: p.cfg.DeadLetter(),
+				skip:       p.cfg.Tables.OnUnpublishable.Skip,
+				sizer:      sizer,
+				held:       held,
+				log:        p.log,
+				mon:        p.mon,
+			},
+			budget: mem,
 		},
-		queue: p.queue,
-		store: p.store,
-		log:   p.log,
-		mon:   p.mon,
+		queue:  p.queue,
+		store:  p.store,
+		log:    p.log,
+		mon:    p.mon,
+		budget: mem,
 	}
 	return pl.run(ctx, start, stop)
 }

@@ -19,11 +19,14 @@ const maxQuote = 120
 
 // record is the stored form of a checkpoint:
 //
-//	{"file":"mysql-bin.000002","pos":1234,"gtid":"0-1-42","saved_at":"2024-05-01T10:00:00.123456789Z","v":1}
+//	{"file":"mysql-bin.000002","pos":1234,"gtid":"0-1-42","history":"3f9a0c12b7d4","saved_at":"2024-05-01T10:00:00.123456789Z","v":1}
+//
+// "history" is absent in checkpoints written before it existed.
 type record struct {
 	File    *string    `json:"file"`
 	Pos     *uint32    `json:"pos"`
 	GTID    string     `json:"gtid"`
+	History string     `json:"history,omitempty"`
 	SavedAt *time.Time `json:"saved_at"`
 	V       *int       `json:"v"`
 }
@@ -37,7 +40,7 @@ func encodeCheckpoint(pos position.Position, now time.Time) ([]byte, error) {
 	}
 	v := formatVersion
 	t := now.UTC()
-	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, SavedAt: &t, V: &v})
+	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v})
 }
 
 // decodeCheckpoint parses a stored value strictly: unknown fields, missing
@@ -72,7 +75,7 @@ func decodeCheckpoint(data []byte) (position.Position, error) {
 	if *r.V != formatVersion {
 		return position.Position{}, fmt.Errorf("unsupported format version %d (this dbsync reads version %d)", *r.V, formatVersion)
 	}
-	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID}
+	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID, History: r.History}
 	if err := p.Validate(); err != nil {
 		return position.Position{}, err
 	}
