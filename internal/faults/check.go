@@ -29,19 +29,28 @@ type Result struct {
 	Delivered  int
 	Duplicates int
 	Lost       int
-	OK         bool
-	Note       string
+	// Consumer is what an SDK consumer handed over, when the scenario ran
+	// one (Cluster.StartConsumer).
+	Consumer *ConsumerResult
+	OK       bool
+	Note     string
 }
 
 // Summary is the scenario's one summary line:
-// "scenario=<name> committed=N delivered=N duplicates=N lost=N result=PASS|FAIL".
+// "scenario=<name> committed=N delivered=N duplicates=N lost=N result=PASS|FAIL",
+// with "handed_over=N handed_twice=N handed_lost=N" before result when an
+// SDK consumer ran.
 func (r Result) Summary() string {
 	res := "PASS"
 	if !r.OK {
 		res = "FAIL"
 	}
-	return fmt.Sprintf("scenario=%s committed=%d delivered=%d duplicates=%d lost=%d result=%s",
-		r.Scenario, r.Committed, r.Delivered, r.Duplicates, r.Lost, res)
+	consumer := ""
+	if k := r.Consumer; k != nil {
+		consumer = fmt.Sprintf(" handed_over=%d handed_twice=%d handed_lost=%d", k.HandedOver, k.Duplicates, k.Lost)
+	}
+	return fmt.Sprintf("scenario=%s committed=%d delivered=%d duplicates=%d lost=%d%s result=%s",
+		r.Scenario, r.Committed, r.Delivered, r.Duplicates, r.Lost, consumer, res)
 }
 
 // CheckOptions adjusts CheckWith. The zero value is Check's behaviour.

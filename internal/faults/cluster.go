@@ -68,6 +68,9 @@ type Cluster struct {
 	Producer *e2e.Proc
 	// Workload is the write load, set by StartWorkload (and Start).
 	Workload *Workload
+	// Consumer is the SDK consumer, set by StartConsumer; Finish then also
+	// checks that it handed over every committed row once, in order.
+	Consumer *Consumer
 
 	suite   *Suite
 	opts    Options
@@ -182,6 +185,13 @@ func (c *Cluster) StartProducer(extraEnv ...string) *e2e.Proc {
 	c.Producer = p
 	e2e.WaitLog(c.T, p, "binlog stream started")
 	return p
+}
+
+// StartConsumer starts an SDK consumer of the workload tables (Consumer).
+func (c *Cluster) StartConsumer(opts ConsumerOptions) *Consumer {
+	c.T.Helper()
+	c.Consumer = StartConsumer(c.T, c, c.Tables(), opts)
+	return c.Consumer
 }
 
 // StartWorkload starts the write load on the workload tables.
@@ -335,8 +345,22 @@ func (c *Cluster) FinishWith(opts CheckOptions) Result {
 			notes = append(notes, fmt.Sprintf("the producer exited %d after SIGTERM, want 0", code))
 		}
 	}
+	var consumed *ConsumerResult
+	if c.Consumer != nil {
+		for _, tbl := range c.Workload.Tables {
+			if !c.Consumer.WaitHanded(tbl, committed[tbl], time.Until(deadline)+10*time.Second) {
+				c.T.Logf("faults: %s: the SDK consumer did not hand over all of %s", c.Name, tbl)
+			}
+		}
+		kr := c.Consumer.Check(committed)
+		consumed = &kr
+		for _, p := range kr.Problems {
+			notes = append(notes, "SDK consumer: "+p)
+		}
+	}
 	opts.Notes = append(append(append([]string(nil), opts.Notes...), c.notes...), notes...)
 	r := CheckWith(c.T, c, c.Workload.Tables, opts)
+	r.Consumer = consumed
 	if r.Committed == 0 {
 		r.OK = false
 		r.Note = strings.TrimPrefix(r.Note+"; the workload committed nothing", "; ")

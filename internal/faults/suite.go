@@ -202,8 +202,11 @@ the broker stored per subject:
 Last run: %s, %d of %d scenarios passed, the suite took %s.
 Machine: %s. MariaDB %s.
 
-| scenario | broker | committed | delivered | duplicates | lost | result | time | what happens |
-|---|---|---:|---:|---:|---:|---|---:|---|
+Scenarios that also run an SDK consumer (pkg/client, with a bolt de-duplication file) say in the **SDK
+consumer** column how many committed rows it handed over once, how many twice, and how many never.
+
+| scenario | broker | committed | delivered | duplicates | lost | SDK consumer | result | time | what happens |
+|---|---|---:|---:|---:|---:|---|---|---:|---|
 `, DocEnv, now.UTC().Format("2006-01-02 15:04 MST"), pass, len(records), now.Sub(s.began).Round(time.Second), machine(), server)
 	for _, r := range records {
 		res := "PASS"
@@ -214,8 +217,12 @@ Machine: %s. MariaDB %s.
 		if r.Broker == e2e.JetStream {
 			broker = "JetStream"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s | %s |\n", r.Scenario, broker, r.Committed, r.Delivered,
-			r.Duplicates, r.Lost, res, r.Duration.Round(time.Second), strings.ReplaceAll(r.Description, "|", "\\|"))
+		consumer := ""
+		if k := r.Consumer; k != nil {
+			consumer = fmt.Sprintf("%d once, %d twice, %d lost", k.HandedOver, k.Duplicates, k.Lost)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", r.Scenario, broker, r.Committed, r.Delivered,
+			r.Duplicates, r.Lost, consumer, res, r.Duration.Round(time.Second), strings.ReplaceAll(r.Description, "|", "\\|"))
 	}
 	fmt.Fprintf(&b, `
 Run it with `+"`make test-faults`"+`; `+"`go test ./internal/faults/`"+` runs the same scenarios without rewriting

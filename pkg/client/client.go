@@ -25,13 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/dbsync/dbsync/pkg/envelope"
 )
 
 // StartPosition says where a new durable subscription begins.
@@ -50,6 +47,12 @@ const (
 	BrokerStan = "stan"
 	// BrokerJetStream is NATS JetStream.
 	BrokerJetStream = "jetstream"
+)
+
+// Config.AckWait defaults.
+const (
+	DefaultJetStreamAckWait = 2 * time.Second
+	DefaultStanAckWait      = 3 * time.Second
 )
 
 // JetStream defaults, the producer's.
@@ -106,16 +109,59 @@ type Config struct {
 	// handed to the handler again; defaults 100ms and 30s.
 	RetryMin, RetryMax time.Duration
 	// AckWait is how long the broker waits for an acknowledgement before it
-	// sends a message again; default 30s.
+	// sends a message again. It also bounds how long a subscription can
+	// wait after a broker crash: a crashed server may restore a message the
+	// SDK already acknowledged as still pending, and sends it again (dropped
+	// as a duplicate) only after AckWait. Default DefaultJetStreamAckWait
+	// with JetStream, where the SDK tells the server every AckWait/3 that a
+	// message is still being handled; DefaultStanAckWait with NATS
+	// Streaming, which has no such signal: there, a handler running longer
+	// than AckWait gets the message again (dropped as a duplicate by the same
+	// subscription; in a queue group another member may hand it over too, so
+	// keep AckWait above the handler's run time there).
 	AckWait time.Duration
 	// Dedup remembers the last processed change per subject; default an
 	// in-memory store (use OpenBoltDedup to drop duplicates across restarts).
 	Dedup DedupStore
 	// Logger receives the SDK's logs; default a new logrus logger.
 	Logger logrus.FieldLogger
-	// OnError, when set, is told about every failed delivery attempt.
+	// OnError, when set, is told about every failed delivery attempt
+	// (*DeliveryError), every message that cannot be decoded
+	// (*PoisonError), every change from another binlog history
+	// (*HistoryChangeError) and every change that arrived late
+	// (*LateChangeError).
 	OnError func(error)
+	// OnPoison says what happens to a message that cannot be decoded (bad
+	// JSON, an unknown envelope version, a missing field, another table's
+	// envelope, a value that does not fit its field): PoisonBlock (the
+	// default) stops the subscription at it, unacknowledged, and
+	// Subscription.Err reports it; PoisonDeadLetter copies it to DeadLetter
+	// (or DeadLetterSubject), acknowledges it and goes on.
+	OnPoison string
+	// DeadLetter, when set, receives the undecodable messages with
+	// PoisonDeadLetter; a non-nil error makes the SDK try again after a
+	// backoff (the message is not acknowledged before it succeeds).
+	DeadLetter func(ctx context.Context, p *PoisonError) error
+	// DeadLetterSubject is where PoisonDeadLetter publishes undecodable
+	// messages when DeadLetter is nil: a JSON record with the subject, id,
+	// client id, error and the message (base64), durably (a NATS Streaming
+	// channel; with JetStream a stream must capture the subject, and it must
+	// not be the producer's stream). Default "dbsync_poison." + ClientID.
+	DeadLetterSubject string
+	// StopOnHistoryChange stops a subscription at a change from another
+	// binlog history than the last one it handed over (RESET MASTER, a
+	// producer pointed at another server, a renamed binlog), instead of
+	// reporting it and handing it over.
+	StopOnHistoryChange bool
 }
+
+// Poison policies (Config.OnPoison).
+const (
+	// PoisonBlock stops the subscription at an undecodable message.
+	PoisonBlock = "block"
+	// PoisonDeadLetter copies it to the dead letter and goes on.
+	PoisonDeadLetter = "deadletter"
+)
 
 // Client is a connection to the broker plus the subscriptions made on it.
 type Client struct {
@@ -169,13 +215,27 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg.RetryMax = 30 * time.Second
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = 30 * time.Second
+		cfg.AckWait = DefaultStanAckWait
+		if cfg.Broker == BrokerJetStream {
+			cfg.AckWait = DefaultJetStreamAckWait
+		}
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
 	if cfg.Dedup == nil {
 		cfg.Dedup = NewMemoryDedup()
+	}
+	switch cfg.OnPoison {
+	case "":
+		cfg.OnPoison = PoisonBlock
+	case PoisonBlock, PoisonDeadLetter:
+	default:
+		return nil, fmt.Errorf("client.Config.OnPoison %q is unknown: use %q (stop at an undecodable message, the default) or %q (copy it to the dead letter and go on)",
+			cfg.OnPoison, PoisonBlock, PoisonDeadLetter)
+	}
+	if cfg.DeadLetterSubject == "" {
+		cfg.DeadLetterSubject = "dbsync_poison." + cfg.ClientID
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -324,185 +384,4 @@ func (c *Client) decoder(t reflect.Type) (*Decoder, error) {
 	}
 	c.decoders[t] = d
 	return d, nil
-}
-
-// DeliveryError reports one failed attempt to deliver a change; the change
-// is handed over again after a backoff, and later changes of its subject
-// wait for it.
-type DeliveryError struct {
-	Subject string
-	ID      string
-	Attempt int
-	Err     error
-}
-
-func (e *DeliveryError) Error() string {
-	return fmt.Sprintf("subject %s, change %s, attempt %d: %v", e.Subject, e.ID, e.Attempt, e.Err)
-}
-func (e *DeliveryError) Unwrap() error { return e.Err }
-
-// rawHandler handles one decoded envelope (raw is the message as received).
-type rawHandler func(ctx context.Context, env *envelope.Envelope, raw []byte) error
-
-// Subscription is one subject being consumed.
-type Subscription struct {
-	c       *Client
-	subject string
-	handle  rawHandler
-	// ctx is cancelled when the subscription or its client closes.
-	ctx    context.Context
-	cancel context.CancelFunc
-
-	mu  sync.Mutex
-	sub unsubscriber
-}
-
-// Subject is the broker subject consumed.
-func (s *Subscription) Subject() string { return s.subject }
-
-// Close stops delivery on this subject and keeps the durable position: the
-// handler's ctx is cancelled, a change being retried is given up
-// unacknowledged (it comes again), and with "jetstream" Close waits for the
-// running handler to return.
-func (s *Subscription) Close() error {
-	s.c.mu.Lock()
-	for i, x := range s.c.subs {
-		if x == s {
-			s.c.subs = append(s.c.subs[:i], s.c.subs[i+1:]...)
-			break
-		}
-	}
-	s.c.mu.Unlock()
-	return s.close()
-}
-
-func (s *Subscription) close() error {
-	s.cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sub == nil {
-		return nil
-	}
-	err := s.sub.Close()
-	s.sub = nil
-	return err
-}
-
-func (s *Subscription) start(tr transport) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sub, err := tr.subscribe(s.subject, subOptions{
-		durable:    "dbsync",
-		queueGroup: s.c.cfg.QueueGroup,
-		fromStart:  s.c.cfg.StartAt == StartAtFirst,
-		ackWait:    s.c.cfg.AckWait,
-	}, s.deliver)
-	if err != nil {
-		return err
-	}
-	s.sub = sub
-	return nil
-}
-
-// subscribe starts consuming subject with h.
-func (c *Client) subscribe(subject string, h rawHandler) (*Subscription, error) {
-	s := &Subscription{c: c, subject: subject, handle: h}
-	s.ctx, s.cancel = context.WithCancel(c.ctx)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		s.cancel()
-		return nil, errors.New("client is closed")
-	}
-	tr := c.tr
-	c.subs = append(c.subs, s)
-	c.mu.Unlock()
-	if err := s.start(tr); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	c.log.WithField("subject", subject).Info("subscribed")
-	return s, nil
-}
-
-// deliver runs one message through dedup and the handler. The broker hands
-// a subscription's messages over one at a time, so while deliver retries a
-// failing message, later messages of the subject wait.
-func (s *Subscription) deliver(d delivery) {
-	c := s.c
-	c.mu.Lock()
-	if c.closed || s.ctx.Err() != nil {
-		c.mu.Unlock()
-		return // not acknowledged: comes again to the next client
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
-	raw := d.Data()
-	for attempt := 1; ; attempt++ {
-		env, err := envelope.Decode(raw)
-		if err == nil {
-			var dup bool
-			if dup, err = s.duplicate(env); err == nil && dup {
-				_ = d.Ack()
-				return
-			}
-			if err == nil {
-				if err = s.call(env, raw); err == nil {
-					if err = c.cfg.Dedup.Save(s.subject, CoordinateOf(env)); err == nil {
-						if err := d.Ack(); err != nil {
-							c.log.WithError(err).WithField("subject", s.subject).Warn("ack failed; the change may come again and will be dropped as a duplicate")
-						}
-						return
-					}
-				}
-			}
-		}
-		id := "?"
-		if env != nil {
-			id = env.ID
-		}
-		derr := &DeliveryError{Subject: s.subject, ID: id, Attempt: attempt, Err: err}
-		c.log.WithError(err).WithFields(logrus.Fields{"subject": s.subject, "id": id, "attempt": attempt}).Error("delivery failed; retrying")
-		if c.cfg.OnError != nil {
-			c.cfg.OnError(derr)
-		}
-		if !s.sleep(c.backoff(attempt)) {
-			return // closed: not acknowledged, comes again later
-		}
-	}
-}
-
-// sleep waits d; false when the subscription or its client closed meanwhile.
-func (s *Subscription) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.ctx.Done():
-		return false
-	}
-}
-
-func (s *Subscription) duplicate(env *envelope.Envelope) (bool, error) {
-	last, ok, err := s.c.cfg.Dedup.Last(s.subject)
-	if err != nil || !ok {
-		return false, err
-	}
-	if CoordinateOf(env).Compare(last) <= 0 {
-		s.c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "last": last.String()}).Debug("duplicate dropped")
-		return true, nil
-	}
-	return false, nil
-}
-
-// call runs the handler, turning a panic into an error.
-func (s *Subscription) call(env *envelope.Envelope, raw []byte) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return s.handle(s.ctx, env, raw)
 }

@@ -25,6 +25,11 @@ type DecodeOptions struct {
 	// Strict makes a column that has no struct field an error (default:
 	// ignored).
 	Strict bool
+	// Database, for Decode, makes a struct without a TableName() method
+	// name the table Database + "." + the snake_case of its type name, so an
+	// envelope of another table is an error (Subscribe checks the
+	// subscribed table itself).
+	Database string
 }
 
 // FieldError reports a column value that does not fit its struct field. Its

@@ -1,9 +1,13 @@
 package client
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,22 +17,38 @@ import (
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
-// Coordinate is where a change sits in the source's binlog. Along a subject,
-// first deliveries have strictly increasing coordinates, and a replay after a
-// producer restart repeats an in-order suffix; so anything at or before the
-// last processed coordinate is a duplicate.
+// Coordinate is where a change sits in the source's binlog: its history
+// (which source, which binlog history, which binlog base name) and its place
+// in it. Coordinates of one history are ordered; coordinates of different
+// histories are not.
 type Coordinate struct {
-	File string `json:"file"`
-	Pos  uint32 `json:"pos"`
-	Row  int    `json:"row"`
+	// Source is the envelope's source.name.
+	Source string `json:"source,omitempty"`
+	// History is the envelope's source.history ("" from producers that
+	// predate it).
+	History string `json:"history,omitempty"`
+	// ServerID is the server_id of the server that executed the change
+	// (informational: it differs between changes of one history on a
+	// replica).
+	ServerID uint32 `json:"server_id,omitempty"`
+	File     string `json:"file"`
+	Pos      uint32 `json:"pos"`
+	Row      int    `json:"row"`
 }
 
 // CoordinateOf returns the coordinate of an envelope.
 func CoordinateOf(e *envelope.Envelope) Coordinate {
-	return Coordinate{File: e.Source.File, Pos: e.Source.Pos, Row: e.Source.Row}
+	s := e.Source
+	return Coordinate{Source: s.Name, History: s.History, ServerID: s.ServerID, File: s.File, Pos: s.Pos, Row: s.Row}
 }
 
-// Compare returns -1, 0 or 1 as c is before, equal to or after d.
+// ID is the change id the coordinate belongs to ("file:pos:row").
+func (c Coordinate) ID() string {
+	return c.File + ":" + strconv.FormatUint(uint64(c.Pos), 10) + ":" + strconv.Itoa(c.Row)
+}
+
+// Compare returns -1, 0 or 1 as c is before, equal to or after d in one
+// binlog history (see SameHistory).
 func (c Coordinate) Compare(d Coordinate) int {
 	if r := (position.Position{File: c.File, Pos: c.Pos}).Compare(position.Position{File: d.File, Pos: d.Pos}); r != 0 {
 		return r
@@ -42,17 +62,115 @@ func (c Coordinate) Compare(d Coordinate) int {
 	return 0
 }
 
-func (c Coordinate) String() string { return fmt.Sprintf("%s:%d:%d", c.File, c.Pos, c.Row) }
+// SameHistory reports whether c and d can be compared: the same source, the
+// same binlog history and the same binlog base name. A coordinate saved
+// before source and history were recorded is taken as the same history when
+// the base names agree. When they differ, why names what differs.
+func (c Coordinate) SameHistory(d Coordinate) (same bool, why string) {
+	switch {
+	case c.Source != "" && d.Source != "" && c.Source != d.Source:
+		return false, fmt.Sprintf("source %q, then %q", c.Source, d.Source)
+	case c.History != "" && d.History != "" && c.History != d.History:
+		return false, fmt.Sprintf("binlog history %s, then %s (the producer's checkpoint moved to another history: RESET MASTER, or another server)", c.History, d.History)
+	case binlogBase(c.File) != binlogBase(d.File):
+		return false, fmt.Sprintf("binlog base name %q, then %q (the server's log_bin base name changed, or another server)", binlogBase(c.File), binlogBase(d.File))
+	}
+	return true, ""
+}
 
-// DedupStore remembers the last processed coordinate per subject. The SDK
-// saves a coordinate after the handler succeeded and before acknowledging
-// the message.
+func (c Coordinate) String() string { return c.ID() }
+
+// binlogBase is a binlog file name without its numeric suffix.
+func binlogBase(file string) string {
+	if i := strings.LastIndexByte(file, '.'); i >= 0 {
+		return file[:i]
+	}
+	return file
+}
+
+// Gap is an open interval of one history between two changes a subscription
+// handed over one after the other while the producer did not publish them
+// one after the other (the first change of a producer pass, or a change
+// whose "prev" names one the subscription never saw): a change that arrives
+// later with a coordinate inside it was never handed over, and is.
+type Gap struct {
+	After  Coordinate `json:"after"`
+	Before Coordinate `json:"before"`
+}
+
+func (g Gap) holds(c Coordinate) bool { return c.Compare(g.After) > 0 && c.Compare(g.Before) < 0 }
+
+// maxGaps bounds Progress.Gaps; beyond it the two oldest merge (which can
+// only make a very old replay be handed over again, never drop a change).
+const maxGaps = 16
+
+// Progress is what a subscription remembers of a subject: the last change
+// it handed over and the gaps before it where a change may still arrive.
+type Progress struct {
+	Last Coordinate `json:"last"`
+	Gaps []Gap      `json:"gaps,omitempty"`
+}
+
+// judgement is what Progress.judge decided about one change.
+type judgement int
+
+const (
+	handOver     judgement = iota // new: hand it over
+	duplicate                     // a replay of a change handed over before: drop it
+	late                          // older than Last but never handed over: hand it over, reported
+	otherHistory                  // from another history than Last: reported; handed over unless the subscription stops
+)
+
+// judge decides about the change at c whose envelope names prev, and
+// returns the progress to save once it is handed over. A change is dropped
+// only when it is provably a replay: in the same history, at or before the
+// last one handed over, and not inside a gap.
+func (p Progress) judge(c Coordinate, prev string) (judgement, Progress, string) {
+	if p.Last.File == "" {
+		return handOver, Progress{Last: c}, ""
+	}
+	if same, why := p.Last.SameHistory(c); !same {
+		return otherHistory, Progress{Last: c}, why
+	}
+	if p.Last.Source == "" && p.Last.History == "" {
+		// Saved before histories were recorded: adopt this one.
+		p.Last.Source, p.Last.History = c.Source, c.History
+	}
+	if c.Compare(p.Last) > 0 {
+		next := Progress{Last: c, Gaps: p.Gaps}
+		if prev != p.Last.ID() {
+			next.Gaps = addGap(p.Gaps, Gap{After: p.Last, Before: c})
+		}
+		return handOver, next, ""
+	}
+	for i, g := range p.Gaps {
+		if g.holds(c) {
+			next := Progress{Last: p.Last, Gaps: append([]Gap(nil), p.Gaps...)}
+			next.Gaps[i].After = c // the replay goes on in order after c
+			return late, next, ""
+		}
+	}
+	return duplicate, p, ""
+}
+
+// addGap appends g, merging the two oldest gaps when there are too many.
+func addGap(gaps []Gap, g Gap) []Gap {
+	out := append(append(make([]Gap, 0, len(gaps)+1), gaps...), g)
+	for len(out) > maxGaps {
+		out = append([]Gap{{After: out[0].After, Before: out[1].Before}}, out[2:]...)
+	}
+	return out
+}
+
+// DedupStore remembers each subject's Progress. The SDK saves it after the
+// handler succeeded and before acknowledging the message, so a change
+// handed over is never handed over again (see Progress.judge).
 type DedupStore interface {
-	// Last returns the last saved coordinate of subject; ok is false when
-	// none was saved.
-	Last(subject string) (c Coordinate, ok bool, err error)
-	// Save records c as processed for subject.
-	Save(subject string, c Coordinate) error
+	// Load returns the saved progress of subject; ok is false when none
+	// was saved.
+	Load(ctx context.Context, subject string) (p Progress, ok bool, err error)
+	// Save records p for subject.
+	Save(ctx context.Context, subject string, p Progress) error
 	// Close releases the store.
 	Close() error
 }
@@ -61,25 +179,25 @@ type DedupStore interface {
 // a producer restart causes while the consumer runs. The default.
 type MemoryDedup struct {
 	mu   sync.Mutex
-	last map[string]Coordinate
+	last map[string]Progress
 }
 
 // NewMemoryDedup returns an empty in-memory store.
-func NewMemoryDedup() *MemoryDedup { return &MemoryDedup{last: map[string]Coordinate{}} }
+func NewMemoryDedup() *MemoryDedup { return &MemoryDedup{last: map[string]Progress{}} }
 
-// Last implements DedupStore.
-func (m *MemoryDedup) Last(subject string) (Coordinate, bool, error) {
+// Load implements DedupStore.
+func (m *MemoryDedup) Load(_ context.Context, subject string) (Progress, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, ok := m.last[subject]
-	return c, ok, nil
+	p, ok := m.last[subject]
+	return p, ok, nil
 }
 
 // Save implements DedupStore.
-func (m *MemoryDedup) Save(subject string, c Coordinate) error {
+func (m *MemoryDedup) Save(_ context.Context, subject string, p Progress) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.last[subject] = c
+	m.last[subject] = p
 	return nil
 }
 
@@ -108,9 +226,10 @@ func OpenBoltDedup(path string) (*BoltDedup, error) {
 	return &BoltDedup{db: db, path: path}, nil
 }
 
-// Last implements DedupStore.
-func (b *BoltDedup) Last(subject string) (Coordinate, bool, error) {
-	var c Coordinate
+// Load implements DedupStore. It reads the progress this SDK saves and the
+// bare coordinate earlier versions saved.
+func (b *BoltDedup) Load(_ context.Context, subject string) (Progress, bool, error) {
+	var p Progress
 	var ok bool
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(dedupBucket)
@@ -122,17 +241,20 @@ func (b *BoltDedup) Last(subject string) (Coordinate, bool, error) {
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &c)
+		if bytes.Contains(v, []byte(`"last"`)) {
+			return json.Unmarshal(v, &p)
+		}
+		return json.Unmarshal(v, &p.Last)
 	})
 	if err != nil {
-		return Coordinate{}, false, fmt.Errorf("dedup file %s, subject %s: %w", b.path, subject, err)
+		return Progress{}, false, fmt.Errorf("dedup file %s, subject %s: %w", b.path, subject, err)
 	}
-	return c, ok, nil
+	return p, ok, nil
 }
 
 // Save implements DedupStore.
-func (b *BoltDedup) Save(subject string, c Coordinate) error {
-	v, err := json.Marshal(c)
+func (b *BoltDedup) Save(_ context.Context, subject string, p Progress) error {
+	v, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}

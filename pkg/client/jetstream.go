@@ -28,6 +28,10 @@ const (
 	// jsRetryMin and jsRetryMax bound the wait after a failed pull.
 	jsRetryMin = 250 * time.Millisecond
 	jsRetryMax = 5 * time.Second
+	// jsAckTimeout bounds an acknowledgement's confirmation (a healthy
+	// server answers in well under a millisecond); settle repeats one that
+	// got none, once the connection is up.
+	jsAckTimeout = time.Second
 )
 
 // jetstreamTransport consumes from a NATS JetStream stream through one
@@ -78,6 +82,20 @@ func dialJetStream(cfg Config, log logrus.FieldLogger) (*jetstreamTransport, err
 
 func (t *jetstreamTransport) close() error {
 	t.nc.Close()
+	return nil
+}
+
+// publish implements transport: a JetStream publish, acknowledged by the
+// stream that captures subject.
+func (t *jetstreamTransport) publish(ctx context.Context, subject string, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, jsRequestTimeout)
+	defer cancel()
+	if _, err := t.js.Publish(ctx, subject, data); err != nil {
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return fmt.Errorf("no JetStream stream at %s captures %s: create one for it (e.g. nats stream add DBSYNC_POISON --subjects 'dbsync_poison.>'), or set client.Config.DeadLetter: %w", t.url, subject, err)
+		}
+		return fmt.Errorf("publish to %s at %s: %w", subject, t.url, err)
+	}
 	return nil
 }
 
@@ -137,6 +155,17 @@ func (t *jetstreamTransport) ensureConsumer(cfg jetstream.ConsumerConfig) (jetst
 	defer cancel()
 	cons, err := t.js.Consumer(ctx, t.stream, cfg.Durable)
 	if err == nil {
+		if have := cons.CachedInfo().Config.AckWait; have != cfg.AckWait {
+			// Keep the durable position, take the configured AckWait.
+			upd := cons.CachedInfo().Config
+			upd.AckWait = cfg.AckWait
+			cons2, uerr := t.js.UpdateConsumer(ctx, t.stream, upd)
+			if uerr == nil {
+				t.log.WithFields(logrus.Fields{"consumer": cfg.Durable, "was": have.String(), "now": cfg.AckWait.String()}).Info("updated the durable consumer's AckWait")
+				return cons2, nil
+			}
+			t.log.WithError(uerr).WithField("consumer", cfg.Durable).Warn("could not update the durable consumer's AckWait; keeping its own")
+		}
 		return cons, nil
 	}
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -218,12 +247,33 @@ func (s *jsSubscription) run() {
 				s.log.WithError(cerr).Warn("creating the durable consumer again failed")
 			}
 		}
-		d := jsRetryMin << min(failures-1, 5)
-		t := time.NewTimer(min(d, jsRetryMax))
+		s.backoff(failures)
+	}
+}
+
+// backoff waits before the next pull after failures failed ones: while
+// the connection is down, until it is back (so a restarted server is used
+// at once), otherwise jsRetryMin doubling up to jsRetryMax; it returns
+// early when the subscription stops.
+func (s *jsSubscription) backoff(failures int) {
+	wait := min(jsRetryMin<<min(failures-1, 5), jsRetryMax)
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	wasDown := false
+	for {
 		select {
-		case <-t.C:
+		case <-tick.C:
 		case <-s.stop:
-			t.Stop()
+			return
+		}
+		down := s.t.nc.Status() != nats.CONNECTED
+		if wasDown && !down {
+			return // reconnected: pull now
+		}
+		wasDown = wasDown || down
+		if !down && time.Now().After(deadline) {
+			return
 		}
 	}
 }
@@ -242,18 +292,49 @@ func (s *jsSubscription) pullOne() error {
 			continue
 		}
 		d := &jsDelivery{m: msg}
+		stopProgress := s.inProgress(msg)
 		s.handle(d)
+		stopProgress()
 		s.settle(d)
 	}
 	return batch.Error()
 }
 
+// inProgress tells the server every third of AckWait that msg is still
+// being handled (a handler retried with backoff included), so it is not
+// sent again meanwhile (to another member of a queue group); the returned
+// func stops it. AckWait can thus be short, which bounds how long a
+// consumer waits for a message the server holds as delivered but lost the
+// acknowledgement of (a server crash rewinds its consumer state).
+func (s *jsSubscription) inProgress(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(max(s.cfg.AckWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					s.log.WithError(err).Debug("telling the server the message is still being handled failed")
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
 // settle makes sure the server learns the outcome of a handed-over message.
 // One the handler left unacknowledged is given back (Nak) for immediate
-// redelivery. One whose acknowledgement failed (typically the server was
-// restarting) is acknowledged again until the server confirms, so the
-// messages after it are not held back until AckWait; if that does not
-// succeed within AckWait, the message comes again and is dropped as a
+// redelivery. One whose acknowledgement failed (the connection dropped, the
+// server was restarting) is acknowledged again once the connection is back,
+// so the messages after it are not held back until AckWait. When the
+// server is up and does not answer that acknowledgement, it does not hold
+// the message as delivered (its consumer state went back in a crash): it
+// sends it again, at once or after AckWait, and it is dropped as a
 // duplicate.
 func (s *jsSubscription) settle(d *jsDelivery) {
 	if d.acked.Load() {
@@ -265,22 +346,31 @@ func (s *jsSubscription) settle(d *jsDelivery) {
 		}
 		return
 	}
-	start := time.Now()
+	deadline := time.Now().Add(s.cfg.AckWait)
 	for attempt := 1; ; attempt++ {
-		t := time.NewTimer(min(jsRetryMin<<min(attempt-1, 5), jsRetryMax))
-		stopped := false
+		t := time.NewTimer(min(jsRetryMin<<min(attempt-1, 3), time.Second))
 		select {
 		case <-t.C:
 		case <-s.stop:
 			t.Stop()
-			stopped = true
-		}
-		err := d.Ack()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			s.log.WithField("attempt", attempt).Info("acknowledgement confirmed after a retry")
 			return
 		}
-		if stopped || time.Since(start) > s.cfg.AckWait {
+		if s.t.nc.Status() != nats.CONNECTED {
+			if time.Now().After(deadline) {
+				s.log.Warn("acknowledgement not sent within AckWait; the change comes again and is dropped as a duplicate")
+				return
+			}
+			continue
+		}
+		err := d.Ack()
+		switch {
+		case err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd):
+			s.log.WithField("attempt", attempt).Info("acknowledgement confirmed after a retry")
+			return
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			s.log.WithError(err).Info("the server did not answer the repeated acknowledgement: it does not hold the message as delivered; pulling on (it comes again and is dropped as a duplicate)")
+			return
+		case time.Now().After(deadline):
 			s.log.WithError(err).Warn("acknowledgement still failing; the change comes again and is dropped as a duplicate")
 			return
 		}
@@ -299,7 +389,7 @@ func (d *jsDelivery) Data() []byte { return d.m.Data() }
 // Ack acknowledges and waits for the server to confirm it.
 func (d *jsDelivery) Ack() error {
 	d.ackTried.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), jsRequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), jsAckTimeout)
 	defer cancel()
 	if err := d.m.DoubleAck(ctx); err != nil {
 		return err

@@ -177,7 +177,7 @@ func TestJetStreamOrderRetryAck(t *testing.T) {
 		}
 		ci := cons[0]
 		if ci.Config.AckPolicy != jetstream.AckExplicitPolicy || ci.Config.MaxAckPending != 1 || ci.Config.Durable == "" ||
-			ci.Config.AckWait != 30*time.Second || ci.Config.DeliverPolicy != jetstream.DeliverAllPolicy {
+			ci.Config.AckWait != client.DefaultJetStreamAckWait || ci.Config.DeliverPolicy != jetstream.DeliverAllPolicy {
 			t.Fatalf("consumer config %+v", ci.Config)
 		}
 		if ci.NumAckPending == 0 && ci.NumPending == 0 && ci.AckFloor.Stream == 5 {

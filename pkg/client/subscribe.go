@@ -53,7 +53,7 @@ func Subscribe[T any](c *Client, db, table string, handler func(ctx context.Cont
 	if err != nil {
 		return nil, err
 	}
-	return c.subscribe(c.cfg.Prefix+db+"."+table, func(ctx context.Context, env *envelope.Envelope, _ []byte) error {
+	return c.subscribe(db, table, func(ctx context.Context, env *envelope.Envelope, _ []byte) error {
 		ch, err := decodeChange[T](dec, env)
 		if err != nil {
 			return err
@@ -84,9 +84,12 @@ func (c *Client) resolveTable(t reflect.Type, db, table string) (string, string,
 }
 
 // Decode turns one message into a Change[T] without a broker, with the same
-// rules as Subscribe.
+// rules as Subscribe. When T names its table (a TableName() method, or
+// DecodeOptions.Database with the snake_case of T's name), an envelope of
+// another table is a *TableMismatchError.
 func Decode[T any](msg []byte, opts DecodeOptions) (Change[T], error) {
-	dec, err := NewDecoder(reflect.TypeFor[T](), opts)
+	t := reflect.TypeFor[T]()
+	dec, err := NewDecoder(t, opts)
 	if err != nil {
 		return Change[T]{}, err
 	}
@@ -94,7 +97,38 @@ func Decode[T any](msg []byte, opts DecodeOptions) (Change[T], error) {
 	if err != nil {
 		return Change[T]{}, err
 	}
+	if err := checkTable(t, opts.Database, env); err != nil {
+		return Change[T]{}, err
+	}
 	return decodeChange[T](dec, env)
+}
+
+// checkTable fails when the struct type t names a table (TableName(), or
+// db with the snake_case of its name) and env is a change of another one.
+func checkTable(t reflect.Type, db string, env *envelope.Envelope) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var want string
+	if _, ok := reflect.New(t).Interface().(interface{ TableName() string }); ok {
+		want = TableName(t)
+		if d, table, ok := strings.Cut(want, "."); ok {
+			db, want = d, table
+		}
+	} else if db != "" {
+		want = SnakeCase(t.Name())
+	}
+	if want == "" {
+		return nil
+	}
+	if env.Table != want || db != "" && env.DB != db {
+		w := want
+		if db != "" {
+			w = db + "." + want
+		}
+		return &TableMismatchError{Want: w, Got: env.DB + "." + env.Table, Type: t.Name()}
+	}
+	return nil
 }
 
 func decodeChange[T any](dec *Decoder, env *envelope.Envelope) (Change[T], error) {
@@ -140,21 +174,30 @@ func (c *Client) Register(model any, handler func(msg []byte) error) error {
 	if err != nil {
 		return fmt.Errorf("Register: %w", err)
 	}
-	_, err = c.subscribe(c.cfg.Prefix+db+"."+table, func(_ context.Context, _ *envelope.Envelope, raw []byte) error {
+	_, err = c.subscribe(db, table, func(_ context.Context, _ *envelope.Envelope, raw []byte) error {
 		return handler(raw)
 	})
 	return err
 }
 
-// Build is the original dbsync API: it fills before and after (pointers to
-// structs of one type) from a message: for an insert before stays zero, for
-// a delete after stays zero, for an update both are filled. DATETIME values
-// are read as UTC. It returns an error naming table, column and field when
-// a value does not fit.
+// Build fills before and after (pointers to structs of one type) from a
+// message: for an insert before stays zero, for a delete after stays zero,
+// for an update both are filled. DATETIME values are read as UTC. It fails
+// on a message that is not a complete envelope, on an envelope of another
+// table than the struct's TableName() names (*TableMismatchError), and
+// with an error naming table, column and field when a value does not fit.
 func Build(before, after any, msg []byte) error {
 	env, err := envelope.Decode(msg)
 	if err != nil {
 		return err
+	}
+	for _, dst := range []any{before, after} {
+		if t := reflect.TypeOf(dst); t != nil {
+			if err := checkTable(t, "", env); err != nil {
+				return fmt.Errorf("Build: %w", err)
+			}
+			break
+		}
 	}
 	table := env.DB + "." + env.Table
 	for _, x := range []struct {
@@ -187,5 +230,5 @@ func (c *Client) SubscribeEnvelope(db, table string, handler func(ctx context.Co
 	if db == "" || table == "" {
 		return nil, fmt.Errorf("SubscribeEnvelope: database and table are required, got %q.%q", db, table)
 	}
-	return c.subscribe(c.cfg.Prefix+db+"."+table, handler)
+	return c.subscribe(db, table, handler)
 }

@@ -1,9 +1,11 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/stan.go"
@@ -36,6 +38,8 @@ type subOptions struct {
 // previous was acknowledged), which keeps a table's changes in order.
 type transport interface {
 	subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error)
+	// publish stores data on subject durably (the dead letter).
+	publish(ctx context.Context, subject string, data []byte) error
 	close() error
 }
 
@@ -76,10 +80,46 @@ func dialStan(cfg Config, onLost func(error), log logrus.FieldLogger) (*stanTran
 	return &stanTransport{conn: conn}, nil
 }
 
-type stanDelivery struct{ m *stan.Msg }
+// stanSub is one NATS Streaming subscription.
+type stanSub struct {
+	sub stan.Subscription
+	// closed is set by Close: acknowledgements are not retried any more.
+	closed  atomic.Bool
+	ackWait time.Duration
+}
+
+// Close implements unsubscriber.
+func (s *stanSub) Close() error {
+	s.closed.Store(true)
+	return s.sub.Close()
+}
+
+type stanDelivery struct {
+	s *stanSub
+	m *stan.Msg
+}
 
 func (d stanDelivery) Data() []byte { return d.m.Data }
-func (d stanDelivery) Ack() error   { return d.m.Ack() }
+
+// Ack sends the acknowledgement, again and again while the connection is
+// down (NATS Streaming acknowledgements are not buffered), for up to
+// AckWait: a lost acknowledgement would hold the subject's next messages
+// back until the server sends this one again.
+func (d stanDelivery) Ack() error {
+	deadline := time.Now().Add(d.s.ackWait)
+	wait := 50 * time.Millisecond
+	for {
+		err := d.m.Ack()
+		if err == nil {
+			return nil
+		}
+		if d.s.closed.Load() || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
+}
 
 func (t *stanTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
 	so := []stan.SubscriptionOption{
@@ -91,18 +131,27 @@ func (t *stanTransport) subscribe(subject string, opts subOptions, handle func(d
 	if opts.fromStart {
 		so = append(so, stan.DeliverAllAvailable())
 	}
-	cb := func(m *stan.Msg) { handle(stanDelivery{m}) }
-	var sub stan.Subscription
+	s := &stanSub{ackWait: opts.ackWait}
+	cb := func(m *stan.Msg) { handle(stanDelivery{s: s, m: m}) }
 	var err error
 	if opts.queueGroup != "" {
-		sub, err = t.conn.QueueSubscribe(subject, opts.queueGroup, cb, so...)
+		s.sub, err = t.conn.QueueSubscribe(subject, opts.queueGroup, cb, so...)
 	} else {
-		sub, err = t.conn.Subscribe(subject, cb, so...)
+		s.sub, err = t.conn.Subscribe(subject, cb, so...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
-	return sub, nil
+	return s, nil
 }
 
 func (t *stanTransport) close() error { return t.conn.Close() }
+
+// publish implements transport; NATS Streaming's publish takes no ctx and
+// waits for the server's acknowledgement (its own timeout).
+func (t *stanTransport) publish(_ context.Context, subject string, data []byte) error {
+	if err := t.conn.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish to NATS Streaming channel %s: %w", subject, err)
+	}
+	return nil
+}
