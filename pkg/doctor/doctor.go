@@ -71,6 +71,7 @@ const (
 	CheckServerID    = "server_id"
 	CheckGrants      = "grants"
 	CheckRetention   = "retention"
+	CheckDump        = "binlog_dump"
 	CheckBroker      = "broker"
 	CheckCheckpoint  = "checkpoint"
 )
@@ -229,9 +230,27 @@ func SourceChecks(src *binlog.Source, ourServerID uint32, checkpoint *position.P
 		checkGrants(src),
 	)
 	if logBinOn {
-		out = append(out, checkRetention(src, checkpoint))
+		out = append(out, checkRetention(src, checkpoint), checkDump(src))
 	}
 	return out
+}
+
+// checkDump verifies that the server actually streams its binlog to a
+// replica connection: a proxy or a managed service may accept queries but
+// not the replication protocol.
+func checkDump(src *binlog.Source) Finding {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := src.ProbeDump(ctx)
+	if err == nil {
+		return Finding{Check: CheckDump, Status: OK, Detail: "the server streams its binlog to a replica connection"}
+	}
+	if binlog.IsFatal(err) {
+		return Finding{Check: CheckDump, Status: FAIL, Detail: err.Error(),
+			Fix: "point Mysql.Host at the MySQL or MariaDB server itself (not a proxy), and make sure the account has REPLICATION SLAVE"}
+	}
+	return Finding{Check: CheckDump, Status: WARN, Detail: fmt.Sprintf("could not try a binlog dump: %v", err),
+		Fix: "check that the server is reachable and the account has REPLICATION SLAVE"}
 }
 
 // variable reads a global variable; a failed query becomes a WARN finding.

@@ -36,11 +36,17 @@ func quietLog() logrus.FieldLogger {
 // connect opens an admin connection to m as user; closed at cleanup.
 func connect(t *testing.T, m *testenv.MariaDB, user, password string) *binlog.Source {
 	t.Helper()
+	return connectAt(t, m.Port, user, password)
+}
+
+// connectAt opens a source on 127.0.0.1:port.
+func connectAt(t *testing.T, port int, user, password string) *binlog.Source {
+	t.Helper()
 	src, err := binlog.Connect(context.Background(), binlog.Config{
-		Host: m.Host, Port: uint16(m.Port), User: user, Password: password, ServerID: 1001,
+		Host: "127.0.0.1", Port: uint16(port), User: user, Password: password, ServerID: 1001,
 	}, quietLog())
 	if err != nil {
-		t.Fatalf("connect to %s as %s: %v", m.Addr(), user, err)
+		t.Fatalf("connect to 127.0.0.1:%d as %s: %v", port, user, err)
 	}
 	t.Cleanup(src.Close)
 	return src
@@ -90,7 +96,7 @@ func expect(t *testing.T, fs []Finding, check string, st Status, detail, fix str
 	return f
 }
 
-var sourceCheckNames = []string{CheckLogBin, CheckFormat, CheckRowImage, CheckRowMetadata, CheckCompression, CheckServerID, CheckGrants, CheckRetention}
+var sourceCheckNames = []string{CheckLogBin, CheckFormat, CheckRowImage, CheckRowMetadata, CheckCompression, CheckServerID, CheckGrants, CheckRetention, CheckDump}
 
 func TestSourceBinlogOff(t *testing.T) {
 	t.Parallel()
@@ -144,6 +150,12 @@ func TestSourceHealthy(t *testing.T) {
 		expect(t, fs, CheckRetention, OK, "binlogs never expire", "")
 		// MariaDB lets only REPLICATION MASTER ADMIN list replicas.
 		expect(t, fs, CheckServerID, OK, "server's server_id 1, Mysql.ServerID 1001; other replicas' server_ids not checked", "")
+	})
+
+	t.Run("a proxy that does not stream the binlog", func(t *testing.T) {
+		proxy := testenv.StartMySQLProxy(t, m, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret"})
+		fs := SourceChecks(connectAt(t, proxy.Port, "dbsync", "secret"), 1001, nil)
+		expect(t, fs, CheckDump, FAIL, "does not stream its binlog", "point Mysql.Host at the MySQL or MariaDB server itself")
 	})
 
 	t.Run("our server_id is the server's", func(t *testing.T) {

@@ -170,3 +170,27 @@ func TestStartupErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestSourceThatCannotStream: a server (here a SQL proxy in front of
+// MariaDB) that answers queries but refuses the replica's binlog dump
+// request ("command not implemented") stops the producer at once with what
+// is missing and the fix; it never says the binlog stream started, and the
+// checkpoint stays where it was.
+func TestSourceThatCannotStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	before := establishCheckpoint(e)
+	proxy := testenv.StartMySQLProxy(t, e.DB, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret"})
+	e.Set("Mysql.Port", strconv.Itoa(proxy.Port))
+	code, out := startFails(e)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	mustContain(t, out, "does not stream its binlog", "COM_BINLOG_DUMP", "command not implemented", "not at a proxy")
+	if strings.Contains(out, "binlog stream started") {
+		t.Errorf("the producer said the binlog stream started although the server refused it:\n%s", out)
+	}
+	if !bytes.Equal(boltBytes(e), before) {
+		t.Error("the checkpoint file changed")
+	}
+}

@@ -1,0 +1,55 @@
+package binlog
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/internal/testenv"
+)
+
+// TestSourceBehindAProxy: a SQL proxy in front of MariaDB answers queries
+// but not the replication protocol, and hides BINLOG_GTID_POS(). The dump
+// probe and the history check each fail with a FatalError that says what
+// the server lacks, instead of a retry loop; the real server passes both.
+func TestSourceBehindAProxy(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	db.CreateReplicationUser(t, "dbsync", "secret")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	connect := func(port int) *Source {
+		src, err := Connect(ctx, Config{Host: "127.0.0.1", Port: uint16(port), User: "dbsync", Password: "secret", ServerID: 1001}, logrus.New())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(src.Close)
+		return src
+	}
+	direct := connect(db.Port)
+	db.Exec(t, "CREATE DATABASE p", "CREATE TABLE p.t (id INT PRIMARY KEY)", "INSERT INTO p.t VALUES (1)")
+	cp, err := direct.CurrentPosition()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := direct.ProbeDump(ctx); err != nil {
+		t.Fatalf("dump probe against MariaDB itself: %v", err)
+	}
+	if err := direct.CheckResumable(cp); err != nil {
+		t.Fatalf("history check against MariaDB itself: %v", err)
+	}
+
+	proxy := testenv.StartMySQLProxy(t, db, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret", RefuseFunction: "BINLOG_GTID_POS"})
+	viaProxy := connect(proxy.Port)
+	err = viaProxy.ProbeDump(ctx)
+	if !IsFatal(err) || !strings.Contains(err.Error(), "does not stream its binlog") || !strings.Contains(err.Error(), "command not implemented") {
+		t.Fatalf("dump probe through the proxy: %v; want a FatalError saying the server does not stream its binlog", err)
+	}
+	err = viaProxy.CheckResumable(cp)
+	if !IsFatal(err) || !strings.Contains(err.Error(), "lacks the function BINLOG_GTID_POS()") {
+		t.Fatalf("history check through the proxy: %v; want a FatalError naming BINLOG_GTID_POS()", err)
+	}
+}
