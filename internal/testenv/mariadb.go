@@ -385,6 +385,16 @@ func (m *MariaDB) Start(t testing.TB) {
 	t.Logf("testenv: mariadb on %s restarted in %s", m.Addr(), time.Since(began).Round(time.Millisecond))
 }
 
+// StartWith is Start with extraArgs appended to the command line from now
+// on (e.g. "--log-bin=binlog" to rename the binary logs).
+func (m *MariaDB) StartWith(t testing.TB, extraArgs ...string) {
+	t.Helper()
+	m.mu.Lock()
+	m.opts.ExtraArgs = append(append([]string(nil), m.opts.ExtraArgs...), extraArgs...)
+	m.mu.Unlock()
+	m.Start(t)
+}
+
 // CreateReplicationUser creates user@'%' identified by password with the
 // privileges a binlog reader needs: REPLICATION SLAVE, REPLICATION CLIENT
 // and SELECT on *.*. It fails the test on any error.

@@ -618,6 +618,11 @@ func TestTablesMatch(t *testing.T) {
 		{"db name with a dot", Tables{Include: []string{"a*.c"}}, "a.b", "c", true},
 		{"class", Tables{Include: []string{"shop.order[0-9]"}}, "shop", "order7", true},
 		{"invalid pattern matches nothing", Tables{Include: []string{"shop.["}}, "shop", "[", false},
+		{"quoted table with a dot", Tables{Exclude: []string{"shop.`orders.2024`"}}, "shop", "orders.2024", false},
+		{"quoted table is literal", Tables{Include: []string{"shop.`ord*`"}}, "shop", "orders", false},
+		{"quoted table, literal star", Tables{Include: []string{"shop.`ord*`"}}, "shop", "ord*", true},
+		{"quoted db with a dot", Tables{Include: []string{"`my.db`.*"}}, "my.db", "t", true},
+		{"doubled backquote", Tables{Include: []string{"shop.`a``b`"}}, "shop", "a`b", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.tables.Match(tc.db, tc.table); got != tc.want {
@@ -723,5 +728,79 @@ func TestJetStreamSettings(t *testing.T) {
 	}
 	if c.JetStream.URL != "nats://nats:4222" || c.StreamSubjects()[0] != "dbsync.*.*" || c.Subject("shop", "orders") != "dbsync.shop.orders" || c.JetStream.Stream != "DBSYNC" {
 		t.Errorf("jetstream config %+v, subjects %v", c.JetStream, c.StreamSubjects())
+	}
+}
+
+func TestTablePatternErrors(t *testing.T) {
+	for _, p := range []string{"nodot", "a.b.c", "shop.`unclosed", "sh`op.t", ".t", "shop.", "shop.`a`b"} {
+		if _, err := ParseTablePattern(p); err == nil {
+			t.Errorf("ParseTablePattern(%q) accepted it", p)
+		}
+	}
+}
+
+func TestUnpublishablePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		json      string
+		db, table string
+		skip      bool
+	}{
+		{"default is stop", ``, "shop", "docs", false},
+		{"one policy for all", `"skip"`, "shop", "docs", true},
+		{"per table", `{"shop.docs": "skip"}`, "shop", "docs", true},
+		{"unmatched tables stop", `{"shop.docs": "skip"}`, "shop", "orders", false},
+		{"exact name wins over a glob", `{"shop.*": "stop", "shop.docs": "skip"}`, "shop", "docs", true},
+		{"stop wins among globs", `{"shop.*": "skip", "*.docs": "stop"}`, "shop", "docs", false},
+		{"a glob alone", `{"shop.*": "skip"}`, "shop", "orders", true},
+		{"quoted name with a dot", `{"shop.` + "`a.b`" + `": "skip"}`, "shop", "a.b", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := minimal()
+			if tc.json != "" {
+				section(m, "Tables")["OnUnpublishable"] = json.RawMessage(tc.json)
+			}
+			c, err := Parse(encode(t, m), "test.json", noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Tables.OnUnpublishable.Skip(tc.db, tc.table); got != tc.skip {
+				t.Errorf("Skip(%s.%s) = %v, want %v", tc.db, tc.table, got, tc.skip)
+			}
+		})
+	}
+	m := minimal()
+	section(m, "Tables")["OnUnpublishable"] = map[string]any{"shop.docs": "drop", "a.b.c": "skip"}
+	section(m, "Tables")["DeadLetterSubject"] = "bad subject"
+	_, err := Parse(encode(t, m), "test.json", noEnv)
+	for _, want := range []string{`Tables.OnUnpublishable["shop.docs"]: "drop" is not one of "stop", "skip"`,
+		`Tables.OnUnpublishable["a.b.c"]: "a.b.c" must be "db.table"`, `Tables.DeadLetterSubject: "bad subject" is not a literal subject`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestMemoryAndEmbeddedBrokerSettings(t *testing.T) {
+	m := minimal()
+	section(m, "Memory")["Budget"] = 1 << 20
+	m["MQName"] = "jetstream"
+	section(m, "JetStream")["URL"] = "nats://127.0.0.1:4222"
+	section(m, "JetStream")["MaxPayload"] = 8 << 20
+	_, err := Parse(encode(t, m), "test.json", noEnv)
+	for _, want := range []string{"Memory.Budget: 1048576 is below twice Batch.MaxBytes", "JetStream.MaxPayload: applies to the embedded server only"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	m = minimal()
+	m["MQName"] = "jetstream"
+	section(m, "JetStream")["MaxPayload"] = 8 << 20
+	c, err := Parse(encode(t, m), "test.json", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JetStream.MaxPayload != 8<<20 || c.Memory.Budget != DefaultMemoryBudget || c.DeadLetter() != "dbsync._dbsync.deadletter" {
+		t.Errorf("MaxPayload %d, Budget %d, DeadLetter %q", c.JetStream.MaxPayload, c.Memory.Budget, c.DeadLetter())
 	}
 }

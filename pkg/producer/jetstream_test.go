@@ -86,3 +86,100 @@ func TestEmbeddedBroker(t *testing.T) {
 		}
 	}
 }
+
+// TestJetStreamReplayBeyondDuplicateWindowStoresNothingTwice: the
+// checkpoint is set back by hand to before changes the stream already
+// holds, and the producer restarts after the stream's duplicate window has
+// passed (so Nats-Msg-Id no longer recognises the replay). The producer
+// reads what the stream holds and publishes only what comes after it: each
+// change is stored once, in order.
+func TestJetStreamReplayBeyondDuplicateWindowStoresNothingTwice(t *testing.T) {
+	t.Parallel()
+	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+	e.Set("JetStream.DuplicateWindow", "1s")
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
+	}
+	from, err := e.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	for i := 1; i <= 20; i++ {
+		e.DB.Exec(t, "INSERT INTO shop.t VALUES ("+strconv.Itoa(i)+")")
+	}
+	e.WaitFor("shop.t", 20, 30*time.Second)
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
+	}
+	if code, out, errOut := e.Command("checkpoint", "set", from.File, strconv.Itoa(int(from.Pos))); code != 0 {
+		t.Fatalf("checkpoint set: %d\n%s%s", code, out, errOut)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window
+	p = e.Start()
+	e2e.WaitLog(t, p, "the broker already holds changes after the checkpoint")
+	e.DB.Exec(t, "INSERT INTO shop.t VALUES (21)")
+	e.WaitFor("shop.t", 21, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	envs := e.Read("shop.t")
+	if len(envs) != 21 {
+		t.Fatalf("the stream holds %d messages, want 21 (each change once)", len(envs))
+	}
+	for i, env := range envs {
+		if string(env.After["id"]) != strconv.Itoa(i+1) {
+			t.Fatalf("message %d is id %s, want %d", i, env.After["id"], i+1)
+		}
+	}
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
+	}
+}
+
+// TestJetStreamForeignMessageIsRefused: the producer's stream must hold
+// its changes only. A message someone else stored on its subjects (not a
+// dbsync envelope, or a crafted envelope claiming a binlog position the
+// server has not reached) stops the producer with an error naming the
+// stream and the way out, instead of publishing behind it or skipping
+// changes.
+func TestJetStreamForeignMessageIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		data func(real []byte) []byte
+		want string
+	}{
+		{"not dbsync", func([]byte) []byte { return []byte(`{"hello":"world"}`) }, "holds a message dbsync did not write"},
+		{"far-future coordinate", func(real []byte) []byte {
+			return []byte(strings.ReplaceAll(string(real), "mysql-bin.000001", "mysql-bin.999999"))
+		}, "beyond the server's current position"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+			p := e.Start()
+			e2e.WaitLog(t, p, "binlog stream started")
+			e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)")
+			e.WaitFor("shop.t", 1, 30*time.Second)
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+			js, err := jetstream.New(e.NATS.Conn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(context.Background(), "dbsync.shop.t", tc.data(e.RawMessages("shop.t")[0])); err != nil {
+				t.Fatal(err)
+			}
+			p = e.Start()
+			if code := p.Wait(30 * time.Second); code != 1 {
+				t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
+			}
+			mustContain(t, p.Output(), tc.want, "JetStream.Stream")
+		})
+	}
+}

@@ -296,8 +296,21 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 	if !sameHistory(src, start) {
 		return nil, nil // written before the checkpoint moved to this history
 	}
-	if (position.Position{File: src.File, Pos: src.Pos}).Compare(start) < 0 {
+	at := position.Position{File: src.File, Pos: src.Pos}
+	if at.Compare(start) < 0 {
 		return nil, nil // before the checkpoint: nothing of this pass is held
+	}
+	current, err := p.src.CurrentPosition()
+	if err != nil {
+		return nil, err
+	}
+	if at.Compare(current) >= 0 {
+		// Skipping up to it would skip changes the server has not even
+		// written yet.
+		return nil, &binlog.FatalError{Err: fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
+			"source's history, beyond the server's current position %s: it was not published by this producer from this server. "+
+			"Find out who publishes to the stream (JetStream.Stream) and remove that message, or give the producer a stream of its own",
+			last.Subject, last.Sequence, src.File, src.Pos, current)}
 	}
 	return &src, nil
 }
@@ -542,6 +555,10 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	held, err := p.held(ctx, start)
 	if err != nil {
 		return err
+	}
+	if held != nil {
+		p.log.WithFields(logrus.Fields{"checkpoint": start.String(), "held": fmt.Sprintf("%s:%d:%d", held.File, held.Pos, held.Row)}).
+			Info("the broker already holds changes after the checkpoint; they are not published again")
 	}
 	mem := newBudget(p.cfg.Memory.Budget)
 	rcfg := p.rcfg

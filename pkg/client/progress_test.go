@@ -1,0 +1,108 @@
+package client
+
+import "testing"
+
+func co(file string, pos uint32) Coordinate {
+	return Coordinate{Source: "src", History: "h1", File: file, Pos: pos}
+}
+
+// step is one change arriving at a subscription: its coordinate, the id
+// its envelope names as prev, and what the subscription must do.
+type step struct {
+	c    Coordinate
+	prev string
+	want judgement
+}
+
+func run(t *testing.T, name string, steps []step) Progress {
+	t.Helper()
+	var p Progress
+	for i, s := range steps {
+		got, next, why := p.judge(s.c, s.prev)
+		if got != s.want {
+			t.Fatalf("%s: step %d (%s, prev %q): judged %d, want %d (why %q; progress %+v)", name, i, s.c.ID(), s.prev, got, s.want, why, p)
+		}
+		if got != duplicate {
+			p = next
+		}
+	}
+	return p
+}
+
+func TestProgressJudge(t *testing.T) {
+	a, b, c, d, e := co("bin.000001", 100), co("bin.000001", 200), co("bin.000001", 300), co("bin.000001", 400), co("bin.000002", 4)
+	t.Run("in order, then an in-order replay", func(t *testing.T) {
+		run(t, "replay", []step{
+			{a, "", handOver}, {b, a.ID(), handOver}, {c, b.ID(), handOver},
+			// A producer restart replays from its checkpoint.
+			{b, "", duplicate}, {c, b.ID(), duplicate}, {d, c.ID(), handOver},
+		})
+	})
+	t.Run("NATS Streaming stored c without b: b comes late and is handed over", func(t *testing.T) {
+		p := run(t, "late", []step{
+			{a, "", handOver}, {c, b.ID(), handOver}, {d, c.ID(), handOver},
+			{a, "", duplicate}, {b, a.ID(), late}, {c, b.ID(), duplicate}, {d, c.ID(), duplicate}, {e, d.ID(), handOver},
+		})
+		if p.Last != e {
+			t.Fatalf("last %s, want %s", p.Last.ID(), e.ID())
+		}
+	})
+	t.Run("a crafted far-future coordinate does not hide the real changes", func(t *testing.T) {
+		far := co("bin.999999", 4)
+		run(t, "far", []step{
+			{a, "", handOver}, {far, "x", handOver},
+			{b, a.ID(), late}, {c, b.ID(), late}, {d, c.ID(), late},
+			{c, b.ID(), duplicate},
+		})
+	})
+	t.Run("histories", func(t *testing.T) {
+		reset := Coordinate{Source: "src", History: "h2", File: "bin.000001", Pos: 4}
+		renamed := Coordinate{Source: "src", History: "h1", File: "mysql-bin.000001", Pos: 4}
+		other := Coordinate{Source: "other", History: "h1", File: "bin.000001", Pos: 500}
+		for _, x := range []Coordinate{reset, renamed, other} {
+			run(t, x.String(), []step{{c, "", handOver}, {x, "", otherHistory}})
+		}
+		if same, why := c.SameHistory(reset); same || why == "" {
+			t.Fatalf("another history id counted as the same history")
+		}
+	})
+	t.Run("a coordinate saved before histories existed adopts the first one", func(t *testing.T) {
+		legacy := Progress{Last: Coordinate{File: "bin.000001", Pos: 200}}
+		if got, _, _ := legacy.judge(a, ""); got != duplicate {
+			t.Fatalf("replay against a legacy coordinate: %d", got)
+		}
+		got, next, _ := legacy.judge(c, "")
+		if got != handOver || next.Last != c {
+			t.Fatalf("new change against a legacy coordinate: %d, %+v", got, next)
+		}
+	})
+	t.Run("gaps are bounded, merging never drops", func(t *testing.T) {
+		var steps []step
+		for i := uint32(0); i < 3*maxGaps; i++ {
+			steps = append(steps, step{co("bin.000001", 1000+10*i), "", handOver})
+		}
+		p := run(t, "many passes", steps)
+		if len(p.Gaps) > maxGaps {
+			t.Fatalf("%d gaps, want at most %d", len(p.Gaps), maxGaps)
+		}
+		// A change between the first two hand-overs is still handed over.
+		if got, _, _ := p.judge(co("bin.000001", 1005), ""); got != late {
+			t.Fatalf("change inside a merged gap judged %d, want late", got)
+		}
+	})
+}
+
+func TestCoordinateCompareAcrossFiles(t *testing.T) {
+	for _, tc := range []struct {
+		a, b Coordinate
+		want int
+	}{
+		{co("bin.000009", 900), co("bin.000010", 4), -1},
+		{co("bin.999999", 4), co("bin.1000000", 4), -1},
+		{Coordinate{File: "bin.000001", Pos: 4, Row: 2}, Coordinate{File: "bin.000001", Pos: 4, Row: 1}, 1},
+	} {
+		if got := tc.a.Compare(tc.b); got != tc.want {
+			t.Errorf("%s vs %s: %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
