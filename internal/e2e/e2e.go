@@ -254,6 +254,13 @@ func (p *Proc) Stop() int {
 	return p.Wait(60 * time.Second)
 }
 
+// Freeze suspends the process (SIGSTOP); Thaw resumes it.
+func (p *Proc) Freeze() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process (SIGCONT).
+func (p *Proc) Thaw() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Kill ends the process with SIGKILL and waits for it.
 func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done

@@ -67,6 +67,15 @@ type CheckOptions struct {
 	// Notes are problems found before the check (e.g. by
 	// Workload.Reconcile); any makes the result FAIL.
 	Notes []string
+	// Prefix accepts a broker that holds, per table, a prefix of the
+	// committed rows (the producer stopped on purpose): rows after the
+	// last delivered one are not lost, a row missing before it is.
+	Prefix bool
+	// NotAfter, when set, is a change nothing after which may be
+	// delivered, on any table (the producer stopped before it).
+	NotAfter *envelope.Source
+	// ExtraTables are checked along with the workload's (Cluster.Finish).
+	ExtraTables []string
 }
 
 // maxProblems is how many problems a Result's note lists.
@@ -110,7 +119,7 @@ func CheckWith(t testing.TB, c *Cluster, tables []string, opts CheckOptions) Res
 			committed = want.ids
 		}
 		raw := c.Broker.RawMessages(table)
-		tr := checkTable(table, committed, want, raw, opts.CompareRow)
+		tr := checkTable(table, committed, want, raw, opts)
 		r.Committed += len(committed)
 		r.Delivered += tr.delivered
 		r.Duplicates += tr.duplicates
@@ -163,8 +172,8 @@ func coordOf(e *envelope.Envelope) (coord, error) {
 
 // checkTable checks one subject's messages (raw, in store order) against
 // the committed ids and the rows as SELECTed.
-func checkTable(table string, committed []int64, want *tableRows, raw [][]byte,
-	compare func(string, int64, map[string]json.RawMessage, map[string]json.RawMessage) error) tableResult {
+func checkTable(table string, committed []int64, want *tableRows, raw [][]byte, opts CheckOptions) tableResult {
+	compare := opts.CompareRow
 	var tr tableResult
 	problem := func(format string, args ...any) {
 		tr.problems = append(tr.problems, table+": "+fmt.Sprintf(format, args...))
@@ -210,6 +219,11 @@ func checkTable(table string, committed []int64, want *tableRows, raw [][]byte,
 		}
 		if n := len(distinct); n > 0 && !distinct[n-1].c.less(c) {
 			problem("message %d (%s) is out of binlog order after %s", i, e.ID, envID(distinct[n-1].c))
+		}
+		if na := opts.NotAfter; na != nil {
+			if limit, err := coordOf(&envelope.Envelope{Source: *na}); err == nil && limit.less(c) {
+				problem("message %d (%s) comes after %s, which stopped the producer: something behind it was published", i, e.ID, na.File)
+			}
 		}
 		if e.DB != db || e.Table != tbl || e.Type != envelope.TypeInsert {
 			problem("message %d (%s) is %s %s.%s, want insert %s", i, e.ID, e.Type, e.DB, e.Table, table)
@@ -257,10 +271,16 @@ func checkTable(table string, committed []int64, want *tableRows, raw [][]byte,
 	tr.delivered = len(order)
 	var lostIDs []int64
 	var expect []int64 // committed ids that were delivered, in commit order
-	for _, id := range committed {
+	last := -1         // index in committed of the last delivered id
+	for i, id := range committed {
+		if delivered[id] {
+			last = i
+		}
+	}
+	for i, id := range committed {
 		if delivered[id] {
 			expect = append(expect, id)
-		} else {
+		} else if !opts.Prefix || i < last {
 			lostIDs = append(lostIDs, id)
 		}
 	}

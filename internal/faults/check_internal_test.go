@@ -80,7 +80,7 @@ func TestCheckTable(t *testing.T) {
 		{"replay with different content", append(stream(t, 1, 2, 3, 4, 5), msg(t, 1, 500, 0, 5, "r5 ")), false, 0, 1, "different content"},
 	}
 	for _, tc := range cases {
-		tr := checkTable("fx.t0", committed, want, tc.raw, nil)
+		tr := checkTable("fx.t0", committed, want, tc.raw, CheckOptions{})
 		ok := len(tr.problems) == 0
 		if ok != tc.ok || tr.lost != tc.lost || tr.duplicates != tc.dup {
 			t.Errorf("%s: ok=%v lost=%d dup=%d problems=%q; want ok=%v lost=%d dup=%d", tc.name, ok, tr.lost, tr.duplicates, tr.problems, tc.ok, tc.lost, tc.dup)
@@ -99,7 +99,7 @@ func TestCheckTableCommitOrder(t *testing.T) {
 	t.Parallel()
 	// Binlog order 1, 2, 3 but commit order 1, 3, 2: reported.
 	want := rows(t, 3)
-	tr := checkTable("fx.t0", []int64{1, 3, 2}, want, stream(t, 1, 2, 3), nil)
+	tr := checkTable("fx.t0", []int64{1, 3, 2}, want, stream(t, 1, 2, 3), CheckOptions{})
 	if !strings.Contains(strings.Join(tr.problems, ";"), "commit order") {
 		t.Fatalf("problems %q, want a commit-order problem", tr.problems)
 	}
@@ -110,11 +110,11 @@ func TestCheckTableFileOrder(t *testing.T) {
 	// mysql-bin.000010 sorts after mysql-bin.000009 by number.
 	want := rows(t, 2)
 	raw := [][]byte{msg(t, 9, 900, 0, 1, "r1"), msg(t, 10, 4, 0, 2, "r2")}
-	if tr := checkTable("fx.t0", want.ids, want, raw, nil); len(tr.problems) != 0 {
+	if tr := checkTable("fx.t0", want.ids, want, raw, CheckOptions{}); len(tr.problems) != 0 {
 		t.Fatalf("problems %q", tr.problems)
 	}
 	raw = [][]byte{msg(t, 10, 4, 0, 1, "r1"), msg(t, 9, 900, 0, 2, "r2")}
-	if tr := checkTable("fx.t0", want.ids, want, raw, nil); len(tr.problems) == 0 {
+	if tr := checkTable("fx.t0", want.ids, want, raw, CheckOptions{}); len(tr.problems) == 0 {
 		t.Fatal("a change in an older binlog file after a newer one passed")
 	}
 }

@@ -359,11 +359,41 @@ func (c *Cluster) FinishWith(opts CheckOptions) Result {
 		}
 	}
 	opts.Notes = append(append(append([]string(nil), opts.Notes...), c.notes...), notes...)
-	r := CheckWith(c.T, c, c.Workload.Tables, opts)
+	r := CheckWith(c.T, c, append(append([]string(nil), c.Workload.Tables...), opts.ExtraTables...), opts)
 	r.Consumer = consumed
 	if r.Committed == 0 {
 		r.OK = false
 		r.Note = strings.TrimPrefix(r.Note+"; the workload committed nothing", "; ")
+	}
+	c.Report(r)
+	return r
+}
+
+// FinishHalted ends a scenario in which the producer stopped on purpose
+// (a change it must not publish): the producer must have exited with
+// code; the load stops and each table must hold a prefix of its committed
+// rows with nothing behind the change at opts.NotAfter.
+func (c *Cluster) FinishHalted(code int, opts CheckOptions) Result {
+	c.T.Helper()
+	if c.Workload == nil || c.Producer == nil {
+		c.T.Fatalf("faults: Finish before Start")
+	}
+	_, notes := c.Workload.Reconcile()
+	select {
+	case <-c.Producer.Done():
+		if got := c.Producer.Wait(time.Second); got != code {
+			notes = append(notes, fmt.Sprintf("the producer exited %d, want %d", got, code))
+		}
+	case <-time.After(60 * time.Second):
+		notes = append(notes, "the producer did not stop on its own within 60s")
+		c.Producer.Kill()
+	}
+	opts.Prefix = true
+	opts.Notes = append(append(append([]string(nil), opts.Notes...), c.notes...), notes...)
+	r := CheckWith(c.T, c, append(append([]string(nil), c.Workload.Tables...), opts.ExtraTables...), opts)
+	if r.Delivered == 0 {
+		r.OK = false
+		r.Note = strings.TrimPrefix(r.Note+"; the producer delivered nothing before it stopped", "; ")
 	}
 	c.Report(r)
 	return r
