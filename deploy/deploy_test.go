@@ -469,6 +469,14 @@ func TestWiringCatchesMistakes(t *testing.T) {
 		{"image user", func(t *testing.T, b *base) {
 			*b.StatefulSets[producerSet].Obj.Spec.Template.Spec.SecurityContext.RunAsUser = 1000
 		}, "differs from the image's USER 65532"},
+		{"no GOMEMLIMIT", func(t *testing.T, b *base) {
+			c := producerOf(t, b)
+			c.Env = c.Env[:len(c.Env)-1]
+		}, "env GOMEMLIMIT is not set"},
+		{"GOMEMLIMIT from requests", func(t *testing.T, b *base) {
+			c := producerOf(t, b)
+			c.Env[len(c.Env)-1].ValueFrom.ResourceFieldRef.Resource = "requests.memory"
+		}, "GOMEMLIMIT must come from the container's own memory limit"},
 		{"service selects nothing", func(t *testing.T, b *base) {
 			b.Services["dbsync-nats"].Obj.Spec.Selector = map[string]string{"app": "nats"}
 		}, "selects no pod template"},

@@ -275,6 +275,16 @@ func checkWiring(b *base, df *dockerfile) []string {
 	set := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {
 		set[e.Name] = e
+		if e.Name == "GOMEMLIMIT" {
+			if r := e.ValueFrom; r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
+				r.ResourceFieldRef.ContainerName != c.Name {
+				fail("%s: env GOMEMLIMIT must come from the container's own memory limit (valueFrom.resourceFieldRef limits.memory, containerName %s)", cat, c.Name)
+			}
+			if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+				fail("%s: GOMEMLIMIT is taken from a memory limit the container does not set", cat)
+			}
+			continue
+		}
 		key, known := overrides[e.Name]
 		if !known {
 			fail("%s: env %s is not a variable pkg/config reads (config.EnvOverrides: %s); it would be ignored", cat, e.Name, overrideNames())
@@ -288,6 +298,9 @@ func checkWiring(b *base, df *dockerfile) []string {
 		if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
 			checkRef(cat, "env "+e.Name+" configMapKeyRef", "ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Key, b.ConfigMaps, fail)
 		}
+	}
+	if _, ok := set["GOMEMLIMIT"]; !ok {
+		fail("%s: env GOMEMLIMIT is not set; take it from the container's memory limit (valueFrom.resourceFieldRef limits.memory) so the Go runtime collects before an OOM kill", cat)
 	}
 	for _, ef := range c.EnvFrom {
 		var name, kind string

@@ -21,15 +21,26 @@ type NATS struct {
 	Port int
 	Dir  string
 
-	mu  sync.Mutex
-	srv *natsembed.Server
+	opts NATSOptions
+	mu   sync.Mutex
+	srv  *natsembed.Server
+}
+
+// NATSOptions adjusts StartNATSWith.
+type NATSOptions struct {
+	// MaxPayload is the server's max_payload in bytes; 0 means NATS'
+	// default (1 MiB).
+	MaxPayload int32
 }
 
 // StartNATS starts a NATS server with JetStream; it is shut down at test
 // cleanup.
-func StartNATS(t testing.TB) *NATS {
+func StartNATS(t testing.TB) *NATS { return StartNATSWith(t, NATSOptions{}) }
+
+// StartNATSWith is StartNATS with options.
+func StartNATSWith(t testing.TB, opts NATSOptions) *NATS {
 	t.Helper()
-	n := &NATS{Host: "127.0.0.1", Port: FreePort(t), Dir: t.TempDir()}
+	n := &NATS{Host: "127.0.0.1", Port: FreePort(t), Dir: t.TempDir(), opts: opts}
 	n.Restart(t)
 	t.Cleanup(func() {
 		n.mu.Lock()
@@ -64,7 +75,7 @@ func (n *NATS) Restart(t testing.TB) {
 	if n.srv != nil {
 		t.Fatalf("testenv: nats on %s is already running", n.URL())
 	}
-	srv, err := natsembed.Start(natsembed.Options{Host: n.Host, Port: n.Port, StoreDir: n.Dir, Name: "testenv"})
+	srv, err := natsembed.Start(natsembed.Options{Host: n.Host, Port: n.Port, StoreDir: n.Dir, Name: "testenv", MaxPayload: n.opts.MaxPayload})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

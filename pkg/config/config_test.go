@@ -128,6 +128,9 @@ func TestRepoConfigValidates(t *testing.T) {
 		t.Errorf("config.json Batch/Log/ServerID %+v %+v %d differ from the defaults %+v %+v %d",
 			c.Batch, c.Log, c.Mysql.ServerID, d.Batch, d.Log, d.Mysql.ServerID)
 	}
+	if c.Memory != d.Memory || c.Tables.OnUnpublishable.All != PolicyStop || c.Tables.DeadLetterSubject != "" {
+		t.Errorf("config.json Memory %+v, Tables %+v differ from the defaults", c.Memory, c.Tables)
+	}
 }
 
 func TestPorts(t *testing.T) {
