@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbsync/dbsync/internal/e2e"
 )
@@ -159,5 +162,83 @@ func TestLogLinesCarryThePosition(t *testing.T) {
 	}
 	if checked < 5 {
 		t.Fatalf("only %d pipeline log lines checked", checked)
+	}
+}
+
+// TestReadinessFailsAtOnce: a broker that refuses messages (a JetStream
+// stream that is full, with discard-new) makes the publish fail; /readyz
+// says so and dbsync_publish_errors_total moves at once, and /readyz stays
+// failing while the broker keeps refusing even though it answers pings.
+// A broker that goes away is reported within a monitor interval (2 s), not
+// after nats' reconnect attempts.
+func TestReadinessFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	addr := e.HTTPAddr
+	e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)")
+	e.WaitFor("shop.t", 1, 30*time.Second)
+	eventually(t, "ready", func() bool { code, _ := readyz(t, addr); return code == 200 })
+
+	// The stream takes two more messages, then refuses new ones.
+	js, err := jetstream.New(e.NATS.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "DBSYNC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = int64(st.CachedInfo().State.Msgs)+2, jetstream.DiscardNew
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	refused := time.Now()
+	for i := 2; i <= 6; i++ {
+		e.DB.Exec(t, "INSERT INTO shop.t VALUES ("+strconv.Itoa(i)+")")
+	}
+	eventually(t, "the refusal counted", func() bool { return scrape(t, addr, "dbsync_publish_errors_total") >= 1 })
+	eventually(t, "not ready after the refusal", func() bool {
+		code, body := readyz(t, addr)
+		return code == 503 && strings.Contains(body, "last publish failed")
+	})
+	t.Logf("refusal reported on /metrics and /readyz within %s", time.Since(refused).Round(time.Millisecond))
+	if d := time.Since(refused); d > 5*time.Second {
+		t.Errorf("the refusal took %s to show", d)
+	}
+	// It stays not ready while the broker keeps refusing (it answers pings).
+	for i := 0; i < 4; i++ {
+		time.Sleep(time.Second)
+		if code, body := readyz(t, addr); code != 503 || !strings.Contains(body, "last publish failed") {
+			t.Fatalf("readyz %d %q while the stream refuses every message", code, body)
+		}
+	}
+	cfg.MaxMsgs = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor("shop.t", 6, 60*time.Second)
+	eventually(t, "ready again", func() bool { code, _ := readyz(t, addr); return code == 200 })
+
+	// The broker goes away: reported within a monitor interval.
+	e.StopBroker()
+	gone := time.Now()
+	eventually(t, "broker reported down", func() bool {
+		code, body := readyz(t, addr)
+		return code == 503 && strings.Contains(body, "broker not connected") && scrape(t, addr, "dbsync_broker_connected") == 0
+	})
+	t.Logf("broker outage reported within %s", time.Since(gone).Round(time.Millisecond))
+	if d := time.Since(gone); d > 3500*time.Millisecond {
+		t.Errorf("the outage took %s to show (monitor interval 2s)", d)
+	}
+	e.StartBroker()
+	eventually(t, "ready after the broker is back", func() bool { code, _ := readyz(t, addr); return code == 200 })
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
 }
