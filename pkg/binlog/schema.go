@@ -133,8 +133,8 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 	names := tm.ColumnNameString()
 	fromBinlog := len(names) == n
 	if strings.ContainsAny(db+name, ". *>\t\r\n") {
-		return nil, &SchemaError{DB: db, Table: name, Unpublishable: true, Reason: "the name contains a character that cannot be part of a broker subject " +
-			"(dot, space, '*' or '>'); exclude the table with Tables.Exclude (quote a name holding a dot in backquotes: \"db.`a.b`\") or rename it"}
+		return nil, &SchemaError{DB: db, Table: name, Unpublishable: true, Reason: fmt.Sprintf("the name contains a character that cannot be part of a broker subject "+
+			"(dot, space, '*' or '>'); exclude the table (Tables.Exclude: [%q]; a name holding a dot goes in backquotes) or rename it", TablePattern(db, name))}
 	}
 	if !fromBinlog {
 		if info == nil {
@@ -253,6 +253,19 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 		t.pkJSON = append(t.pkJSON, ']')
 	}
 	return t, nil
+}
+
+// TablePattern is the Tables.Include/Exclude pattern naming exactly
+// db.table: a part holding a dot or a glob character is put in backquotes
+// (a backquote in it doubled).
+func TablePattern(db, table string) string {
+	quote := func(s string) string {
+		if !strings.ContainsAny(s, ".*?[]\\`") {
+			return s
+		}
+		return "`" + strings.ReplaceAll(s, "`", "``") + "`"
+	}
+	return quote(db) + "." + quote(table)
 }
 
 // checkCharset accepts the character sets dbsync converts to UTF-8 exactly.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/internal/e2e"
+	"github.com/dbsync/dbsync/pkg/envelope"
 )
 
 // TestBrokerOutageReplaysFromCheckpoint stops the broker under a write load
@@ -156,4 +157,71 @@ func TestUnsupportedCharsetHalts(t *testing.T) {
 	if after != before {
 		t.Fatalf("checkpoint moved from %s to %s past an unpublished row", before, after)
 	}
+}
+
+// TestUnpublishableTablesSkipped: with Tables.OnUnpublishable skip, a table
+// whose name cannot be a subject (it holds a dot) and a table with a
+// column in a character set dbsync cannot convert each get a marker on the
+// dead-letter subject per change, and the other tables stream on. With
+// stop (the default) the dotted table halts the producer naming it and how
+// to exclude it; excluded by its quoted name, it is ignored.
+func TestUnpublishableTablesSkipped(t *testing.T) {
+	t.Parallel()
+	setup := func(t *testing.T) *e2e.Env {
+		e := newEnv(t)
+		e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.ok (id INT PRIMARY KEY)",
+			"CREATE TABLE shop.`orders.2024` (id INT PRIMARY KEY)",
+			"CREATE TABLE shop.legacy (id INT PRIMARY KEY, name VARCHAR(20) CHARACTER SET gbk)")
+		return e
+	}
+	write := func(e *e2e.Env) {
+		e.DB.Exec(t, "INSERT INTO shop.ok VALUES (1)", "INSERT INTO shop.`orders.2024` VALUES (1)", "INSERT INTO shop.`orders.2024` VALUES (2)",
+			"INSERT INTO shop.legacy VALUES (1, 'x')", "INSERT INTO shop.ok VALUES (2)")
+	}
+	t.Run("skip", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.Set("Tables.OnUnpublishable", "skip")
+		p := e.Start()
+		e2e.WaitLog(t, p, "binlog stream started")
+		write(e)
+		e.WaitFor("shop.ok", 2, 30*time.Second)
+		e.WaitFor("_dbsync.deadletter", 3, 30*time.Second)
+		var tables []string
+		for _, data := range e.RawMessages("_dbsync.deadletter") {
+			u, err := envelope.DecodeUnpublishable(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tables = append(tables, u.Table+": "+u.Reason)
+		}
+		got := strings.Join(tables, "\n")
+		for _, want := range []string{"orders.2024: the name contains a character that cannot be part of a broker subject", "legacy: column \"name\": character set gbk"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("dead-letter markers lack %q:\n%s", want, got)
+			}
+		}
+		if code := p.Stop(); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, p.Output())
+		}
+	})
+	t.Run("stop, then exclude by the quoted name", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.Set("Tables.Exclude", []string{"shop.legacy"})
+		p := e.Start()
+		e2e.WaitLog(t, p, "binlog stream started")
+		write(e)
+		if code := p.Wait(30 * time.Second); code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
+		}
+		mustContain(t, p.Output(), "shop.orders.2024", "Tables.Exclude", "shop.`orders.2024`", "Tables.OnUnpublishable")
+		e.Set("Tables.Exclude", []string{"shop.legacy", "shop.`orders.2024`"})
+		p = e.Start()
+		e2e.WaitLog(t, p, "binlog stream started")
+		e.WaitFor("shop.ok", 2, 30*time.Second)
+		if code := p.Stop(); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, p.Output())
+		}
+	})
 }

@@ -1,0 +1,90 @@
+package binlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/pkg/envelope"
+)
+
+// TestEnvelopeChain: every envelope carries the pass's binlog history id,
+// and names the previous change of its table in the pass ("prev"; none for
+// a table's first), across interleaved tables and a DDL. The key order of
+// the whole envelope is pinned in testdata/envelope_shape.golden.json (run-
+// dependent values replaced).
+func TestEnvelopeChain(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	cfg := Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password,
+		ServerID: 1001, HeartbeatPeriod: time.Second, ReadTimeout: 5 * time.Second, SourceName: "test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, err := Connect(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	db.Exec(t, "CREATE DATABASE c", "CREATE TABLE c.a (id INT PRIMARY KEY)", "CREATE TABLE c.b (id INT PRIMARY KEY)")
+	start, err := src.CurrentPosition()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start.History = "0123456789ab"
+	db.Exec(t, "INSERT INTO c.a VALUES (1), (2)", "INSERT INTO c.b VALUES (1)", "ALTER TABLE c.a ADD COLUMN x INT",
+		"INSERT INTO c.a VALUES (3, 3)", "INSERT INTO c.b VALUES (2)")
+	events := make(chan Event, 64)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- NewReader(cfg, src, log).Run(ctx, start, stop, events) }()
+	var rows []Row
+	for len(rows) < 5 {
+		select {
+		case ev := <-events:
+			rows = append(rows, ev.Rows...)
+		case err := <-done:
+			t.Fatalf("reader stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("got %d of 5 rows", len(rows))
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]string{}
+	for _, r := range rows {
+		env, err := envelope.Decode(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Source.History != start.History || r.Source.History != start.History {
+			t.Errorf("%s: history %q (row %q), want %q", env.ID, env.Source.History, r.Source.History, start.History)
+		}
+		if env.Prev != last[env.Table] {
+			t.Errorf("%s (%s): prev %q, want %q", env.ID, env.Table, env.Prev, last[env.Table])
+		}
+		last[env.Table] = env.ID
+		if r.Source.File != env.Source.File || r.Source.Pos != env.Source.Pos || r.Source.Row != env.Source.Row {
+			t.Errorf("%s: the row's coordinate %+v differs from its envelope's", env.ID, r.Source)
+		}
+	}
+	// The shape: keys in order, run-dependent values replaced.
+	shape := regexp.MustCompile(`"(id|prev|file|gtid|ts)":"[^"]*"|"(pos|server_id)":\d+`).ReplaceAllStringFunc(string(rows[1].Data), func(m string) string {
+		k := m[:bytes.IndexByte([]byte(m), ':')]
+		return k + `:"<` + k[1:len(k)-1] + `>"`
+	})
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, []byte(shape), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	compareGolden(t, "envelope_shape", append(pretty.Bytes(), '\n'))
+}
