@@ -117,7 +117,7 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintln(stdout, pos.String())
+		fmt.Fprintln(stdout, pos.Describe())
 		return 0
 	case "set":
 		var pos position.Position
@@ -142,14 +142,14 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintln(stdout, "checkpoint set to "+pos.String())
+		fmt.Fprintln(stdout, "checkpoint set to "+pos.Describe())
 		return 0
 	case "reset":
 		pos, err := producer.ResetCheckpoint(ctx, cfg, log)
 		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintln(stdout, "checkpoint reset to "+pos.String())
+		fmt.Fprintln(stdout, "checkpoint reset to "+pos.Describe())
 		return 0
 	}
 	fmt.Fprintf(stderr, "dbsync: unknown checkpoint command %q: want show, set or reset\n", sub)

@@ -50,6 +50,18 @@ func (p Position) String() string {
 	return fmt.Sprintf("%s:%d", p.File, p.Pos)
 }
 
+// Describe renders the position with its binlog history id, for people:
+// "file:pos (gtid G, history H)".
+func (p Position) Describe() string {
+	if p.History == "" {
+		return p.String()
+	}
+	if p.GTID != "" {
+		return fmt.Sprintf("%s:%d (gtid %s, history %s)", p.File, p.Pos, p.GTID, p.History)
+	}
+	return fmt.Sprintf("%s:%d (history %s)", p.File, p.Pos, p.History)
+}
+
 // IsZero reports whether p is the zero Position (no file).
 func (p Position) IsZero() bool { return p.File == "" }
 

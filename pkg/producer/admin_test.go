@@ -43,16 +43,18 @@ func TestCheckpointCommands(t *testing.T) {
 			}
 
 			code, out, stderr := e.Command("checkpoint", "show")
-			if code != 0 || !strings.HasPrefix(out, "mysql-bin.000001:") {
+			if code != 0 || !strings.HasPrefix(out, "mysql-bin.000001:") || !strings.Contains(out, "history ") {
 				t.Fatalf("show: exit %d, out %q, stderr %s", code, out, stderr)
 			}
+			history := out[strings.Index(out, "history ")+len("history ") : strings.LastIndex(out, ")")]
 			// Set by file and position: back to the start of the file, so
 			// the next run publishes row 1 again.
 			if code, out, stderr = e.Command("checkpoint", "set", "mysql-bin.000001", "4"); code != 0 {
 				t.Fatalf("set: exit %d, out %q, stderr %s", code, out, stderr)
 			}
-			if _, out, _ = e.Command("checkpoint", "show"); strings.TrimSpace(out) != "mysql-bin.000001:4" {
-				t.Fatalf("show after set: %q", out)
+			// The position is of the same binlog history: its id stays.
+			if _, out, _ = e.Command("checkpoint", "show"); strings.TrimSpace(out) != "mysql-bin.000001:4 (history "+history+")" {
+				t.Fatalf("show after set: %q, want the same history %s", out, history)
 			}
 			p = e.Start()
 			e2e.WaitLog(t, p, "binlog stream started")
