@@ -29,9 +29,18 @@ import (
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
+// ProducerBinEnv names an environment variable that, when set, gives a
+// producer binary the tests run instead of building one (to run today's
+// tests against an older build, say).
+const ProducerBinEnv = "DBSYNC_TEST_PRODUCER_BIN"
+
 // BuildProducer builds cmd/producer the way the Dockerfile does (static,
-// CGO_ENABLED=0) into a temporary directory; cleanup removes it.
+// CGO_ENABLED=0) into a temporary directory; cleanup removes it. With
+// ProducerBinEnv set it returns that binary instead.
 func BuildProducer() (bin string, cleanup func(), err error) {
+	if bin := os.Getenv(ProducerBinEnv); bin != "" {
+		return bin, func() {}, nil
+	}
 	dir, err := os.MkdirTemp("", "dbsync-producer-bin")
 	if err != nil {
 		return "", nil, err

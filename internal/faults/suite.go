@@ -79,8 +79,12 @@ func NewSuite() (*Suite, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("faults: go build -tags failpoints (producer, natsbroker, stanbroker): %w\n%s", err, out)
 	}
+	producer := filepath.Join(dir, "producer")
+	if bin := os.Getenv(e2e.ProducerBinEnv); bin != "" {
+		producer = bin // a build of another version, with -tags failpoints
+	}
 	return &Suite{
-		ProducerBin:   filepath.Join(dir, "producer"),
+		ProducerBin:   producer,
 		NATSBrokerBin: filepath.Join(dir, "natsbroker"),
 		StanBrokerBin: filepath.Join(dir, "stanbroker"),
 		dir:           dir,
