@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dbsync/dbsync/internal/testenv"
 	"github.com/dbsync/dbsync/pkg/envelope"
 )
@@ -22,17 +20,9 @@ import (
 func TestEnvelopeChain(t *testing.T) {
 	t.Parallel()
 	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
-	log := logrus.New()
-	log.SetOutput(testWriter{t})
-	cfg := Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password,
-		ServerID: 1001, HeartbeatPeriod: time.Second, ReadTimeout: 5 * time.Second, SourceName: "test"}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	src, err := Connect(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	cfg, src, log := connectTest(ctx, t, db)
 	db.Exec(t, "CREATE DATABASE c", "CREATE TABLE c.a (id INT PRIMARY KEY)", "CREATE TABLE c.b (id INT PRIMARY KEY)")
 	start, err := src.CurrentPosition()
 	if err != nil {

@@ -38,17 +38,9 @@ func TestTypeContract(t *testing.T) {
 // for them, as indented JSON with the run-dependent source fields removed.
 func captureEnvelopes(t *testing.T, db *testenv.MariaDB, stmts []string, want int) []byte {
 	t.Helper()
-	log := logrus.New()
-	log.SetOutput(testWriter{t})
-	cfg := Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password,
-		ServerID: 1001, HeartbeatPeriod: time.Second, ReadTimeout: 5 * time.Second, SourceName: "test"}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	src, err := Connect(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	cfg, src, log := connectTest(ctx, t, db)
 	start, err := src.CurrentPosition()
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +82,22 @@ func captureEnvelopes(t *testing.T, db *testenv.MariaDB, stmts []string, want in
 		t.Fatal(err)
 	}
 	return append(b, '\n')
+}
+
+// connectTest connects a Source to db as a test reader (source name
+// "test", server id 1001), logging to t; it is closed at cleanup.
+func connectTest(ctx context.Context, t *testing.T, db *testenv.MariaDB) (Config, *Source, logrus.FieldLogger) {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	cfg := Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password,
+		ServerID: 1001, HeartbeatPeriod: time.Second, ReadTimeout: 5 * time.Second, SourceName: "test"}
+	src, err := Connect(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	return cfg, src, log
 }
 
 // normalize checks the run-dependent fields of an envelope and removes them:

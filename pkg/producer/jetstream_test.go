@@ -163,14 +163,7 @@ func TestJetStreamForeignMessageIsRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
-			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
-			p := e.Start()
-			e2e.WaitLog(t, p, "binlog stream started")
-			e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)")
-			e.WaitFor("shop.t", 1, 30*time.Second)
-			if code := p.Stop(); code != 0 {
-				t.Fatalf("exit %d:\n%s", code, p.Output())
-			}
+			establishCheckpoint(e)
 			js, err := jetstream.New(e.NATS.Conn(t))
 			if err != nil {
 				t.Fatal(err)
@@ -178,7 +171,7 @@ func TestJetStreamForeignMessageIsRefused(t *testing.T) {
 			if _, err := js.Publish(context.Background(), "dbsync.shop.t", tc.data(e.RawMessages("shop.t")[0])); err != nil {
 				t.Fatal(err)
 			}
-			p = e.Start()
+			p := e.Start()
 			if code := p.Wait(30 * time.Second); code != 1 {
 				t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
 			}

@@ -19,19 +19,12 @@ import (
 func TestLostCheckpointIsNotAFirstStart(t *testing.T) {
 	t.Parallel()
 	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
-	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
-	p := e.Start()
-	e2e.WaitLog(t, p, "binlog stream started")
-	e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)")
-	e.WaitFor("shop.t", 1, 30*time.Second)
-	if code := p.Stop(); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.Output())
-	}
+	establishCheckpoint(e)
 	if err := os.Remove(filepath.Join(e.Dir, "pos.db")); err != nil {
 		t.Fatal(err)
 	}
 	e.DB.Exec(t, "INSERT INTO shop.t VALUES (2)")
-	p = e.Start()
+	p := e.Start()
 	if code := p.Wait(60 * time.Second); code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
 	}
