@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -204,7 +205,7 @@ func checkTable(table string, committed []int64, want *tableRows, raw [][]byte, 
 			if replayNext >= 0 && j > replayNext {
 				problem("message %d (%s) skips ahead in a replay: expected %s next", i, e.ID, envID(distinct[replayNext].c))
 			}
-			if !bytes.Equal(data, distinct[j].raw) {
+			if !bytes.Equal(withoutPrev(data), withoutPrev(distinct[j].raw)) {
 				problem("message %d (%s) replays its first delivery with different content", i, e.ID)
 			}
 			replayNext = j + 1
@@ -296,6 +297,14 @@ func checkTable(table string, committed []int64, want *tableRows, raw [][]byte, 
 	}
 	return tr
 }
+
+// prevField matches an envelope's "prev" key and value.
+var prevField = regexp.MustCompile(`"prev":"[^"]*",`)
+
+// withoutPrev is an envelope without its "prev": the only field a replay may
+// change (it names the previous change of the table in the same producer
+// run, and a replay starts a new run).
+func withoutPrev(data []byte) []byte { return prevField.ReplaceAll(data, nil) }
 
 func envID(c coord) string { return fmt.Sprintf("file %d pos %d row %d", c.file, c.pos, c.row) }
 

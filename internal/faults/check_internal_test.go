@@ -27,6 +27,21 @@ func msg(t *testing.T, file int, pos uint32, row int, id int64, name string) []b
 	return b
 }
 
+// withPrev sets the "prev" of a stored message ("" removes it).
+func withPrev(t *testing.T, data []byte, prev string) []byte {
+	t.Helper()
+	var e envelope.Envelope
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatal(err)
+	}
+	e.Prev = prev
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func mustJSON(t *testing.T, v any) json.RawMessage {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -78,6 +93,9 @@ func TestCheckTable(t *testing.T) {
 		{"phantom row", append(stream(t, 1, 2, 3, 4, 5), msg(t, 1, 900, 0, 9, "r9")), false, 0, 0, "MariaDB does not hold"},
 		{"wrong value", append(stream(t, 1, 2, 3, 4), msg(t, 1, 500, 0, 5, "garbled")), false, 0, 0, "column name"},
 		{"replay with different content", append(stream(t, 1, 2, 3, 4, 5), msg(t, 1, 500, 0, 5, "r5 ")), false, 0, 1, "different content"},
+		{"replay naming another prev (a new producer run)", append(append(stream(t, 1, 2, 3, 4), withPrev(t, msg(t, 1, 500, 0, 5, "r5"), "mysql-bin.000001:400:0")),
+			withPrev(t, msg(t, 1, 500, 0, 5, "r5"), "")), true, 0, 1, ""},
+		{"prefix then nothing, without Prefix", stream(t, 1, 2, 3), false, 2, 0, "not delivered"},
 	}
 	for _, tc := range cases {
 		tr := checkTable("fx.t0", committed, want, tc.raw, CheckOptions{})
@@ -92,6 +110,24 @@ func TestCheckTable(t *testing.T) {
 		if tc.ok && tr.delivered != len(committed) {
 			t.Errorf("%s: delivered %d, want %d", tc.name, tr.delivered, len(committed))
 		}
+	}
+}
+
+// TestCheckTablePrefix: with Prefix, a broker holding the first committed
+// rows and nothing after is fine, a gap is not; NotAfter catches a row
+// delivered behind the change that stopped the producer.
+func TestCheckTablePrefix(t *testing.T) {
+	t.Parallel()
+	want := rows(t, 5)
+	if tr := checkTable("fx.t0", want.ids, want, stream(t, 1, 2, 3), CheckOptions{Prefix: true}); len(tr.problems) != 0 || tr.lost != 0 {
+		t.Errorf("prefix: %+v", tr)
+	}
+	if tr := checkTable("fx.t0", want.ids, want, stream(t, 1, 3), CheckOptions{Prefix: true}); tr.lost != 1 {
+		t.Errorf("gap in a prefix: lost %d, want 1 (%q)", tr.lost, tr.problems)
+	}
+	stop := &envelope.Source{File: "mysql-bin.000001", Pos: 250}
+	if tr := checkTable("fx.t0", want.ids, want, stream(t, 1, 2, 3), CheckOptions{Prefix: true, NotAfter: stop}); !strings.Contains(strings.Join(tr.problems, ";"), "something behind it was published") {
+		t.Errorf("row 3 (pos 300) behind the stop at 250: problems %q", tr.problems)
 	}
 }
 

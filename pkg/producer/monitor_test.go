@@ -84,9 +84,8 @@ func TestMetricsLagAndReadiness(t *testing.T) {
 				e.DB.Exec(t, "INSERT INTO shop.t VALUES ("+strconv.Itoa(i)+")")
 			}
 			eventually(t, "10 rows counted", func() bool { return scrape(t, addr, rows) == 10 })
-			if got := scrape(t, addr, "dbsync_transactions_published_total"); got < 10 {
-				t.Errorf("transactions = %v, want >= 10", got)
-			}
+			// A transaction's commit can follow its row in the next batch.
+			eventually(t, "10 transactions counted", func() bool { return scrape(t, addr, "dbsync_transactions_published_total") >= 10 })
 			if scrape(t, addr, "dbsync_checkpoint_binlog_position") <= 0 || scrape(t, addr, "dbsync_batch_rows_count") <= 0 ||
 				scrape(t, addr, "dbsync_publish_duration_seconds_count") <= 0 {
 				t.Error("checkpoint, batch or publish latency metrics did not move")
