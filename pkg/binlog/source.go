@@ -641,6 +641,19 @@ func (s *Source) ProbeDump(ctx context.Context) error {
 	return fmt.Errorf("MySQL at %s answered a binlog dump request with an unexpected packet (0x%02x)", s.cfg.addr(), reply[0])
 }
 
+// HoldsPosition reports whether the server's binlog has pos (a published
+// change's coordinate) with pos.GTID as the GTID state there: the change
+// belongs to the server's current binlog history. Only MariaDB can tell
+// (BINLOG_GTID_POS is exact per position; MySQL's gtid_executed holds the
+// GTIDs of a promoted replica too, whose positions differ); elsewhere, and
+// without a GTID, it reports false.
+func (s *Source) HoldsPosition(pos position.Position) bool {
+	if pos.GTID == "" || s.flavor != mysql.MariaDBFlavor {
+		return false
+	}
+	return s.CheckResumable(pos) == nil
+}
+
 // tableInfo reads a table's current definition from information_schema. A
 // table that no longer exists yields nil and no error.
 func (s *Source) tableInfo(db, name string) (*infoTable, error) {

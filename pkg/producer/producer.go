@@ -271,58 +271,70 @@ func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
 	return src, nil
 }
 
-// held returns the newest change the broker holds that this pass,
-// starting at start, would publish again, or nil. The broker stores the
-// changes of one binlog history in order and never a later one without an
-// earlier one, so every change up to it is stored; the pass drops them
-// instead of relying on the broker's duplicate window. A stream holding
-// foreign messages is a FatalError.
-func (p *Producer) held(ctx context.Context, start position.Position) (*envelope.Source, error) {
+// held reads the broker's newest message before a pass from start. It
+// returns that change when this pass would publish it again (the broker
+// stores the changes of one binlog history in order and never a later one
+// without an earlier one, so every change up to it is stored: the pass
+// drops them instead of relying on the broker's duplicate window), and the
+// binlog history id the pass publishes under: start's, or the broker's
+// when they are the same history under two ids (a checkpoint lost and set
+// again by hand takes a new one). A stream holding foreign messages is a
+// FatalError.
+func (p *Producer) held(ctx context.Context, start position.Position) (*envelope.Source, string, error) {
 	h, ok := p.queue.(mq.HistoryReader)
 	if !ok {
-		return nil, nil
+		return nil, start.History, nil
 	}
 	last, found, err := h.LastMessage(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read the newest message the broker holds: %w", err)
+		return nil, "", fmt.Errorf("read the newest message the broker holds: %w", err)
 	}
 	if !found {
-		return nil, nil
+		return nil, start.History, nil
 	}
 	src, err := p.ownMessage(last)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if !sameHistory(src, start) {
-		return nil, nil // written before the checkpoint moved to this history
+	if !p.sameHistory(src, start) {
+		return nil, start.History, nil // written before the checkpoint moved to this history
+	}
+	history := start.History
+	if src.History != "" {
+		history = src.History
 	}
 	at := position.Position{File: src.File, Pos: src.Pos}
 	if at.Compare(start) < 0 {
-		return nil, nil // before the checkpoint: nothing of this pass is held
+		return nil, history, nil // before the checkpoint: nothing of this pass is held
 	}
 	current, err := p.src.CurrentPosition()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if at.Compare(current) >= 0 {
 		// Skipping up to it would skip changes the server has not even
 		// written yet.
-		return nil, &binlog.FatalError{Err: fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
+		return nil, "", &binlog.FatalError{Err: fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
 			"source's history, beyond the server's current position %s: it was not published by this producer from this server. "+
 			"Find out who publishes to the stream (JetStream.Stream) and remove that message, or give the producer a stream of its own",
 			last.Subject, last.Sequence, src.File, src.Pos, current)}
 	}
-	return &src, nil
+	return &src, history, nil
 }
 
 // sameHistory reports whether a published change and a checkpoint belong to
-// one binlog history: their history ids match, or, for a change or
-// checkpoint written before ids existed, their binlog base names do.
-func sameHistory(src envelope.Source, cp position.Position) bool {
-	if src.History != "" && cp.History != "" {
-		return src.History == cp.History
+// one binlog history: their history ids match; when both were written
+// before ids existed, their binlog base names do; otherwise (the checkpoint
+// was lost and set again by hand, which takes a new id) when the server's
+// binlog still holds the change's position with its GTID.
+func (p *Producer) sameHistory(src envelope.Source, cp position.Position) bool {
+	switch {
+	case src.History != "" && src.History == cp.History:
+		return true
+	case src.History == "" && cp.History == "":
+		return binlogBase(src.File) == binlogBase(cp.File)
 	}
-	return binlogBase(src.File) == binlogBase(cp.File)
+	return p.src.HoldsPosition(position.Position{File: src.File, Pos: src.Pos, GTID: src.GTID})
 }
 
 // binlogBase is a binlog file name without its numeric suffix.
@@ -552,9 +564,19 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	if err := p.src.CheckResumable(start); err != nil {
 		return err
 	}
-	held, err := p.held(ctx, start)
+	held, history, err := p.held(ctx, start)
 	if err != nil {
 		return err
+	}
+	if history != start.History {
+		// The checkpoint took a new id although it is of the broker's
+		// history: keep the broker's, so consumers see one history.
+		p.log.WithFields(logrus.Fields{"history": history, "checkpoint_history": start.History}).
+			Warn("the checkpoint is of the binlog history the broker's changes are of; taking that history's id")
+		start.History = history
+		if err := p.store.Save(ctx, start); err != nil {
+			return fmt.Errorf("save checkpoint %s with the broker's history id: %w", start, err)
+		}
 	}
 	if held != nil {
 		p.log.WithFields(logrus.Fields{"checkpoint": start.String(), "held": fmt.Sprintf("%s:%d:%d", held.File, held.Pos, held.Row)}).
