@@ -248,7 +248,7 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 	return &binlog.FatalError{Err: fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
 		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost. dbsync will not start at the current position, which would skip "+
 		"everything in between. Set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID "+
-		"(or FILE POS); changes the broker already holds are not published again", last.ID, src.File, src.Pos, src.GTID)}
+		"(or FILE POS); what is published again is dropped as a replay", last.ID, src.File, src.Pos, src.GTID)}
 }
 
 // ownMessage returns the source coordinate of a message the broker holds,
