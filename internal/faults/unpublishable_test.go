@@ -155,39 +155,36 @@ func setStreamMaxMsgSize(t *testing.T, c *faults.Cluster, size int32) {
 	}
 }
 
-// refusedInBacklog starts the cluster and an SDK consumer, lowers the
-// stream's max message size to 64 KiB behind the producer's back, and
-// freezes the producer while the load goes on and fx.docs gets rows 1-1001
-// in one transaction, row 501 of 200 KB; then it thaws the producer, which
-// catches up with its async window full and the row in the middle of it.
-func refusedInBacklog(t *testing.T, c *faults.Cluster) {
+// refusedInBurst starts the cluster and an SDK consumer, lowers the
+// stream's max message size to 64 KiB behind the producer's back (it read
+// the old limit when its chain began), and writes rows 1-1001 of fx.docs in
+// one transaction, row 501 of 200 KB: the producer sends them back to back
+// with the async window full, the big row in the middle of it.
+func refusedInBurst(t *testing.T, c *faults.Cluster) {
 	t.Helper()
+	// Full batches (1024 rows, or 1 s), not a batch whenever the reader
+	// pauses: the big row goes out in the middle of one.
+	c.Env.Set("Batch", map[string]any{"FlushWhenIdle": false, "MaxWait": "1s"})
 	c.Start()
 	c.StartConsumer(faults.ConsumerOptions{DedupFile: "dedup.db"})
 	setStreamMaxMsgSize(t, c, 64<<10)
-	c.Producer.Freeze()
-	c.Workload.WaitAcked(3000, 60*time.Second)
-	// One transaction: 1000 rows around the big one, all sent back to back.
 	insertDocsTx(t, c, 1, 1001, 501, 200<<10)
-	c.Workload.WaitAcked(3000, 60*time.Second)
-	c.Producer.Thaw()
 }
 
 // TestJetStreamMaxMsgSizeStop: the stream's max message size is lowered
 // behind the producer's back, so only the broker can refuse the one row
-// that exceeds it; the producer is frozen while the load goes on, so that
-// it catches up with its async window full and the row in the middle of
-// it. The broker refuses the row and everything sent behind it; the
-// producer stops (policy stop) and every subject holds an unbroken prefix
-// in commit order. With the limit raised and the producer restarted, the
+// that exceeds it, sent with 500 rows behind it in the async window while
+// three tables write. The broker refuses the row and everything sent behind
+// it; the producer stops (policy stop) and every subject holds an unbroken
+// prefix in commit order. With the limit raised and the producer restarted, the
 // stream holds every change once, in order, and an SDK consumer hands each
 // over exactly once, in order.
 func TestJetStreamMaxMsgSizeStop(t *testing.T) {
 	t.Parallel()
 	c := suite.NewCluster(t, faults.Options{Name: "stream-max-msg-size/jetstream", Broker: e2e.JetStream, Workload: faults.WorkloadOptions{Tables: 3},
-		Description: "the stream's max message size is lowered to 64 KiB behind the producer's back; a 200 KB row in the middle of a 1001-row transaction lands in a backlog the producer catches up on with its async window full: the broker refuses it and all behind it, the producer stops (policy stop) with every subject an unbroken prefix; the limit is raised, the producer restarted: every change stored once, in order, and an SDK consumer hands each over exactly once"})
+		Description: "the stream's max message size is lowered to 64 KiB behind the producer's back; a 200 KB row in the middle of a 1001-row transaction goes out with 500 rows behind it in the async window while 3 tables write: the broker refuses it and all behind it, the producer stops (policy stop) with every subject an unbroken prefix; the limit is raised, the producer restarted: every change stored once, in order, and an SDK consumer hands each over exactly once"})
 	c.DB.Exec(t, "CREATE TABLE "+docsTable+" (id BIGINT PRIMARY KEY, body LONGTEXT NOT NULL)")
-	refusedInBacklog(t, c)
+	refusedInBurst(t, c)
 	select {
 	case <-c.Producer.Done():
 	case <-time.After(90 * time.Second):
@@ -225,7 +222,7 @@ func TestJetStreamMaxMsgSizeSkip(t *testing.T) {
 		Description: "the same refused 200 KB row with Tables.OnUnpublishable {\"fx.docs\": \"skip\"}: the broker refuses it and all behind it, the next pass puts a marker naming it on the dead-letter subject; every other change arrives once, in order, and the SDK consumer hands each over exactly once"})
 	c.DB.Exec(t, "CREATE TABLE "+docsTable+" (id BIGINT PRIMARY KEY, body LONGTEXT NOT NULL)")
 	c.Env.Set("Tables.OnUnpublishable", map[string]any{docsTable: "skip"})
-	refusedInBacklog(t, c)
+	refusedInBurst(t, c)
 	c.Broker.WaitDistinct(docsTable, 1000, 90*time.Second)
 	out := c.ProducerOutput()
 	c.Expectf(strings.Contains(out, "raise the stream's max message size"), "the broker did not refuse the row (the producer's log has no broker refusal)")

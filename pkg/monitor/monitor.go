@@ -147,7 +147,8 @@ func (m *Monitor) SourceConnected(ok bool, err error) {
 
 // Published records an acknowledged batch: rows per label, whole
 // transactions, the binlog time of its newest event and how long the
-// publish took.
+// publish took. A batch holding only transaction boundaries (their rows
+// went in earlier batches) counts its transactions and nothing else.
 func (m *Monitor) Published(rows map[RowKey]int, transactions int, eventTime time.Time, took time.Duration) {
 	total := 0
 	for k, n := range rows {
@@ -155,13 +156,17 @@ func (m *Monitor) Published(rows map[RowKey]int, transactions int, eventTime tim
 		total += n
 	}
 	m.transactions.Add(float64(transactions))
-	m.batchRows.Observe(float64(total))
-	m.publishTime.Observe(took.Seconds())
+	if total > 0 {
+		m.batchRows.Observe(float64(total))
+		m.publishTime.Observe(took.Seconds())
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.brokerOK = true
-	m.publishErr = nil
-	m.brokerUp.Set(1)
+	if total > 0 {
+		m.brokerOK = true
+		m.publishErr = nil
+		m.brokerUp.Set(1)
+	}
 	if eventTime.After(m.lastEventTime) {
 		m.lastEventTime = eventTime
 	}

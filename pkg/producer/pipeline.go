@@ -152,7 +152,7 @@ func (p *pipeline) awaitAcks(ctx context.Context, inflight <-chan sentBatch, cp 
 		}
 		p.budget.release(sb.b.bytes)
 		p.mon.BudgetUsed(p.budget.inUse())
-		if len(sb.b.msgs) > 0 {
+		if len(sb.b.msgs) > 0 || sb.b.transactions > 0 {
 			p.mon.Published(sb.b.rows, sb.b.transactions, sb.b.eventTime, time.Since(sb.start))
 		}
 		if sb.b.checkpoint != nil {
