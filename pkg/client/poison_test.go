@@ -141,7 +141,13 @@ func TestJetStreamPoisonDeadLetter(t *testing.T) {
 	}
 	b.publish(t, "shop", "item", 2)
 	rec.waitCount(t, 1, 20*time.Second)
-	time.Sleep(500 * time.Millisecond)
+	deadline := time.Now().Add(20 * time.Second)
+	for count[*client.DeliveryError](&log) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed dead-letter copy reported: %v", log.errs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if got := rec.snapshot(); len(got) != 1 {
 		t.Fatalf("handed over %v while the dead-letter copy cannot be stored", got)
 	}
