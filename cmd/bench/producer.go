@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dbsync/dbsync/internal/e2e"
 	"maps"
 	"os"
 	"os/exec"
@@ -31,8 +32,13 @@ const (
 const producerStopTimeout = 60 * time.Second
 
 // buildProducer builds cmd/producer from the current source the way the
-// Dockerfile does (static, CGO_ENABLED=0) into a directory of tb's scope.
+// Dockerfile does (static, CGO_ENABLED=0) into a directory of tb's scope;
+// with e2e.ProducerBinEnv set it measures that binary instead (another
+// build, to compare).
 func buildProducer(tb *benchTB) (string, error) {
+	if bin := os.Getenv(e2e.ProducerBinEnv); bin != "" {
+		return bin, nil
+	}
 	bin := filepath.Join(tb.TempDir(), "producer")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/dbsync/dbsync/cmd/producer")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -56,15 +56,15 @@ func TestEnvelopeChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if env.Source.History != start.History || r.Source.History != start.History {
-			t.Errorf("%s: history %q (row %q), want %q", env.ID, env.Source.History, r.Source.History, start.History)
+		if env.Source.History != start.History || r.Event.History != start.History {
+			t.Errorf("%s: history %q (row %q), want %q", env.ID, env.Source.History, r.Event.History, start.History)
 		}
 		if env.Prev != last[env.Table] {
 			t.Errorf("%s (%s): prev %q, want %q", env.ID, env.Table, env.Prev, last[env.Table])
 		}
 		last[env.Table] = env.ID
-		if r.Source.File != env.Source.File || r.Source.Pos != env.Source.Pos || r.Source.Row != env.Source.Row {
-			t.Errorf("%s: the row's coordinate %+v differs from its envelope's", env.ID, r.Source)
+		if c := r.Source(); c.File != env.Source.File || c.Pos != env.Source.Pos || c.Row != env.Source.Row {
+			t.Errorf("%s: the row's coordinate %+v differs from its envelope's", env.ID, c)
 		}
 	}
 	// The shape: keys in order, run-dependent values replaced.

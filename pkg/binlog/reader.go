@@ -25,13 +25,22 @@ type Row struct {
 	Type string
 	// ID is the envelope id, "file:pos:row".
 	ID string
-	// Source is the change's coordinate (as in its envelope).
-	Source envelope.Source
+	// Event is the coordinate of the rows event the change is in, shared
+	// by the event's rows (its Row is 0); Index is the change's row in it.
+	Event *envelope.Source
+	Index int
 	// Data is the JSON envelope; nil when Unpublishable is set.
 	Data []byte
 	// Unpublishable says why the change cannot be published; it is set only
 	// for the tables Config.SkipUnpublishable accepts.
 	Unpublishable string
+}
+
+// Source returns the change's coordinate, as in its envelope.
+func (r *Row) Source() envelope.Source {
+	s := *r.Event
+	s.Row = r.Index
+	return s
 }
 
 // Event is what the Reader hands on: the rows of one binlog rows event, or a
@@ -415,12 +424,11 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	ts := time.Unix(int64(h.Timestamp), 0).UTC()
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
-	src := envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
+	event := &envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
 	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
 	if t.unpublishable != "" {
 		for i := range rows {
-			src.Row = i
-			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(i), Source: src, Unpublishable: t.unpublishable}
+			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(i), Event: event, Index: i, Unpublishable: t.unpublishable}
 		}
 		return &Event{Rows: rows, Time: ts}, nil
 	}
@@ -442,13 +450,12 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 			after, skipAfter = e.Rows[2*i+1], skipped(e, 2*i+1)
 		}
 		var err error
-		src.Row = i
-		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, &src, before, after, skipBefore, skipAfter)
+		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, event, i, before, after, skipBefore, skipAfter)
 		if err != nil {
 			return nil, &FatalError{Err: fmt.Errorf("row %s: %w", id, err)}
 		}
 		*t.prev = id
-		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Source: src}
+		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Event: event, Index: i}
 		ends[i] = len(buf)
 	}
 	t.observe(len(buf), n)
@@ -472,9 +479,9 @@ func skipped(e *replication.RowsEvent, i int) []int {
 }
 
 // appendEnvelope writes one envelope v1 (docs/envelope.md), keys in a fixed
-// order. prev is the id of the table's previous change in this pass ("" for
-// none).
-func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *envelope.Source,
+// order, for row number row of the rows event at src. prev is the id of the
+// table's previous change in this pass ("" for none).
+func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *envelope.Source, row int,
 	before, after []any, skipBefore, skipAfter []int) ([]byte, error) {
 	b = append(b, `{"v":1,"id":`...)
 	b = appendJSONString(b, id)
@@ -491,7 +498,7 @@ func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *e
 	b = append(b, `,"pos":`...)
 	b = strconv.AppendUint(b, uint64(src.Pos), 10)
 	b = append(b, `,"row":`...)
-	b = strconv.AppendInt(b, int64(src.Row), 10)
+	b = strconv.AppendInt(b, int64(row), 10)
 	if src.GTID != "" {
 		b = append(b, `,"gtid":`...)
 		b = appendJSONString(b, src.GTID)

@@ -46,9 +46,10 @@ type JetStream struct {
 
 	// chain is the order the stream enforces (see Send).
 	chain jsChain
-	// maxMsgSize is the stream's max message size (<= 0: none) as last
-	// read.
+	// maxMsgSize is the stream's max message size (<= 0: none) and
+	// maxPayload the server's max_payload, as last read (CheckSize).
 	maxMsgSize atomic.Int64
+	maxPayload atomic.Int64
 
 	// closedCh is closed by Close.
 	closedCh chan struct{}
@@ -170,6 +171,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 			j.connLost(fmt.Errorf("nats disconnect: %w", err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			j.maxPayload.Store(nc.MaxPayload())
 			j.mu.Lock()
 			if j.conn.isLost() {
 				j.conn = newJSConnState()
@@ -202,6 +204,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 		return fmt.Errorf("mq: jetstream context for %s: %w", j.opts.URL, err)
 	}
 	j.nc, j.js = nc, js
+	j.maxPayload.Store(nc.MaxPayload())
 	j.log.WithFields(logrus.Fields{
 		"server": nc.ConnectedUrlRedacted(),
 		"took":   time.Since(start).String(),

@@ -171,7 +171,7 @@ func (j *JetStream) streamInfo(ctx context.Context) (*jetstream.StreamInfo, erro
 // message size (as last read from the stream: at connect, at the start of
 // each chain and by LastMessage).
 func (j *JetStream) CheckSize(m *Message) error {
-	limit, what := j.nc.MaxPayload(), "the NATS server's max_payload"
+	limit, what := j.maxPayload.Load(), "the NATS server's max_payload"
 	if s := j.maxMsgSize.Load(); s > 0 && s < limit {
 		limit, what = s, fmt.Sprintf("the max message size of stream %q", j.opts.Stream)
 	}

@@ -130,6 +130,9 @@ type Stan struct {
 	mu     sync.Mutex // guards sess and closed
 	sess   *stanSession
 	closed bool
+	// maxPayload is the server's max_payload, as read at the last connect
+	// (CheckSize).
+	maxPayload atomic.Int64
 }
 
 var _ MessageQueue = (*Stan)(nil)
@@ -285,6 +288,7 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 			s.opts.URL, s.opts.ClusterID, s.opts.ClientID, err, hint)
 	}
 	ss.sc = sc
+	s.maxPayload.Store(sc.NatsConn().MaxPayload())
 	ss.connected.Store(true)
 	s.log.WithField("took", time.Since(start).String()).Info("mq: connected to NATS Streaming")
 	return ss, nil
@@ -591,13 +595,7 @@ const stanEnvelopeOverhead = 96
 // CheckSize implements SizeChecker: m fits when it and the streaming
 // protocol's envelope around it are within the server's max_payload.
 func (s *Stan) CheckSize(m *Message) error {
-	s.mu.Lock()
-	sess := s.sess
-	s.mu.Unlock()
-	if sess == nil {
-		return nil // not connected: Send reconnects first and checks then
-	}
-	limit := sess.sc.NatsConn().MaxPayload()
+	limit := s.maxPayload.Load()
 	size := int64(len(m.Data) + len(m.Subject) + len(s.opts.ClientID) + stanEnvelopeOverhead)
 	if size <= limit {
 		return nil

@@ -53,7 +53,7 @@ const (
 // table's policy is "stop".
 func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 	if a.held != nil {
-		if !after(row.Source, *a.held) {
+		if !after(row.Source(), *a.held) {
 			return mq.Message{}, dropRow, nil
 		}
 		a.log.WithFields(logrus.Fields{"held": a.held.File + fmt.Sprintf(":%d:%d", a.held.Pos, a.held.Row), "first": row.ID}).
@@ -89,14 +89,14 @@ func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 	return mq.Message{}, 0, &binlog.FatalError{Err: fmt.Errorf("table %s.%s: change %s (%s at binlog %s:%d) cannot be published: %w. "+
 		"Raise the broker's limit (the NATS server's max_payload, JetStream.MaxPayload for the embedded server, or the stream's "+
 		"max message size) and restart, or set Tables.OnUnpublishable to skip for %s.%s to publish a marker on %s instead; "+
-		"nothing after it was published", row.DB, row.Table, row.ID, row.Type, row.Source.File, row.Source.Pos, err,
+		"nothing after it was published", row.DB, row.Table, row.ID, row.Type, row.Event.File, row.Event.Pos, err,
 		row.DB, row.Table, a.deadLetter)}
 }
 
 // marker builds the dead-letter message that stands for row, counts and
 // logs it.
 func (a *admitter) marker(row *binlog.Row, subject, kind, reason string) mq.Message {
-	m := envelope.Unpublishable{V: envelope.Version, Kind: envelope.KindUnpublishable, ID: row.ID, Source: row.Source,
+	m := envelope.Unpublishable{V: envelope.Version, Kind: envelope.KindUnpublishable, ID: row.ID, Source: row.Source(),
 		DB: row.DB, Table: row.Table, Type: row.Type, Subject: subject, Reason: reason, Size: len(row.Data)}
 	data, _ := json.Marshal(m) // strings, numbers and a time: cannot fail
 	a.mon.Unpublishable(row.DB, row.Table, kind)

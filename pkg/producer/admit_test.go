@@ -28,7 +28,7 @@ func (l limit) CheckSize(m *mq.Message) error {
 
 func row(table string, pos uint32, size int) *binlog.Row {
 	return &binlog.Row{DB: "shop", Table: table, Type: envelope.TypeInsert, ID: fmt.Sprintf("bin.000001:%d:0", pos),
-		Source: envelope.Source{Name: "src", History: "h", File: "bin.000001", Pos: pos}, Data: make([]byte, size)}
+		Event: &envelope.Source{Name: "src", History: "h", File: "bin.000001", Pos: pos}, Data: make([]byte, size)}
 }
 
 func newAdmitter(skip bool, held *envelope.Source) *admitter {
@@ -79,7 +79,7 @@ func TestAdmitter(t *testing.T) {
 		}
 	})
 	t.Run("changes the broker already holds are dropped, up to the newest it holds", func(t *testing.T) {
-		held := row("orders", 20, 0).Source
+		held := row("orders", 20, 0).Source()
 		a := newAdmitter(false, &held)
 		for _, c := range []struct {
 			pos  uint32
