@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // TestCheckResumableDetectsResetMaster: after RESET MASTER and new writes,
@@ -50,7 +51,7 @@ func TestCheckResumableDetectsResetMaster(t *testing.T) {
 	}
 	err = src.CheckResumable(cp)
 	var he *HistoryError
-	if !errors.As(err, &he) || !IsFatal(err) || !strings.Contains(err.Error(), "RESET MASTER") {
+	if !errors.As(err, &he) || !failure.IsPermanent(err) || !strings.Contains(err.Error(), "RESET MASTER") {
 		t.Fatalf("a checkpoint from before RESET MASTER: %v", err)
 	}
 	if err := src.CheckResumable(now); err != nil {

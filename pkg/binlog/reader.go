@@ -15,6 +15,7 @@ import (
 	"github.com/dbsync/dbsync/internal/failpoint"
 	"github.com/dbsync/dbsync/internal/logging"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
@@ -254,8 +255,8 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 	case *replication.GtidTaggedLogEvent:
 		st.gtid = mysqlGTID(&e.GTIDEvent)
 	case *replication.TransactionPayloadEvent:
-		return nil, &FatalError{Err: fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet; "+
-			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)", st.file, h.LogPos-h.EventSize)}
+		return nil, failure.Permanent(fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet; "+
+			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)", st.file, h.LogPos-h.EventSize))
 	case *replication.GenericEvent:
 		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
 			// The end of an XA transaction's first phase: its rows are in
@@ -380,7 +381,7 @@ func (r *Reader) mapTable(st *streamState, h *replication.EventHeader, tm *repli
 		}
 	}
 	if err != nil {
-		return &FatalError{Err: err}
+		return failure.Permanent(err)
 	}
 	t.prev = r.prevSlot(db, name)
 	r.tables[tm.TableID] = t
@@ -405,7 +406,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	}
 	t, ok := r.tables[e.TableID]
 	if !ok {
-		return nil, &FatalError{Err: fmt.Errorf("rows event at %s:%d for table id %d without its table map", st.file, h.LogPos-h.EventSize, e.TableID)}
+		return nil, failure.Permanent(fmt.Errorf("rows event at %s:%d for table id %d without its table map", st.file, h.LogPos-h.EventSize, e.TableID))
 	}
 	var typ string
 	step := 1
@@ -452,7 +453,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		var err error
 		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, event, i, before, after, skipBefore, skipAfter)
 		if err != nil {
-			return nil, &FatalError{Err: fmt.Errorf("row %s: %w", id, err)}
+			return nil, failure.Permanent(fmt.Errorf("row %s: %w", id, err))
 		}
 		*t.prev = id
 		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Event: event, Index: i}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
@@ -41,7 +42,7 @@ type Config struct {
 	// SkipUnpublishable reports whether the rows of a table that cannot be
 	// published (its name cannot be a broker subject, or a column has a
 	// character set dbsync cannot convert) are handed on as Row.Unpublishable
-	// markers (true) or stop the reader with a FatalError (false, and when
+	// markers (true) or stop the reader with a permanent error (pkg/failure) (false, and when
 	// nil).
 	SkipUnpublishable func(db, table string) bool
 	// EventBuffer is how many parsed binlog events go-mysql may read ahead
@@ -64,19 +65,6 @@ func (c *Config) addr() string {
 // DefaultEventBuffer is Config.EventBuffer's default.
 const DefaultEventBuffer = 16
 
-// FatalError marks an error that retrying cannot fix: the operator must act
-// (a purged binlog, wrong credentials, a table dbsync cannot decode).
-type FatalError struct{ Err error }
-
-func (e *FatalError) Error() string { return e.Err.Error() }
-func (e *FatalError) Unwrap() error { return e.Err }
-
-// IsFatal reports whether err (or an error it wraps) is a FatalError.
-func IsFatal(err error) bool {
-	var f *FatalError
-	return errors.As(err, &f)
-}
-
 // MySQL server error codes dbsync classifies.
 const (
 	errAccessDenied      = 1045 // ER_ACCESS_DENIED_ERROR
@@ -85,7 +73,7 @@ const (
 	errMasterFatalBinlog = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
 )
 
-// classify wraps server errors that retrying cannot fix in FatalError, with
+// classify marks server errors that retrying cannot fix permanent, with
 // the fix in the message.
 func (c *Config) classify(err error) error {
 	var me *mysql.MyError
@@ -94,11 +82,11 @@ func (c *Config) classify(err error) error {
 	}
 	switch me.Code {
 	case errAccessDenied, errDBAccessDenied:
-		return &FatalError{Err: fmt.Errorf("MySQL at %s refused user %q: %w (check Mysql.Username and Mysql.Password, or DBSYNC_MYSQL_PASSWORD)", c.addr(), c.User, err)}
+		return failure.Permanent(fmt.Errorf("MySQL at %s refused user %q: %w (check Mysql.Username and Mysql.Password, or DBSYNC_MYSQL_PASSWORD)", c.addr(), c.User, err))
 	case errSpecificAccess:
-		return &FatalError{Err: fmt.Errorf("MySQL user %q at %s lacks a privilege: %w (GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user)", c.User, c.addr(), err)}
+		return failure.Permanent(fmt.Errorf("MySQL user %q at %s lacks a privilege: %w (GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO the user)", c.User, c.addr(), err))
 	case errMasterFatalBinlog:
-		return &FatalError{Err: fmt.Errorf("MySQL at %s stopped sending the binlog (the server's reason follows; a purged binlog, a different binlog history, or another replica using server_id %d): %w", c.addr(), c.ServerID, err)}
+		return failure.Permanent(fmt.Errorf("MySQL at %s stopped sending the binlog (the server's reason follows; a purged binlog, a different binlog history, or another replica using server_id %d): %w", c.addr(), c.ServerID, err))
 	}
 	return err
 }
@@ -128,9 +116,9 @@ func (c *Config) classifyDump(err error) error {
 		notImplemented = strings.Contains(msg, "not implemented") || strings.Contains(msg, "not supported") || strings.Contains(msg, "unknown command")
 	}
 	if notImplemented {
-		return &FatalError{Err: fmt.Errorf("MySQL at %s does not stream its binlog: it answered the replica's binlog dump request (COM_BINLOG_DUMP) "+
+		return failure.Permanent(fmt.Errorf("MySQL at %s does not stream its binlog: it answered the replica's binlog dump request (COM_BINLOG_DUMP) "+
 			"with %w. dbsync reads the binlog as a replica does: point Mysql.Host at the MySQL or MariaDB server itself, not at a proxy "+
-			"or a service without replication support", c.addr(), err)}
+			"or a service without replication support", c.addr(), err))
 	}
 	return c.classify(err)
 }
@@ -141,8 +129,8 @@ func (c *Config) missingFunction(err error, fn, purpose string) error {
 	var me *mysql.MyError
 	if errors.As(err, &me) && (me.Code == errFunctionMissing || me.Code == errFunctionNotFound ||
 		me.Code == errParse || me.Code == errUnknownCommand || me.Code == errNotSupportedYet) {
-		return &FatalError{Err: fmt.Errorf("MySQL at %s lacks the function %s, which dbsync needs %s: %w. "+
-			"Point Mysql.Host at a MySQL 5.7+ or MariaDB 10.5+ server itself, not at a proxy that filters it", c.addr(), fn, purpose, err)}
+		return failure.Permanent(fmt.Errorf("MySQL at %s lacks the function %s, which dbsync needs %s: %w. "+
+			"Point Mysql.Host at a MySQL 5.7+ or MariaDB 10.5+ server itself, not at a proxy that filters it", c.addr(), fn, purpose, err))
 	}
 	return err
 }
@@ -429,7 +417,7 @@ func (s *Source) CurrentPosition() (position.Position, error) {
 		return position.Position{}, err
 	}
 	if r.RowNumber() == 0 {
-		return position.Position{}, &FatalError{Err: fmt.Errorf("MySQL at %s has binary logging off (SHOW MASTER STATUS is empty): start it with log_bin=ON and binlog_format=ROW", s.cfg.addr())}
+		return position.Position{}, failure.Permanent(fmt.Errorf("MySQL at %s has binary logging off (SHOW MASTER STATUS is empty): start it with log_bin=ON and binlog_format=ROW", s.cfg.addr()))
 	}
 	file, _ := r.GetString(0, 0)
 	pos, _ := r.GetUint(0, 1)
@@ -449,7 +437,7 @@ func (s *Source) OldestPosition() (position.Position, error) {
 		return position.Position{}, err
 	}
 	if len(files) == 0 {
-		return position.Position{}, &FatalError{Err: fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr())}
+		return position.Position{}, failure.Permanent(fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr()))
 	}
 	return position.Position{File: files[0].Name, Pos: 4}, nil
 }
@@ -505,26 +493,26 @@ func (e *PurgedError) Error() string {
 // a different binlog history, e.g. after RESET MASTER). Failures are fatal.
 func (s *Source) CheckResumable(pos position.Position) error {
 	if err := pos.Validate(); err != nil {
-		return &FatalError{Err: fmt.Errorf("checkpoint %s: %w", pos, err)}
+		return failure.Permanent(fmt.Errorf("checkpoint %s: %w", pos, err))
 	}
 	files, err := s.BinaryLogs()
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return &FatalError{Err: fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr())}
+		return failure.Permanent(fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr()))
 	}
 	for _, f := range files {
 		if f.Name == pos.File {
 			if uint64(pos.Pos) > f.Size {
-				return &FatalError{Err: fmt.Errorf("checkpoint %s is beyond the end of %s (%d bytes) on MySQL at %s: "+
+				return failure.Permanent(fmt.Errorf("checkpoint %s is beyond the end of %s (%d bytes) on MySQL at %s: "+
 					"the server's binlog history differs from the one the checkpoint was taken on (RESET MASTER, or another server). "+
-					"Re-sync the consumers and reset the checkpoint", pos, f.Name, f.Size, s.cfg.addr())}
+					"Re-sync the consumers and reset the checkpoint", pos, f.Name, f.Size, s.cfg.addr()))
 			}
 			return s.checkHistory(pos)
 		}
 	}
-	return &FatalError{Err: &PurgedError{Pos: pos, Oldest: files[0].Name, Addr: s.cfg.addr()}}
+	return failure.Permanent(&PurgedError{Pos: pos, Oldest: files[0].Name, Addr: s.cfg.addr()})
 }
 
 // HistoryError reports a checkpoint whose position exists on the server but
@@ -557,7 +545,7 @@ func (s *Source) checkHistory(pos position.Position) error {
 			return s.cfg.missingFunction(err, "GTID_SUBSET()", "to verify that the checkpoint belongs to the server's binlog history")
 		}
 		if ok, _ := r.GetInt(0, 0); ok != 1 {
-			return &FatalError{Err: &HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "its GTIDs are not in the server's gtid_executed"}}
+			return failure.Permanent(&HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "its GTIDs are not in the server's gtid_executed"})
 		}
 		return nil
 	}
@@ -567,7 +555,7 @@ func (s *Source) checkHistory(pos position.Position) error {
 	}
 	state, _ := r.GetString(0, 0)
 	if r.RowNumber() == 0 || state == "" && pos.Pos > 4 {
-		return &FatalError{Err: &HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "the position is not an event boundary there"}}
+		return failure.Permanent(&HistoryError{Pos: pos, Addr: s.cfg.addr(), Reason: "the position is not an event boundary there"})
 	}
 	have := map[string]string{} // domain -> "domain-server-seq"
 	for _, g := range strings.Split(state, ",") {
@@ -583,8 +571,8 @@ func (s *Source) checkHistory(pos position.Position) error {
 		}
 		domain, _, _ := strings.Cut(g, "-")
 		if have[domain] != g {
-			return &FatalError{Err: &HistoryError{Pos: pos, ServerGTID: state, Addr: s.cfg.addr(),
-				Reason: fmt.Sprintf("the checkpoint says the last transaction before it was %s", g)}}
+			return failure.Permanent(&HistoryError{Pos: pos, ServerGTID: state, Addr: s.cfg.addr(),
+				Reason: fmt.Sprintf("the checkpoint says the last transaction before it was %s", g)})
 		}
 	}
 	return nil

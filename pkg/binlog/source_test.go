@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // TestSourceBehindAProxy: a SQL proxy in front of MariaDB answers queries
@@ -45,11 +46,11 @@ func TestSourceBehindAProxy(t *testing.T) {
 	proxy := testenv.StartMySQLProxy(t, db, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret", RefuseFunction: "BINLOG_GTID_POS"})
 	viaProxy := connect(proxy.Port)
 	err = viaProxy.ProbeDump(ctx)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "does not stream its binlog") || !strings.Contains(err.Error(), "command not implemented") {
+	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "does not stream its binlog") || !strings.Contains(err.Error(), "command not implemented") {
 		t.Fatalf("dump probe through the proxy: %v; want a FatalError saying the server does not stream its binlog", err)
 	}
 	err = viaProxy.CheckResumable(cp)
-	if !IsFatal(err) || !strings.Contains(err.Error(), "lacks the function BINLOG_GTID_POS()") {
+	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "lacks the function BINLOG_GTID_POS()") {
 		t.Fatalf("history check through the proxy: %v; want a FatalError naming BINLOG_GTID_POS()", err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/storage"
 )
@@ -245,7 +246,7 @@ func checkDump(src *binlog.Source) Finding {
 	if err == nil {
 		return Finding{Check: CheckDump, Status: OK, Detail: "the server streams its binlog to a replica connection"}
 	}
-	if binlog.IsFatal(err) {
+	if failure.IsPermanent(err) {
 		return Finding{Check: CheckDump, Status: FAIL, Detail: err.Error(),
 			Fix: "point Mysql.Host at the MySQL or MariaDB server itself (not a proxy), and make sure the account has REPLICATION SLAVE"}
 	}

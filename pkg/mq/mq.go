@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // Message is one envelope ready to publish.
@@ -36,9 +38,10 @@ type MessageQueue interface {
 // been stored; the caller replays them.
 var ErrConnectionLost = errors.New("mq: broker connection lost")
 
-// ErrRejected reports a message the broker can never accept (larger than
-// its maximum payload, or an invalid subject); retrying cannot help.
-var ErrRejected = errors.New("mq: the broker cannot accept this message")
+// ErrRejected reports a message the broker can never accept (an invalid
+// subject, no id); retrying cannot help: it is permanent
+// (failure.IsPermanent).
+var ErrRejected = failure.Permanent(errors.New("mq: the broker cannot accept this message"))
 
 // ErrTooLarge reports a message larger than the broker accepts (its
 // max_payload, or a stream's max message size). Retrying the same message

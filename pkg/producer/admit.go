@@ -9,6 +9,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -48,7 +49,7 @@ const (
 )
 
 // admit returns what to do with row, and the message to publish (the row's
-// own, or its marker). It fails, with a FatalError naming the table, the
+// own, or its marker). It fails, with a permanent error naming the table, the
 // change and the fix, on a change that cannot be published when the
 // table's policy is "stop".
 func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
@@ -86,11 +87,11 @@ func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 	if a.skip != nil && a.skip(row.DB, row.Table) {
 		return a.marker(row, subject, "too_large", err.Error()), publishMark, nil
 	}
-	return mq.Message{}, 0, &binlog.FatalError{Err: fmt.Errorf("table %s.%s: change %s (%s at binlog %s:%d) cannot be published: %w. "+
+	return mq.Message{}, 0, failure.Permanent(fmt.Errorf("table %s.%s: change %s (%s at binlog %s:%d) cannot be published: %w. "+
 		"Raise the broker's limit (the NATS server's max_payload, JetStream.MaxPayload for the embedded server, or the stream's "+
 		"max message size) and restart, or set Tables.OnUnpublishable to skip for %s.%s to publish a marker on %s instead; "+
 		"nothing after it was published", row.DB, row.Table, row.ID, row.Type, row.Event.File, row.Event.Pos, err,
-		row.DB, row.Table, a.deadLetter)}
+		row.DB, row.Table, a.deadLetter))
 }
 
 // marker builds the dead-letter message that stands for row, counts and

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 )
@@ -47,7 +48,7 @@ func TestAdmitter(t *testing.T) {
 	})
 	t.Run("stop: a change too large halts with the table, the change and the fix", func(t *testing.T) {
 		_, _, err := newAdmitter(false, nil).admit(row("docs", 20, 500))
-		if !binlog.IsFatal(err) || !errors.Is(err, mq.ErrTooLarge) {
+		if !failure.IsPermanent(err) || !errors.Is(err, mq.ErrTooLarge) {
 			t.Fatalf("err %v, want a fatal ErrTooLarge", err)
 		}
 		for _, want := range []string{"shop.docs", "bin.000001:20:0", "max_payload", "Tables.OnUnpublishable", "p._dbsync.deadletter"} {

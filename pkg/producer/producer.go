@@ -23,6 +23,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -159,7 +160,7 @@ func preflight(src *binlog.Source, serverID uint32, checkpoint *position.Positio
 		}
 	}
 	if err := report.Err(); err != nil {
-		return &binlog.FatalError{Err: fmt.Errorf("MySQL at %s: %w", src.Addr(), err)}
+		return failure.Permanent(fmt.Errorf("MySQL at %s: %w", src.Addr(), err))
 	}
 	return nil
 }
@@ -245,10 +246,10 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return &binlog.FatalError{Err: fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
+	return failure.Permanent(fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
 		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost. dbsync will not start at the current position, which would skip "+
 		"everything in between. Set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID "+
-		"(or FILE POS); what is published again is dropped as a replay", last.ID, src.File, src.Pos, src.GTID)}
+		"(or FILE POS); what is published again is dropped as a replay", last.ID, src.File, src.Pos, src.GTID))
 }
 
 // ownMessage returns the source coordinate of a message the broker holds,
@@ -259,14 +260,14 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
 	src, err := envelope.SourceOf(m.Data)
 	if err != nil {
-		return src, &binlog.FatalError{Err: fmt.Errorf("the broker's stream (JetStream.Stream) holds a message dbsync did not write "+
+		return src, failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds a message dbsync did not write "+
 			"(subject %s, sequence %d: %v); the stream must hold this producer's changes only. Give the producer a stream of its own "+
-			"(JetStream.Stream), or remove what else publishes to its subjects", m.Subject, m.Sequence, err)}
+			"(JetStream.Stream), or remove what else publishes to its subjects", m.Subject, m.Sequence, err))
 	}
 	if src.Name != p.rcfg.SourceName {
-		return src, &binlog.FatalError{Err: fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
+		return src, failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
 			"this producer is %q; subject %s, sequence %d); the stream must hold this producer's changes only. Give each producer "+
-			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.rcfg.SourceName, m.Subject, m.Sequence)}
+			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.rcfg.SourceName, m.Subject, m.Sequence))
 	}
 	return src, nil
 }
@@ -279,7 +280,7 @@ func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
 // binlog history id the pass publishes under: start's, or the broker's
 // when they are the same history under two ids (a checkpoint lost and set
 // again by hand takes a new one). A stream holding foreign messages is a
-// FatalError.
+// permanent error.
 func (p *Producer) held(ctx context.Context, start position.Position) (*envelope.Source, string, error) {
 	h, ok := p.queue.(mq.HistoryReader)
 	if !ok {
@@ -314,10 +315,10 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 	if at.Compare(current) >= 0 {
 		// Skipping up to it would skip changes the server has not even
 		// written yet.
-		return nil, "", &binlog.FatalError{Err: fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
+		return nil, "", failure.Permanent(fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
 			"source's history, beyond the server's current position %s: it was not published by this producer from this server. "+
 			"Find out who publishes to the stream (JetStream.Stream) and remove that message, or give the producer a stream of its own",
-			last.Subject, last.Sequence, src.File, src.Pos, current)}
+			last.Subject, last.Sequence, src.File, src.Pos, current))
 	}
 	return &src, history, nil
 }
@@ -541,9 +542,7 @@ func (p *Producer) startMonitoring(ctx context.Context) error {
 // the broker is not one of them: the next pass finds it before sending and
 // applies its table's policy (Tables.OnUnpublishable), with the broker's
 // limits read anew.
-func isFatal(err error) bool {
-	return binlog.IsFatal(err) || errors.Is(err, storage.ErrCorrupt) || errors.Is(err, mq.ErrRejected)
-}
+func isFatal(err error) bool { return failure.IsPermanent(err) }
 
 // runOnce is one pass from the stored checkpoint.
 func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {

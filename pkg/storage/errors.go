@@ -5,14 +5,17 @@ import (
 	"io"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // ErrCorrupt is wrapped by errors from Open and Get when the store holds
 // something that is not a valid checkpoint: a bolt file that is not a bolt
 // database, or a value that does not decode or names an impossible position.
 // dbsync never replaces such a value by a guess; an operator must restore or
-// set the checkpoint. Test with errors.Is.
-var ErrCorrupt = errors.New("checkpoint is corrupt")
+// set the checkpoint. Test with errors.Is. It is permanent
+// (failure.IsPermanent): retrying cannot fix it.
+var ErrCorrupt = failure.Permanent(errors.New("checkpoint is corrupt"))
 
 // ErrUnavailable is wrapped by errors from Open, Get and Save when the store
 // cannot be reached right now: the bolt file is locked by another process or

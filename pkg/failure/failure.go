@@ -1,0 +1,30 @@
+// Package failure marks the errors that retrying cannot fix, so that every
+// component can say so and the producer can tell with one errors.Is check:
+// a purged binlog, refused credentials, a corrupt checkpoint, a message the
+// broker can never accept.
+package failure
+
+import "errors"
+
+// ErrPermanent is matched (errors.Is) by every error Permanent returns and
+// every error that wraps one.
+var ErrPermanent = errors.New("permanent failure")
+
+// Permanent marks err as one retrying cannot fix: errors.Is(result,
+// ErrPermanent) holds, errors.Is and errors.As still see err, and the
+// message is err's. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanent{err: err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) is permanent.
+func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+type permanent struct{ err error }
+
+func (p *permanent) Error() string        { return p.err.Error() }
+func (p *permanent) Unwrap() error        { return p.err }
+func (p *permanent) Is(target error) bool { return target == ErrPermanent }
