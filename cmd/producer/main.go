@@ -32,11 +32,14 @@ import (
 
 	"github.com/dbsync/dbsync/internal/failpoint"
 	"github.com/dbsync/dbsync/internal/logging"
+	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/producer"
 	"github.com/dbsync/dbsync/pkg/storage"
+	"github.com/dbsync/dbsync/pkg/wiring"
 )
 
 func main() {
@@ -88,28 +91,76 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return stream(ctx, cfg, log)
 }
 
+// stream runs the producer until a signal stops it.
 func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
-	p, err := producer.New(ctx, cfg, producer.Options{}, log)
+	parts, err := wiring.Open(ctx, cfg, "dbsync producer", log)
 	if err != nil {
-		log.WithError(err).Error("cannot start")
+		logFailure(log, err, "cannot start")
 		return 1
 	}
-	defer p.Close()
+	defer parts.Close()
+	p, err := producer.New(ctx, producer.Components{
+		Store:  parts.Store,
+		Queue:  parts.Queue,
+		Source: producer.BinlogSource(parts.Source, parts.SourceConfig, log),
+		Preflight: func(ctx context.Context, checkpoint *position.Position) error {
+			return doctor.Preflight(ctx, parts.Source, cfg.Mysql.ServerID, checkpoint, log)
+		},
+	}, producerOptions(cfg, parts.SourceConfig.SourceName), log)
+	if err != nil {
+		logFailure(log, err, "cannot start")
+		return 1
+	}
 	if err := p.Run(ctx); err != nil {
-		log.WithError(err).Error("stopped on error")
+		logFailure(log, err, "stopped on error")
 		return 1
 	}
 	return 0
 }
 
+// producerOptions are the producer's settings from cfg.
+func producerOptions(cfg *config.Config, sourceName string) producer.Options {
+	opts := producer.Options{
+		SourceName:        sourceName,
+		Subject:           cfg.Subject,
+		DeadLetterSubject: cfg.DeadLetter(),
+		SkipUnpublishable: cfg.Tables.OnUnpublishable.Skip,
+		StartAtOldest:     cfg.Mysql.StartAt == "oldest",
+		Batch: producer.BatchOptions{
+			MaxRows:       cfg.Batch.MaxRows,
+			MaxBytes:      cfg.Batch.MaxBytes,
+			MaxWait:       cfg.Batch.MaxWait.Duration(),
+			FlushWhenIdle: cfg.Batch.FlushIdle(),
+		},
+		MemoryBudget: cfg.Memory.Budget,
+		StallTimeout: cfg.HTTP.StallTimeout.Duration(),
+	}
+	if !cfg.HTTP.Disabled {
+		opts.HTTPListen = cfg.HTTP.Listen
+	}
+	return opts
+}
+
+// logFailure logs err with the fix it carries, if any.
+func logFailure(log logrus.FieldLogger, err error, msg string) {
+	entry := log.WithError(err)
+	if fix := failure.Fix(err); fix != "" {
+		entry = entry.WithField("fix", fix)
+	}
+	entry.Error(msg)
+}
+
 func checkpointCommand(ctx context.Context, sub string, args []string, gtid string, cfg *config.Config, stdout, stderr io.Writer, log *logrus.Logger) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "dbsync: checkpoint %s: %v\n", sub, err)
+		if fix := failure.Fix(err); fix != "" {
+			fmt.Fprintf(stderr, "  fix: %s\n", fix)
+		}
 		return 1
 	}
 	switch sub {
 	case "show":
-		pos, err := producer.ShowCheckpoint(ctx, cfg, log)
+		pos, err := showCheckpoint(ctx, cfg, log)
 		if errors.Is(err, storage.ErrNoCheckpoint) {
 			fmt.Fprintln(stdout, "no checkpoint: the next start begins at Mysql.StartAt ("+cfg.Mysql.StartAt+")")
 			return 0
@@ -138,14 +189,23 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 			fmt.Fprintln(stderr, "usage: producer checkpoint set [-config PATH] FILE POS   or   producer checkpoint set [-config PATH] -gtid GTID")
 			return 2
 		}
-		pos, err := producer.SetCheckpoint(ctx, cfg, pos, gtid, log)
+		store, src, release, err := openAdmin(ctx, cfg, "cannot check the position against the source", log)
 		if err != nil {
+			return fail(err)
+		}
+		defer release()
+		if pos, err = producer.SetCheckpoint(ctx, store, src, pos, gtid, log); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintln(stdout, "checkpoint set to "+pos.Describe())
 		return 0
 	case "reset":
-		pos, err := producer.ResetCheckpoint(ctx, cfg, log)
+		store, src, release, err := openAdmin(ctx, cfg, "cannot read the server's position", log)
+		if err != nil {
+			return fail(err)
+		}
+		defer release()
+		pos, err := producer.ResetCheckpoint(ctx, store, src, cfg.Mysql.StartAt == "oldest", log)
 		if err != nil {
 			return fail(err)
 		}
@@ -154,6 +214,47 @@ func checkpointCommand(ctx context.Context, sub string, args []string, gtid stri
 	}
 	fmt.Fprintf(stderr, "dbsync: unknown checkpoint command %q: want show, set or reset\n", sub)
 	return 2
+}
+
+// showCheckpoint reads the stored checkpoint; refused while a producer
+// holds a bolt store (its metrics show the checkpoint).
+func showCheckpoint(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (position.Position, error) {
+	store, err := wiring.OpenStore(ctx, cfg, log)
+	if err != nil {
+		return position.Position{}, refuseIfHeld(err)
+	}
+	defer store.Close()
+	return store.Get(ctx)
+}
+
+// openAdmin opens and holds the checkpoint store for an admin command,
+// refusing while a running producer holds it, and connects to the source
+// (a failure there is reported as sourceFailure).
+func openAdmin(ctx context.Context, cfg *config.Config, sourceFailure string, log logrus.FieldLogger) (storage.PositionStorager, *binlog.Source, func(), error) {
+	store, err := wiring.OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, nil, refuseIfHeld(err)
+	}
+	releaseStore, err := wiring.HoldStore(ctx, store, "dbsync admin")
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, refuseIfHeld(err)
+	}
+	src, err := wiring.ConnectSource(ctx, cfg, log)
+	if err != nil {
+		releaseStore()
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("%s: %w", sourceFailure, err)
+	}
+	return store, src, func() { src.Close(); releaseStore(); store.Close() }, nil
+}
+
+func refuseIfHeld(err error) error {
+	if errors.Is(err, storage.ErrHeld) {
+		return failure.WithFix(fmt.Errorf("refused: a running producer holds the checkpoint store: %w", err),
+			"stop the producer first (its current checkpoint is on /metrics as dbsync_checkpoint_*)")
+	}
+	return err
 }
 
 // runDoctor prints every preflight finding; it exits 1 when one FAILs.

@@ -24,7 +24,7 @@ func TestEnvelopeChain(t *testing.T) {
 	defer cancel()
 	cfg, src, log := connectTest(ctx, t, db)
 	db.Exec(t, "CREATE DATABASE c", "CREATE TABLE c.a (id INT PRIMARY KEY)", "CREATE TABLE c.b (id INT PRIMARY KEY)")
-	start, err := src.CurrentPosition()
+	start, err := src.CurrentPosition(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package binlog
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -11,13 +12,13 @@ import (
 // "0-1-42", MySQL "uuid:42") in the binlogs the server still has and returns
 // the position right after it: resuming there publishes everything after
 // that transaction. It fails, naming the GTID, when no binlog holds it.
-func (s *Source) PositionAfterGTID(gtid string) (position.Position, error) {
-	files, err := s.BinaryLogs()
+func (s *Source) PositionAfterGTID(ctx context.Context, gtid string) (position.Position, error) {
+	files, err := s.BinaryLogs(ctx)
 	if err != nil {
 		return position.Position{}, err
 	}
 	for _, f := range files {
-		r, err := s.execute("SHOW BINLOG EVENTS IN '" + strings.ReplaceAll(f.Name, "'", "") + "'")
+		r, err := s.execute(ctx, "SHOW BINLOG EVENTS IN '"+strings.ReplaceAll(f.Name, "'", "")+"'")
 		if err != nil {
 			return position.Position{}, err
 		}

@@ -35,7 +35,7 @@ func TestPositionAfterGTID(t *testing.T) {
 		if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&gtid); err != nil {
 			t.Fatal(err)
 		}
-		pos, err := src.CurrentPosition()
+		pos, err := src.CurrentPosition(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestPositionAfterGTID(t *testing.T) {
 	cases = append(cases, tc{"insert", g, want})
 	step("INSERT INTO g.t VALUES (4)")
 	for _, c := range cases {
-		pos, err := src.PositionAfterGTID(c.gtid)
+		pos, err := src.PositionAfterGTID(t.Context(), c.gtid)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -61,7 +61,7 @@ func TestPositionAfterGTID(t *testing.T) {
 			t.Errorf("%s: GTID %s → %s, want %s", c.name, c.gtid, got, c.want)
 		}
 	}
-	if _, err := src.PositionAfterGTID("0-1-999"); err == nil {
+	if _, err := src.PositionAfterGTID(t.Context(), "0-1-999"); err == nil {
 		t.Error("an unknown GTID was found")
 	}
 }

@@ -90,14 +90,14 @@ func NewReader(cfg Config, src *Source, log logrus.FieldLogger) *Reader {
 // Run streams from start (a transaction boundary) into out until ctx is done,
 // an error occurs, or stop is closed: then it finishes the transaction it is
 // in (its events are already in the binlog), sends that boundary, and returns
-// nil. Errors that retrying cannot fix are FatalError.
+// nil. Errors that retrying cannot fix are permanent (pkg/failure).
 func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan struct{}, out chan<- Event) error {
 	r.tables = map[uint64]*table{}
 	r.infos = map[string]*infoTable{}
 	r.excluded = map[uint64]bool{}
 	r.prev = map[[2]string]*string{}
 	r.history = start.History
-	collations, err := r.src.collationCharsets()
+	collations, err := r.src.collationCharsets(ctx)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			}
 			return r.cfg.classify(fmt.Errorf("binlog stream at %s:%d: %w", st.file, st.lastPos, err))
 		}
-		out1, err := r.handle(st, ev, collations)
+		out1, err := r.handle(ctx, st, ev, collations)
 		if err != nil {
 			return err
 		}
@@ -221,7 +221,7 @@ type streamState struct {
 }
 
 // handle turns one binlog event into what the pipeline needs, or nil.
-func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations map[uint64]string) (*Event, error) {
+func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.BinlogEvent, collations map[uint64]string) (*Event, error) {
 	h := ev.Header
 	if h.LogPos != 0 {
 		st.lastPos = h.LogPos
@@ -288,7 +288,7 @@ func (r *Reader) handle(st *streamState, ev *replication.BinlogEvent, collations
 	case *replication.XIDEvent:
 		return boundary(false), nil
 	case *replication.TableMapEvent:
-		return nil, r.mapTable(st, h, e, collations)
+		return nil, r.mapTable(ctx, st, h, e, collations)
 	case *replication.RowsEvent:
 		return r.rows(st, h, e)
 	}
@@ -346,7 +346,7 @@ func truncate(s string, n int) string {
 // whose rows cannot be published stops the reader, unless
 // Config.SkipUnpublishable accepts it: its rows are then handed on as
 // Unpublishable markers.
-func (r *Reader) mapTable(st *streamState, h *replication.EventHeader, tm *replication.TableMapEvent, collations map[uint64]string) error {
+func (r *Reader) mapTable(ctx context.Context, st *streamState, h *replication.EventHeader, tm *replication.TableMapEvent, collations map[uint64]string) error {
 	if _, ok := r.tables[tm.TableID]; ok {
 		return nil
 	}
@@ -362,7 +362,7 @@ func (r *Reader) mapTable(st *streamState, h *replication.EventHeader, tm *repli
 	info, ok := r.infos[key]
 	if !ok {
 		var err error
-		info, err = r.src.tableInfo(db, name)
+		info, err = r.src.tableInfo(ctx, db, name)
 		if err != nil {
 			return fmt.Errorf("read the definition of %s: %w", key, err)
 		}

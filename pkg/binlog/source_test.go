@@ -32,14 +32,14 @@ func TestSourceBehindAProxy(t *testing.T) {
 	}
 	direct := connect(db.Port)
 	db.Exec(t, "CREATE DATABASE p", "CREATE TABLE p.t (id INT PRIMARY KEY)", "INSERT INTO p.t VALUES (1)")
-	cp, err := direct.CurrentPosition()
+	cp, err := direct.CurrentPosition(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := direct.ProbeDump(ctx); err != nil {
 		t.Fatalf("dump probe against MariaDB itself: %v", err)
 	}
-	if err := direct.CheckResumable(cp); err != nil {
+	if err := direct.CheckResumable(t.Context(), cp); err != nil {
 		t.Fatalf("history check against MariaDB itself: %v", err)
 	}
 
@@ -49,7 +49,7 @@ func TestSourceBehindAProxy(t *testing.T) {
 	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "does not stream its binlog") || !strings.Contains(err.Error(), "command not implemented") {
 		t.Fatalf("dump probe through the proxy: %v; want a FatalError saying the server does not stream its binlog", err)
 	}
-	err = viaProxy.CheckResumable(cp)
+	err = viaProxy.CheckResumable(t.Context(), cp)
 	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "lacks the function BINLOG_GTID_POS()") {
 		t.Fatalf("history check through the proxy: %v; want a FatalError naming BINLOG_GTID_POS()", err)
 	}

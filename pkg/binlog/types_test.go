@@ -41,7 +41,7 @@ func captureEnvelopes(t *testing.T, db *testenv.MariaDB, stmts []string, want in
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg, src, log := connectTest(ctx, t, db)
-	start, err := src.CurrentPosition()
+	start, err := src.CurrentPosition(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

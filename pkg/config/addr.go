@@ -60,6 +60,16 @@ func (c *Config) DeadLetter() string {
 	return c.ProName + DefaultDeadLetterSubject
 }
 
+// DescribeStartAt says in words where a first start (no checkpoint) begins:
+// the server's current position, or with Mysql.StartAt "oldest" its oldest
+// binlog.
+func (c *Config) DescribeStartAt() string {
+	if c.Mysql.StartAt == "oldest" {
+		return "the oldest binlog the server has (Mysql.StartAt=oldest)"
+	}
+	return "the server's current position"
+}
+
 // BoltPath returns the bolt checkpoint file: Bolt.File joined to DataDir when
 // File is relative and DataDir is set, else Bolt.File as given.
 func (c *Config) BoltPath() string {

@@ -101,7 +101,7 @@ var sourceCheckNames = []string{CheckLogBin, CheckFormat, CheckRowImage, CheckRo
 func TestSourceBinlogOff(t *testing.T) {
 	t.Parallel()
 	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{NoBinlog: true})
-	fs := SourceChecks(connect(t, m, "root", ""), 1001, nil)
+	fs := SourceChecks(t.Context(), connect(t, m, "root", ""), 1001, nil)
 	expect(t, fs, CheckLogBin, FAIL, "binary logging is off", "log_bin=ON")
 	if has(fs, CheckRetention) {
 		t.Errorf("retention checked although binary logging is off: %+v", find(t, fs, CheckRetention))
@@ -112,7 +112,7 @@ func TestSourceBinlogOff(t *testing.T) {
 func TestSourceStatementFormat(t *testing.T) {
 	t.Parallel()
 	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{BinlogFormat: "STATEMENT"})
-	fs := SourceChecks(connect(t, m, "root", ""), 1001, nil)
+	fs := SourceChecks(t.Context(), connect(t, m, "root", ""), 1001, nil)
 	expect(t, fs, CheckFormat, FAIL, "binlog_format is STATEMENT", "SET GLOBAL binlog_format='ROW'")
 	expect(t, fs, CheckLogBin, OK, "ON", "")
 }
@@ -120,7 +120,7 @@ func TestSourceStatementFormat(t *testing.T) {
 func TestSourceMinimalImageNoMetadata(t *testing.T) {
 	t.Parallel()
 	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{RowMetadata: "NO_LOG", ExtraArgs: []string{"--binlog-row-image=MINIMAL"}})
-	fs := SourceChecks(connect(t, m, "root", ""), 1001, nil)
+	fs := SourceChecks(t.Context(), connect(t, m, "root", ""), 1001, nil)
 	expect(t, fs, CheckRowImage, WARN, "binlog_row_image is MINIMAL", "SET GLOBAL binlog_row_image='FULL'")
 	expect(t, fs, CheckRowMetadata, FAIL, "binlog_row_metadata is NO_LOG", "SET GLOBAL binlog_row_metadata='FULL'")
 	expect(t, fs, CheckFormat, OK, "ROW", "")
@@ -135,7 +135,7 @@ func TestSourceHealthy(t *testing.T) {
 	src := connect(t, m, "dbsync", "secret")
 
 	t.Run("all OK", func(t *testing.T) {
-		fs := SourceChecks(src, 1001, nil)
+		fs := SourceChecks(t.Context(), src, 1001, nil)
 		if len(fs) != len(sourceCheckNames) {
 			t.Errorf("%d findings, want one per check %v: %+v", len(fs), sourceCheckNames, fs)
 		}
@@ -154,18 +154,18 @@ func TestSourceHealthy(t *testing.T) {
 
 	t.Run("a proxy that does not stream the binlog", func(t *testing.T) {
 		proxy := testenv.StartMySQLProxy(t, m, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret"})
-		fs := SourceChecks(connectAt(t, proxy.Port, "dbsync", "secret"), 1001, nil)
+		fs := SourceChecks(t.Context(), connectAt(t, proxy.Port, "dbsync", "secret"), 1001, nil)
 		expect(t, fs, CheckDump, FAIL, "does not stream its binlog", "point Mysql.Host at the MySQL or MariaDB server itself")
 	})
 
 	t.Run("our server_id is the server's", func(t *testing.T) {
-		fs := SourceChecks(src, 1, nil)
+		fs := SourceChecks(t.Context(), src, 1, nil)
 		expect(t, fs, CheckServerID, FAIL, "the server's own server_id is 1", "pick another Mysql.ServerID")
 	})
 
 	t.Run("user without REPLICATION SLAVE", func(t *testing.T) {
 		m.Exec(t, "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON *.* TO 'reader'@'%'")
-		fs := SourceChecks(connect(t, m, "reader", "pw"), 1001, nil)
+		fs := SourceChecks(t.Context(), connect(t, m, "reader", "pw"), 1001, nil)
 		f := expect(t, fs, CheckGrants, FAIL, "REPLICATION SLAVE missing", "")
 		if want := "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'reader'@'%'"; f.Fix != want {
 			t.Errorf("grants fix %q, want %q", f.Fix, want)
@@ -175,7 +175,7 @@ func TestSourceHealthy(t *testing.T) {
 	t.Run("SELECT on one database only", func(t *testing.T) {
 		m.Exec(t, "CREATE DATABASE shop", "CREATE USER 'narrow'@'%' IDENTIFIED BY 'pw'",
 			"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'narrow'@'%'", "GRANT SELECT ON shop.* TO 'narrow'@'%'")
-		fs := SourceChecks(connect(t, m, "narrow", "pw"), 1001, nil)
+		fs := SourceChecks(t.Context(), connect(t, m, "narrow", "pw"), 1001, nil)
 		expect(t, fs, CheckGrants, WARN, "SELECT only on `shop`.*", "GRANT SELECT ON *.* TO 'narrow'@'%'")
 	})
 
@@ -188,7 +188,7 @@ func TestSourceHealthy(t *testing.T) {
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			m.Exec(t, "PURGE BINARY LOGS TO 'mysql-bin.000002'")
 			var err error
-			files, err = src.BinaryLogs()
+			files, err = src.BinaryLogs(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,18 +201,18 @@ func TestSourceHealthy(t *testing.T) {
 		}
 
 		purged := position.Position{File: "mysql-bin.000001", Pos: 4}
-		fs := SourceChecks(src, 1001, &purged)
+		fs := SourceChecks(t.Context(), src, 1001, &purged)
 		f := expect(t, fs, CheckRetention, FAIL, "the oldest binlog the server still has is mysql-bin.000002", "mysql-bin.000002:4")
 		want := (&binlog.PurgedError{Pos: purged, Oldest: "mysql-bin.000002", Addr: m.Addr()}).Error()
 		if f.Detail != want {
 			t.Errorf("purged detail %q, want CheckResumable's wording %q", f.Detail, want)
 		}
 
-		cur, err := src.CurrentPosition()
+		cur, err := src.CurrentPosition(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs = SourceChecks(src, 1001, &cur)
+		fs = SourceChecks(t.Context(), src, 1001, &cur)
 		expect(t, fs, CheckRetention, OK, fmt.Sprintf("checkpoint %s is 0 bytes behind the current end of the binlog (0 later file(s))", cur), "")
 
 		// The checkpoint in the oldest binlog while binlogs expire: the
@@ -220,7 +220,7 @@ func TestSourceHealthy(t *testing.T) {
 		m.Exec(t, "SET GLOBAL binlog_expire_logs_seconds=2592000")
 		t.Cleanup(func() { m.Exec(t, "SET GLOBAL binlog_expire_logs_seconds=0") })
 		oldest := position.Position{File: "mysql-bin.000002", Pos: 4}
-		fs = SourceChecks(src, 1001, &oldest)
+		fs = SourceChecks(t.Context(), src, 1001, &oldest)
 		f = expect(t, fs, CheckRetention, WARN, "the checkpoint is in the oldest binlog left", "binlog_expire_logs_seconds")
 		wantBehind := files[0].Size - 4 + files[1].Size
 		if !strings.Contains(f.Detail, "(1 later file(s))") || !strings.Contains(f.Detail, byteSize(wantBehind)) {
@@ -230,7 +230,7 @@ func TestSourceHealthy(t *testing.T) {
 
 		// A short retention without a checkpoint.
 		m.Exec(t, "SET GLOBAL binlog_expire_logs_seconds=3600")
-		fs = SourceChecks(src, 1001, nil)
+		fs = SourceChecks(t.Context(), src, 1001, nil)
 		expect(t, fs, CheckRetention, WARN, "a producer stopped for longer than 1h0m0s loses changes", "SET GLOBAL binlog_expire_logs_seconds=604800")
 	})
 }
@@ -255,7 +255,7 @@ func waitServerID(t *testing.T, src *binlog.Source, st Status) Finding {
 	t.Helper()
 	var f Finding
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		f = find(t, SourceChecks(src, 1001, nil), CheckServerID)
+		f = find(t, SourceChecks(t.Context(), src, 1001, nil), CheckServerID)
 		if f.Status == st {
 			return f
 		}
@@ -271,7 +271,7 @@ func TestSourceServerIDClash(t *testing.T) {
 	m.Exec(t, "CREATE USER 'admin'@'%' IDENTIFIED BY 'pw'",
 		"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT, REPLICATION MASTER ADMIN ON *.* TO 'admin'@'%'")
 	admin := connect(t, m, "admin", "pw")
-	expect(t, SourceChecks(admin, 1001, nil), CheckServerID, OK, "none of the 0 registered replica(s) uses it", "")
+	expect(t, SourceChecks(t.Context(), admin, 1001, nil), CheckServerID, OK, "none of the 0 registered replica(s) uses it", "")
 
 	// Another user's replica with a different id: no clash.
 	other := startReplica(t, m, "root", "", 2002)
@@ -400,7 +400,7 @@ func TestRunStan(t *testing.T) {
 
 	// A checkpoint at the current position.
 	src := connect(t, e.m, "root", "")
-	cur, err := src.CurrentPosition()
+	cur, err := src.CurrentPosition(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,3 +28,32 @@ type permanent struct{ err error }
 func (p *permanent) Error() string        { return p.err.Error() }
 func (p *permanent) Unwrap() error        { return p.err }
 func (p *permanent) Is(target error) bool { return target == ErrPermanent }
+
+// WithFix attaches fix, the action that resolves err (a statement to run, a
+// setting to change), without adding it to the message: the doctor shows it
+// as the finding's fix and the producer logs it next to the error.
+// errors.Is and errors.As still see err. WithFix(nil, fix) is nil.
+func WithFix(err error, fix string) error {
+	if err == nil {
+		return nil
+	}
+	return &withFix{err: err, fix: fix}
+}
+
+// Fix returns the fix attached (WithFix) to err or to an error it wraps,
+// the outermost one when there are several; "" when there is none.
+func Fix(err error) string {
+	var f *withFix
+	if errors.As(err, &f) {
+		return f.fix
+	}
+	return ""
+}
+
+type withFix struct {
+	err error
+	fix string
+}
+
+func (f *withFix) Error() string { return f.err.Error() }
+func (f *withFix) Unwrap() error { return f.err }

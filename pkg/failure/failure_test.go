@@ -29,3 +29,26 @@ func TestPermanent(t *testing.T) {
 		t.Fatal("a permanent sentinel does not propagate")
 	}
 }
+
+func TestWithFix(t *testing.T) {
+	if failure.WithFix(nil, "x") != nil {
+		t.Fatal("WithFix(nil) is not nil")
+	}
+	inner := failure.WithFix(failure.Permanent(io.ErrUnexpectedEOF), "restore the file")
+	err := fmt.Errorf("open store: %w", inner)
+	if got := failure.Fix(err); got != "restore the file" {
+		t.Fatalf("Fix = %q", got)
+	}
+	if err.Error() != "open store: unexpected EOF" {
+		t.Fatalf("the fix leaked into the message: %q", err)
+	}
+	if !failure.IsPermanent(err) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatal("WithFix hides the wrapped error")
+	}
+	if got := failure.Fix(failure.WithFix(err, "outer")); got != "outer" {
+		t.Fatalf("Fix of nested fixes = %q, want the outermost", got)
+	}
+	if failure.Fix(io.EOF) != "" {
+		t.Fatal("an error without a fix has one")
+	}
+}

@@ -25,9 +25,9 @@ import (
 // Source is what the monitor asks the source server: its current binlog
 // position and the sizes of its binlog files.
 type Source interface {
-	CurrentPosition() (position.Position, error)
+	CurrentPosition(ctx context.Context) (position.Position, error)
 	// BytesBetween returns how many binlog bytes lie from a to b.
-	BytesBetween(a, b position.Position) (int64, error)
+	BytesBetween(ctx context.Context, a, b position.Position) (int64, error)
 }
 
 // Broker reports whether the broker connection works (reconnecting if it
@@ -214,8 +214,8 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Poll measures lag and stall against the source and pings the broker; it
-// runs every interval until ctx is done.
+// Poll measures lag and stall against src and pings broker every interval
+// until ctx is done; a nil src or broker is not measured.
 func (m *Monitor) Poll(ctx context.Context, src Source, broker Broker, interval time.Duration, log logrus.FieldLogger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -241,15 +241,18 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 		cancel()
 		m.brokerState(err)
 	}
+	if src == nil {
+		return
+	}
 	cp := m.Checkpoint()
-	current, err := src.CurrentPosition()
+	current, err := src.CurrentPosition(ctx)
 	if err != nil {
 		log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot read the source's position")
 		return
 	}
 	var behind int64
 	if !cp.IsZero() {
-		if behind, err = src.BytesBetween(cp, current); err != nil {
+		if behind, err = src.BytesBetween(ctx, cp, current); err != nil {
 			log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot measure the lag")
 			return
 		}

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // JetStream publishes to a NATS JetStream stream. It implements
@@ -120,7 +122,7 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions, log logrus.FieldLo
 	}
 	j := &JetStream{
 		opts:     opts,
-		log:      log.WithFields(logrus.Fields{"url": opts.URL, "stream": opts.Stream}),
+		log:      log.WithFields(logrus.Fields{"url": RedactURL(opts.URL), "stream": opts.Stream}),
 		calls:    newCallGate(),
 		subjects: make(map[string]error),
 		closedCh: make(chan struct{}),
@@ -148,7 +150,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 		if err == nil {
 			err = context.DeadlineExceeded
 		}
-		return fmt.Errorf("mq: connect to NATS at %s: %w", j.opts.URL, err)
+		return fmt.Errorf("mq: connect to NATS at %s: %w", RedactURL(j.opts.URL), err)
 	}
 	start := time.Now()
 	nc, err := nats.Connect(j.opts.URL,
@@ -186,10 +188,10 @@ func (j *JetStream) connect(ctx context.Context) error {
 	)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", j.opts.URL, ctxErr, err)
+			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", RedactURL(j.opts.URL), ctxErr, err)
 		}
-		return fmt.Errorf("mq: connect to NATS at %s: %w; check that the NATS server is running and reachable at that address (JetStream.URL)",
-			j.opts.URL, err)
+		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", RedactURL(j.opts.URL), err)),
+			"check that the NATS server is running and reachable at that address")
 	}
 	js, err := jetstream.New(nc,
 		// Publish's own window keeps at most MaxInflight acks pending, so
@@ -201,7 +203,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 	)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("mq: jetstream context for %s: %w", j.opts.URL, err)
+		return fmt.Errorf("mq: jetstream context for %s: %w", RedactURL(j.opts.URL), err)
 	}
 	j.nc, j.js = nc, js
 	j.maxPayload.Store(nc.MaxPayload())
@@ -243,7 +245,7 @@ func (j *JetStream) state(ctx context.Context) (*jsConnState, error) {
 				cause = c.cause.Error()
 			}
 			return nil, fmt.Errorf("%w: NATS server at %s is unreachable (%s, %s); the client keeps reconnecting in the background",
-				ErrConnectionLost, j.opts.URL, status, cause)
+				ErrConnectionLost, RedactURL(j.opts.URL), status, cause)
 		}
 		if !c.isLost() {
 			return c, nil
@@ -299,10 +301,10 @@ func (j *JetStream) Ping(ctx context.Context) error {
 		return ErrClosed
 	}
 	if status := j.nc.Status(); status != nats.CONNECTED {
-		return fmt.Errorf("%w: %s: %s", ErrConnectionLost, j.opts.URL, status)
+		return fmt.Errorf("%w: %s: %s", ErrConnectionLost, RedactURL(j.opts.URL), status)
 	}
 	if err := j.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, j.opts.URL, err)
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, RedactURL(j.opts.URL), err)
 	}
 	return nil
 }

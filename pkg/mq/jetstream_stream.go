@@ -8,6 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // streamConfig is the configuration of a stream NewJetStream creates.
@@ -52,36 +54,42 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return j.streamError("look up", err)
 	}
-	if err := j.checkStream(st.CachedInfo().Config); err != nil {
+	if err := streamConflicts(j.opts, st.CachedInfo().Config); err != nil {
 		return err
+	}
+	if r := st.CachedInfo().Config.Retention; r != jetstream.LimitsPolicy {
+		j.log.WithField("retention", r.String()).Warn("mq: stream does not use limits retention; messages may be removed once consumed")
 	}
 	j.maxMsgSize.Store(int64(st.CachedInfo().Config.MaxMsgSize))
 	j.log.WithField("messages", st.CachedInfo().State.Msgs).Info("mq: using existing JetStream stream")
 	return nil
 }
 
+// streamError names the stream operation that failed; a server without
+// JetStream for the account is ErrNoJetStream.
 func (j *JetStream) streamError(op string, err error) error {
-	hint := ""
+	err = fmt.Errorf("mq: %s JetStream stream %q at %s: %w", op, j.opts.Stream, RedactURL(j.opts.URL), err)
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
-		hint = "; enable JetStream on the NATS server (nats-server -js, or a jetstream block in its config)"
+		return failure.WithFix(mark(ErrNoJetStream, err), "enable JetStream on the NATS server (nats-server -js, or a jetstream block in its config)")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		hint = "; the JetStream API did not answer: check that JetStream is enabled and healthy on the server"
+		return failure.WithFix(err, "the JetStream API did not answer: check that JetStream is enabled and healthy on the server")
 	}
-	return fmt.Errorf("mq: %s JetStream stream %q at %s: %w%s", op, j.opts.Stream, j.opts.URL, err, hint)
+	return err
 }
 
-// checkStream reports every setting of an existing stream that conflicts
-// with opts.
-func (j *JetStream) checkStream(cfg jetstream.StreamConfig) error {
-	name := j.opts.Stream
+// streamConflicts reports every setting of an existing stream (cfg) that
+// conflicts with opts, each naming both values and the fix; nil when the
+// stream can be used as it is.
+func streamConflicts(opts JetStreamOptions, cfg jetstream.StreamConfig) error {
+	name := opts.Stream
 	var errs []error
 	conflict := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("mq: stream %q: "+format, append([]any{name}, args...)...))
 	}
 	var missing []string
-	for _, want := range j.opts.Subjects {
+	for _, want := range opts.Subjects {
 		covered := false
 		for _, have := range cfg.Subjects {
 			if subjectCovers(have, want) {
@@ -95,23 +103,23 @@ func (j *JetStream) checkStream(cfg jetstream.StreamConfig) error {
 	}
 	if len(missing) > 0 {
 		conflict("subjects are %q, config says %q (the subjects ProName gives), and %q are not captured; add them to the stream (e.g. nats stream edit %s --subjects ...), or use another JetStream.Stream",
-			cfg.Subjects, j.opts.Subjects, missing, name)
+			cfg.Subjects, opts.Subjects, missing, name)
 	}
 	haveStorage := "file"
 	if cfg.Storage == jetstream.MemoryStorage {
 		haveStorage = "memory"
 	}
-	if haveStorage != j.opts.Storage {
+	if haveStorage != opts.Storage {
 		conflict("storage is %s, config says %s (JetStream.Storage); change one, or use another JetStream.Stream",
-			haveStorage, j.opts.Storage)
+			haveStorage, opts.Storage)
 	}
-	if have := max(cfg.Replicas, 1); have != j.opts.Replicas {
+	if have := max(cfg.Replicas, 1); have != opts.Replicas {
 		conflict("replicas is %d, config says %d (JetStream.Replicas); change one (nats stream edit %s --replicas %d), or use another JetStream.Stream",
-			have, j.opts.Replicas, name, j.opts.Replicas)
+			have, opts.Replicas, name, opts.Replicas)
 	}
-	if cfg.Duplicates < j.opts.DuplicateWindow {
+	if cfg.Duplicates < opts.DuplicateWindow {
 		conflict("duplicate window is %v, config says %v (JetStream.DuplicateWindow); a replay after a longer outage would be stored twice: raise the stream's (nats stream edit %s --dupe-window %v) or lower JetStream.DuplicateWindow",
-			cfg.Duplicates, j.opts.DuplicateWindow, name, j.opts.DuplicateWindow)
+			cfg.Duplicates, opts.DuplicateWindow, name, opts.DuplicateWindow)
 	}
 	if cfg.Sealed {
 		conflict("is sealed and accepts no messages; use another JetStream.Stream")
@@ -119,13 +127,59 @@ func (j *JetStream) checkStream(cfg jetstream.StreamConfig) error {
 	if cfg.NoAck {
 		conflict("does not acknowledge messages (no_ack), so delivery cannot be confirmed; use another JetStream.Stream")
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// StreamReport is what InspectJetStream found.
+type StreamReport struct {
+	// Exists is false when the stream does not exist yet (NewJetStream
+	// creates it).
+	Exists bool
+	// Messages is how many messages the stream holds.
+	Messages uint64
+	// Unreadable is set when the account may use JetStream but the
+	// stream's information could not be read (a permission, a timeout):
+	// the stream was not checked.
+	Unreadable error
+}
+
+// InspectJetStream checks, creating and changing nothing, what NewJetStream
+// would: that the NATS server at opts.URL answers, that the account has
+// JetStream, and that opts.Stream, when it exists, has settings
+// NewJetStream accepts. It fails with an error wrapping ErrUnreachable when
+// the server cannot be reached, one wrapping ErrNoJetStream when JetStream
+// is not enabled for the account, and the conflicts NewJetStream would
+// report for an existing stream.
+func InspectJetStream(ctx context.Context, opts JetStreamOptions) (StreamReport, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return StreamReport{}, err
 	}
-	if cfg.Retention != jetstream.LimitsPolicy {
-		j.log.WithField("retention", cfg.Retention.String()).Warn("mq: stream does not use limits retention; messages may be removed once consumed")
+	url := RedactURL(opts.URL)
+	nc, err := nats.Connect(opts.URL, nats.Name("dbsync-doctor"), nats.Timeout(opts.ConnectTimeout), nats.NoReconnect())
+	if err != nil {
+		return StreamReport{}, mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", url, err))
 	}
-	return nil
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return StreamReport{}, mark(ErrNoJetStream, fmt.Errorf("NATS at %s: %w", url, err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return StreamReport{}, mark(ErrNoJetStream, fmt.Errorf("NATS at %s has no JetStream for this account: %w", url, err))
+	}
+	st, err := js.Stream(ctx, opts.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return StreamReport{}, nil
+	case err != nil:
+		return StreamReport{Unreadable: fmt.Errorf("NATS at %s: cannot read stream %s: %w", url, opts.Stream, err)}, nil
+	}
+	info := st.CachedInfo()
+	report := StreamReport{Exists: true, Messages: info.State.Msgs}
+	return report, streamConflicts(opts, info.Config)
 }
 
 // LastMessage implements HistoryReader: the stream's newest message. It

@@ -19,6 +19,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 const jsTestStream = "DBSYNC"
@@ -518,10 +519,11 @@ func TestNewJetStreamUnreachable(t *testing.T) {
 		t.Errorf("NewJetStream took %v to fail, want fast failure", took)
 	}
 	t.Logf("unreachable: %v", err)
-	for _, want := range []string{url, "running and reachable", "JetStream.URL"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not contain %q", err, want)
-		}
+	if !strings.Contains(err.Error(), url) || !errors.Is(err, ErrUnreachable) {
+		t.Errorf("error %q does not name %s or is not ErrUnreachable", err, url)
+	}
+	if fix := failure.Fix(err); !strings.Contains(fix, "running and reachable") {
+		t.Errorf("fix %q does not say to start the server", fix)
 	}
 }
 
@@ -545,8 +547,8 @@ func TestNewJetStreamNotEnabled(t *testing.T) {
 		t.Fatal("NewJetStream against a server without JetStream succeeded")
 	}
 	t.Logf("jetstream disabled (%v): %v", time.Since(start), err)
-	if !strings.Contains(err.Error(), "enable JetStream") || !strings.Contains(err.Error(), srv.ClientURL()) {
-		t.Fatalf("error %q does not say to enable JetStream at %s", err, srv.ClientURL())
+	if !strings.Contains(failure.Fix(err), "enable JetStream") || !strings.Contains(err.Error(), srv.ClientURL()) || !errors.Is(err, ErrNoJetStream) {
+		t.Fatalf("error %q (fix %q) does not say to enable JetStream at %s", err, failure.Fix(err), srv.ClientURL())
 	}
 }
 

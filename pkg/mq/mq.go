@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/dbsync/dbsync/pkg/failure"
 )
@@ -54,6 +55,14 @@ var ErrTooLarge = errors.New("mq: message larger than the broker accepts")
 // or lost, or something else wrote to the stream. Nothing behind it was
 // stored; a new pass starts a new chain from what the broker holds.
 var ErrChainBroken = errors.New("mq: the broker refused the message because the one sent before it is not its newest")
+
+// ErrUnreachable reports a broker that could not be reached: nothing
+// answers at its address, or the connection was refused.
+var ErrUnreachable = errors.New("mq: the broker cannot be reached")
+
+// ErrNoJetStream reports a NATS server that answers but has no JetStream
+// for the account.
+var ErrNoJetStream = errors.New("mq: JetStream is not enabled for the account")
 
 // ErrClosed reports a Publish on a MessageQueue that was closed.
 var ErrClosed = errors.New("mq: message queue is closed")
@@ -164,3 +173,31 @@ func sendAndWait(ctx context.Context, s AsyncPublisher, msgs []Message) error {
 	}
 	return p.Wait(ctx)
 }
+
+// marked is an error that reads as err but also matches sentinel with
+// errors.Is, so a message does not repeat the sentinel's text.
+type marked struct {
+	sentinel error
+	err      error
+}
+
+func (m *marked) Error() string   { return m.err.Error() }
+func (m *marked) Unwrap() []error { return []error{m.sentinel, m.err} }
+
+// mark returns err, additionally matching sentinel with errors.Is.
+func mark(sentinel, err error) error { return &marked{sentinel: sentinel, err: err} }
+
+// RedactURL returns raw with the password of its user info, if any, replaced
+// by "xxxxx", for messages and logs.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// donePending is the Pending of a batch with nothing left to wait for.
+type donePending struct{}
+
+func (donePending) Wait(context.Context) error { return nil }

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // Defaults applied by NewStan to zero fields of StanOptions.
@@ -203,7 +205,7 @@ func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
 	s := &Stan{
 		opts: opts,
 		log: log.WithFields(logrus.Fields{
-			"url":        opts.URL,
+			"url":        RedactURL(opts.URL),
 			"cluster_id": opts.ClusterID,
 			"client_id":  opts.ClientID,
 		}),
@@ -230,7 +232,7 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		if err == nil {
 			err = context.DeadlineExceeded
 		}
-		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q): %w", s.opts.URL, s.opts.ClusterID, err)
+		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q): %w", RedactURL(s.opts.URL), s.opts.ClusterID, err)
 	}
 	ss := &stanSession{
 		sem:  make(chan struct{}, s.opts.MaxInflight),
@@ -276,16 +278,12 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		),
 	)
 	if err != nil {
-		hint := "check that the NATS Streaming server is running and reachable at that address (Stan.Host/Stan.Port)"
-		if errors.Is(err, stan.ErrConnectReqTimeout) {
-			hint = "the NATS server answered but no streaming server with that cluster id did; check that Stan.ClusterID matches the server's -cid"
-		}
+		err = fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w",
+			RedactURL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w: %w",
-				s.opts.URL, s.opts.ClusterID, s.opts.ClientID, ctxErr, err)
+			return nil, fmt.Errorf("%w: %w", ctxErr, err)
 		}
-		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w; %s",
-			s.opts.URL, s.opts.ClusterID, s.opts.ClientID, err, hint)
+		return nil, stanConnectError(err)
 	}
 	ss.sc = sc
 	s.maxPayload.Store(sc.NatsConn().MaxPayload())
@@ -394,11 +392,6 @@ func (s *Stan) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	}
 	return s.send(ctx, sess, msgs), nil
 }
-
-// donePending is the Pending of an empty batch.
-type donePending struct{}
-
-func (donePending) Wait(context.Context) error { return nil }
 
 func (s *Stan) isClosed() bool {
 	s.mu.Lock()
@@ -581,7 +574,7 @@ func (s *Stan) Close() error {
 	err := sess.close()
 	if err != nil && !wasLost {
 		return fmt.Errorf("mq: close NATS Streaming connection to %s (cluster id %q, client id %q): %w",
-			s.opts.URL, s.opts.ClusterID, s.opts.ClientID, err)
+			RedactURL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
 	}
 	s.log.Info("mq: closed NATS Streaming connection")
 	return nil
@@ -618,7 +611,37 @@ func (s *Stan) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := sess.sc.NatsConn().FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, s.opts.URL, err)
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, RedactURL(s.opts.URL), err)
 	}
 	return nil
+}
+
+// stanConnectError marks a failed stan.Connect: a NATS server that answered
+// without a streaming server of the cluster id, or no server at all
+// (ErrUnreachable); each with its fix.
+func stanConnectError(err error) error {
+	if errors.Is(err, stan.ErrConnectReqTimeout) {
+		return failure.WithFix(err, "the NATS server answered but no streaming server with that cluster id did; "+
+			"check that the cluster id matches the streaming server's -cid")
+	}
+	return failure.WithFix(mark(ErrUnreachable, err), "check that the NATS Streaming server is running and reachable at that address")
+}
+
+// ProbeStan connects to the NATS Streaming cluster clusterID at url as
+// clientID and disconnects, creating nothing. It fails with the errors
+// NewStan would: one wrapping ErrUnreachable when no NATS server answers,
+// one wrapping stan.ErrConnectReqTimeout when NATS answers but no streaming
+// server of that cluster id does.
+func ProbeStan(url, clusterID, clientID string, timeout time.Duration) error {
+	nc, err := nats.Connect(url, nats.Name(clientID), nats.Timeout(timeout), nats.NoReconnect())
+	if err != nil {
+		return stanConnectError(fmt.Errorf("cannot connect to NATS at %s: %w", RedactURL(url), err))
+	}
+	defer nc.Close()
+	sc, err := stan.Connect(clusterID, clientID, stan.NatsConn(nc), stan.ConnectWait(timeout))
+	if err != nil {
+		return stanConnectError(fmt.Errorf("NATS at %s answered, but NATS Streaming cluster %q did not accept a connection: %w",
+			RedactURL(url), clusterID, err))
+	}
+	return sc.Close()
 }

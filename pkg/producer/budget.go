@@ -19,7 +19,14 @@ type budget struct {
 	freed chan struct{}
 }
 
-func newBudget(limit int) *budget { return &budget{limit: limit, freed: make(chan struct{})} }
+// newBudget returns a budget of limit bytes; nil (no bound) when limit is
+// not positive.
+func newBudget(limit int) *budget {
+	if limit <= 0 {
+		return nil
+	}
+	return &budget{limit: limit, freed: make(chan struct{})}
+}
 
 // reserve takes n bytes, waiting while they do not fit. An event larger
 // than the whole budget is let through once nothing else is held, so it

@@ -22,7 +22,7 @@ import (
 // starts a new one from the checkpoint, so a subject only ever sees an
 // in-order replay, never a gap or a reordering.
 type pipeline struct {
-	reader  *binlog.Reader
+	reader  EventReader
 	batcher *batcher
 	queue   mq.MessageQueue
 	store   storage.PositionStorager

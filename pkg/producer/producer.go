@@ -10,18 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/internal/natsembed"
-	"github.com/dbsync/dbsync/pkg/binlog"
-	"github.com/dbsync/dbsync/pkg/config"
-	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/monitor"
@@ -30,8 +23,49 @@ import (
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
-// Options tune the producer's own behaviour (not the source or the broker).
+// Components are the connected parts a producer runs on; pkg/wiring opens
+// them from a config, tests build fakes. The producer does not close them.
+type Components struct {
+	// Store holds the checkpoint. Whoever opened it holds it (bolt's file
+	// lock, a redis lease), so no other process writes it meanwhile.
+	Store storage.PositionStorager
+	// Queue publishes the messages.
+	Queue mq.MessageQueue
+	// Source is the server whose changes are streamed.
+	Source Source
+	// Preflight, when set, checks the source before the first pass
+	// (checkpoint is nil on a first start); its error stops New.
+	Preflight func(ctx context.Context, checkpoint *position.Position) error
+}
+
+// Options tune the producer: what it publishes where, how it batches, and
+// how it retries and reports.
 type Options struct {
+	// SourceName is the envelopes' source.name; a stream holding changes of
+	// another source name is refused.
+	SourceName string
+	// Subject is the subject of a table's changes.
+	Subject func(db, table string) string
+	// DeadLetterSubject receives a marker for each skipped change.
+	DeadLetterSubject string
+	// SkipUnpublishable reports whether a table's changes that cannot be
+	// published are replaced by markers (true) or stop the producer
+	// (false, and when nil).
+	SkipUnpublishable func(db, table string) bool
+	// StartAtOldest makes a first start begin at the oldest binlog the
+	// server has instead of its current position.
+	StartAtOldest bool
+	// Batch decides when a batch is published.
+	Batch BatchOptions
+	// MemoryBudget bounds the bytes of row changes held between the reader
+	// and the broker's acknowledgement; 0 means unbounded.
+	MemoryBudget int
+	// HTTPListen is the address of /metrics, /livez and /readyz; empty
+	// serves none.
+	HTTPListen string
+	// StallTimeout is how long the pipeline may make no progress while the
+	// source has changes before /livez fails; 0 never.
+	StallTimeout time.Duration
 	// DrainTimeout bounds a graceful stop: finishing the open transaction,
 	// waiting for acknowledgements and saving the checkpoint. Default 30s.
 	DrainTimeout time.Duration
@@ -56,48 +90,36 @@ func (o *Options) defaults() {
 	if o.MonitorInterval <= 0 {
 		o.MonitorInterval = 2 * time.Second
 	}
+	if o.Subject == nil {
+		o.Subject = func(db, table string) string { return db + "." + table }
+	}
+	if o.SkipUnpublishable == nil {
+		o.SkipUnpublishable = func(string, string) bool { return false }
+	}
 }
 
 // Producer streams one source server to one message queue.
 type Producer struct {
-	cfg   *config.Config
 	opts  Options
 	log   logrus.FieldLogger
 	store storage.PositionStorager
-	src   *binlog.Source
+	src   Source
 	queue mq.MessageQueue
-	rcfg  binlog.Config
-	// embedded is the in-process NATS server, when the producer runs one.
-	embedded *natsembed.Server
-	mon      *monitor.Monitor
-	// releaseStore gives back the redis checkpoint lease.
-	releaseStore func()
+	mon   *monitor.Monitor
 }
 
-// New connects everything the producer needs and checks that streaming can
-// start: the checkpoint store is readable (an unreachable or corrupt store is
-// an error naming it; dbsync never falls back to the current position), the
-// source accepts our credentials and logs rows, the checkpoint's binlog still
-// exists, and the broker is reachable. With no checkpoint yet, it saves the
-// server's current (or, with Mysql.StartAt "oldest", oldest) position as the
-// first checkpoint and says so loudly.
-func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
+// New checks that streaming can start on c and prepares it: the checkpoint
+// store is readable (an unreadable or corrupt checkpoint is an error naming
+// it; dbsync never falls back to the current position), the source passes
+// c.Preflight, the checkpoint's binlog still exists, and a first start is
+// not a lost checkpoint in disguise (the broker holds no changes of this
+// source yet). With no checkpoint, it saves the server's current (or, with
+// StartAtOldest, oldest) position as the first checkpoint and says so
+// loudly.
+func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (*Producer, error) {
 	opts.defaults()
-	p := &Producer{cfg: cfg, opts: opts, log: log, mon: monitor.New(cfg.HTTP.StallTimeout.Duration())}
+	p := &Producer{opts: opts, log: log, store: c.Store, src: c.Source, queue: c.Queue, mon: monitor.New(opts.StallTimeout)}
 	addPositionHook(log, p.mon)
-	defer func() {
-		if err != nil {
-			p.Close()
-		}
-	}()
-	store, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	p.store = store
-	if p.releaseStore, err = holdStore(ctx, store, "dbsync producer"); err != nil {
-		return nil, err
-	}
 	checkpoint, err := p.store.Get(ctx)
 	fresh := errors.Is(err, storage.ErrNoCheckpoint)
 	if err != nil && !fresh {
@@ -111,30 +133,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 			return nil, fmt.Errorf("record the binlog history id with checkpoint %s: %w", checkpoint, err)
 		}
 	}
-
-	if p.rcfg, err = readerConfig(cfg); err != nil {
-		return nil, err
-	}
-	p.rcfg.OnStreamState = p.mon.SourceConnected
-	src, err := binlog.Connect(ctx, p.rcfg, log)
-	if err != nil {
-		return nil, err
-	}
-	p.src = src
-	var cp *position.Position
-	if !fresh {
-		cp = &checkpoint
-	}
-	if err = preflight(src, cfg.Mysql.ServerID, cp, log); err != nil {
-		return nil, err
-	}
-	if !fresh {
-		if err = p.src.CheckResumable(checkpoint); err != nil {
+	if c.Preflight != nil {
+		var cp *position.Position
+		if !fresh {
+			cp = &checkpoint
+		}
+		if err = c.Preflight(ctx, cp); err != nil {
 			return nil, err
 		}
-	}
-	if err = p.openQueue(ctx); err != nil {
-		return nil, err
 	}
 	if fresh {
 		if err = p.refuseIfPublishedBefore(ctx); err != nil {
@@ -144,25 +150,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options, log logrus.Field
 			return nil, err
 		}
 	} else {
+		if err = p.src.CheckResumable(ctx, checkpoint); err != nil {
+			return nil, err
+		}
 		log.WithField("checkpoint", checkpoint.String()).Info("resuming from checkpoint")
 	}
 	p.mon.Checkpointed(checkpoint, nil)
 	return p, nil
-}
-
-// preflight runs the doctor's source checks: a FAIL stops the start (the
-// error lists each with its fix), a WARN is logged.
-func preflight(src *binlog.Source, serverID uint32, checkpoint *position.Position, log logrus.FieldLogger) error {
-	report := doctor.Report{Findings: doctor.SourceChecks(src, serverID, checkpoint)}
-	for _, f := range report.Findings {
-		if f.Status == doctor.WARN {
-			log.WithFields(logrus.Fields{"check": f.Check, "fix": f.Fix}).Warn("preflight: " + f.Detail)
-		}
-	}
-	if err := report.Err(); err != nil {
-		return failure.Permanent(fmt.Errorf("MySQL at %s: %w", src.Addr(), err))
-	}
-	return nil
 }
 
 // positionHook adds the current checkpoint to every log line that names no
@@ -192,38 +186,6 @@ func addPositionHook(log logrus.FieldLogger, mon *monitor.Monitor) {
 	case *logrus.Entry:
 		l.Logger.AddHook(positionHook{mon})
 	}
-}
-
-// readerConfig is the binlog reader's configuration from cfg.
-func readerConfig(cfg *config.Config) (binlog.Config, error) {
-	port, err := cfg.Mysql.Port.Int()
-	if err != nil {
-		return binlog.Config{}, fmt.Errorf("Mysql.Port: %w", err)
-	}
-	return binlog.Config{
-		Host:              cfg.Mysql.Host,
-		Port:              uint16(port),
-		User:              cfg.Mysql.Username,
-		Password:          cfg.Mysql.Password,
-		ServerID:          cfg.Mysql.ServerID,
-		Flavor:            cfg.Mysql.Flavor,
-		Charset:           cfg.Mysql.Charset,
-		HeartbeatPeriod:   cfg.Mysql.HeartbeatPeriod.Duration(),
-		ReadTimeout:       cfg.Mysql.ReadTimeout.Duration(),
-		ConnectTimeout:    cfg.Mysql.ConnectTimeout.Duration(),
-		SourceName:        sourceName(cfg),
-		Include:           cfg.Tables.Match,
-		SkipUnpublishable: cfg.Tables.OnUnpublishable.Skip,
-	}, nil
-}
-
-// sourceName is the envelope's source.name: ProName without its trailing
-// "." when set, else the source address.
-func sourceName(cfg *config.Config) string {
-	if name := strings.TrimSuffix(cfg.ProName, "."); name != "" {
-		return name
-	}
-	return cfg.MysqlAddr()
 }
 
 // refuseIfPublishedBefore tells a first start from a lost checkpoint: when
@@ -264,10 +226,10 @@ func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
 			"(subject %s, sequence %d: %v); the stream must hold this producer's changes only. Give the producer a stream of its own "+
 			"(JetStream.Stream), or remove what else publishes to its subjects", m.Subject, m.Sequence, err))
 	}
-	if src.Name != p.rcfg.SourceName {
+	if src.Name != p.opts.SourceName {
 		return src, failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
 			"this producer is %q; subject %s, sequence %d); the stream must hold this producer's changes only. Give each producer "+
-			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.rcfg.SourceName, m.Subject, m.Sequence))
+			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.opts.SourceName, m.Subject, m.Sequence))
 	}
 	return src, nil
 }
@@ -297,7 +259,7 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 	if err != nil {
 		return nil, "", err
 	}
-	if !p.sameHistory(src, start) {
+	if !p.sameHistory(ctx, src, start) {
 		return nil, start.History, nil // written before the checkpoint moved to this history
 	}
 	history := start.History
@@ -308,7 +270,7 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 	if at.Compare(start) < 0 {
 		return nil, history, nil // before the checkpoint: nothing of this pass is held
 	}
-	current, err := p.src.CurrentPosition()
+	current, err := p.src.CurrentPosition(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -328,14 +290,14 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 // before ids existed, their binlog base names do; otherwise (the checkpoint
 // was lost and set again by hand, which takes a new id) when the server's
 // binlog still holds the change's position with its GTID.
-func (p *Producer) sameHistory(src envelope.Source, cp position.Position) bool {
+func (p *Producer) sameHistory(ctx context.Context, src envelope.Source, cp position.Position) bool {
 	switch {
 	case src.History != "" && src.History == cp.History:
 		return true
 	case src.History == "" && cp.History == "":
 		return binlogBase(src.File) == binlogBase(cp.File)
 	}
-	return p.src.HoldsPosition(position.Position{File: src.File, Pos: src.Pos, GTID: src.GTID})
+	return p.src.HoldsPosition(ctx, position.Position{File: src.File, Pos: src.Pos, GTID: src.GTID})
 }
 
 // binlogBase is a binlog file name without its numeric suffix.
@@ -350,11 +312,11 @@ func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, erro
 	var pos position.Position
 	var err error
 	where := "the server's CURRENT position: changes made before now are not published"
-	if p.cfg.Mysql.StartAt == "oldest" {
-		pos, err = p.src.OldestPosition()
+	if p.opts.StartAtOldest {
+		pos, err = p.src.OldestPosition(ctx)
 		where = "the OLDEST binlog the server still has (Mysql.StartAt=oldest)"
 	} else {
-		pos, err = p.src.CurrentPosition()
+		pos, err = p.src.CurrentPosition(ctx)
 	}
 	if err != nil {
 		return pos, err
@@ -365,93 +327,6 @@ func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, erro
 	}
 	p.log.WithField("checkpoint", pos.String()).Warn("NO CHECKPOINT FOUND: first start, streaming from " + where)
 	return pos, nil
-}
-
-func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
-	switch cfg.Storage.DaoName {
-	case "redis":
-		return storage.OpenRedis(ctx, storage.RedisOptions{
-			Addr:     cfg.RedisAddr(),
-			Password: cfg.Redis.Password,
-			DB:       cfg.Redis.DB,
-			Key:      cfg.Storage.PosKey,
-		}, log)
-	default:
-		return storage.OpenBolt(storage.BoltOptions{
-			Path:    cfg.BoltPath(),
-			Bucket:  cfg.Bolt.Bucket,
-			Key:     cfg.Storage.PosKey,
-			Timeout: cfg.Bolt.Timeout.Duration(),
-		}, log)
-	}
-}
-
-// openQueue connects the configured broker. With MQName "jetstream" and no
-// JetStream.URL it first starts an embedded NATS server with JetStream.
-func (p *Producer) openQueue(ctx context.Context) error {
-	cfg := p.cfg
-	if cfg.MQName != "jetstream" {
-		q, err := mq.NewStan(mq.StanOptions{
-			URL:         cfg.StanURL(),
-			ClusterID:   cfg.Stan.ClusterID,
-			ClientID:    cfg.Stan.ClientID,
-			MaxInflight: cfg.Stan.MaxInflight,
-			AckTimeout:  cfg.Stan.AckTimeout.Duration(),
-		}, p.log)
-		if err != nil {
-			return err
-		}
-		p.queue = q
-		return nil
-	}
-	url := cfg.JetStream.URL
-	if url == "" {
-		srv, err := startEmbeddedNATS(cfg)
-		if err != nil {
-			return err
-		}
-		p.embedded = srv
-		url = srv.URL()
-		p.log.WithFields(logrus.Fields{"url": url, "store": embeddedStoreDir(cfg)}).Warn(
-			"no JetStream.URL configured: started an EMBEDDED NATS server with JetStream inside the producer; consumers connect to it like to any NATS server")
-	}
-	q, err := mq.NewJetStream(ctx, mq.JetStreamOptions{
-		URL:             url,
-		Stream:          cfg.JetStream.Stream,
-		Subjects:        cfg.StreamSubjects(),
-		Storage:         cfg.JetStream.Storage,
-		Replicas:        cfg.JetStream.Replicas,
-		DuplicateWindow: cfg.JetStream.DuplicateWindow.Duration(),
-		MaxInflight:     cfg.JetStream.MaxInflight,
-		AckTimeout:      cfg.JetStream.AckTimeout.Duration(),
-	}, p.log)
-	if err != nil {
-		return err
-	}
-	p.queue = q
-	return nil
-}
-
-func embeddedStoreDir(cfg *config.Config) string {
-	return filepath.Join(cfg.DataDir, "nats")
-}
-
-// startEmbeddedNATS runs the embedded broker on JetStream.Listen.
-func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
-	host, portStr, err := net.SplitHostPort(cfg.JetStream.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err)
-	}
-	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded",
-		MaxPayload: int32(cfg.JetStream.MaxPayload)})
-	if err != nil {
-		return nil, fmt.Errorf("%w (set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server)", err)
-	}
-	return srv, nil
 }
 
 // Run streams until ctx is done, then stops gracefully: it finishes the
@@ -514,16 +389,16 @@ func (p *Producer) Run(ctx context.Context) error {
 	}
 }
 
-// startMonitoring serves /metrics, /livez and /readyz (unless
-// HTTP.Disabled) and measures lag, stall and the broker connection on a
-// connection of its own, until ctx is done.
+// startMonitoring serves /metrics, /livez and /readyz (unless no
+// HTTPListen is set) and measures lag, stall and the broker connection on a
+// source connection of its own, until ctx is done.
 func (p *Producer) startMonitoring(ctx context.Context) error {
-	if !p.cfg.HTTP.Disabled {
-		if err := p.mon.Serve(ctx, p.cfg.HTTP.Listen, p.log); err != nil {
+	if p.opts.HTTPListen != "" {
+		if err := p.mon.Serve(ctx, p.opts.HTTPListen, p.log); err != nil {
 			return err
 		}
 	}
-	src, err := binlog.Connect(ctx, p.rcfg, p.log.WithField("component", "monitor"))
+	src, release, err := p.src.OpenMonitor(ctx)
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
@@ -532,7 +407,7 @@ func (p *Producer) startMonitoring(ctx context.Context) error {
 		broker = pinger
 	}
 	go func() {
-		defer src.Close()
+		defer release()
 		p.mon.Poll(ctx, src, broker, p.opts.MonitorInterval, p.log)
 	}()
 	return nil
@@ -560,7 +435,7 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	if err := p.src.CheckResumable(start); err != nil {
+	if err := p.src.CheckResumable(ctx, start); err != nil {
 		return err
 	}
 	held, history, err := p.held(ctx, start)
@@ -581,27 +456,24 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		p.log.WithFields(logrus.Fields{"checkpoint": start.String(), "held": fmt.Sprintf("%s:%d:%d", held.File, held.Pos, held.Row)}).
 			Info("the broker already holds changes after the checkpoint; they are not published again")
 	}
-	mem := newBudget(p.cfg.Memory.Budget)
-	rcfg := p.rcfg
-	rcfg.Reserve = func(ctx context.Context, n int) error {
-		err := mem.reserve(ctx, n)
-		p.mon.BudgetUsed(mem.inUse())
-		return err
-	}
+	mem := newBudget(p.opts.MemoryBudget)
+	reader := p.src.Reader(ReaderHooks{
+		Reserve: func(ctx context.Context, n int) error {
+			err := mem.reserve(ctx, n)
+			p.mon.BudgetUsed(mem.inUse())
+			return err
+		},
+		StreamState: p.mon.SourceConnected,
+	})
 	sizer, _ := p.queue.(mq.SizeChecker)
 	pl := &pipeline{
-		reader: binlog.NewReader(rcfg, p.src, p.log),
+		reader: reader,
 		batcher: &batcher{
-			opts: BatchOptions{
-				MaxRows:       p.cfg.Batch.MaxRows,
-				MaxBytes:      p.cfg.Batch.MaxBytes,
-				MaxWait:       p.cfg.Batch.MaxWait.Duration(),
-				FlushWhenIdle: p.cfg.Batch.FlushIdle(),
-			},
+			opts: p.opts.Batch,
 			admit: &admitter{
-				subject:    p.cfg.Subject,
-				deadLetter: p.cfg.DeadLetter(),
-				skip:       p.cfg.Tables.OnUnpublishable.Skip,
+				subject:    p.opts.Subject,
+				deadLetter: p.opts.DeadLetterSubject,
+				skip:       p.opts.SkipUnpublishable,
 				sizer:      sizer,
 				held:       held,
 				log:        p.log,
@@ -616,25 +488,4 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		budget: mem,
 	}
 	return pl.run(ctx, start, stop)
-}
-
-// Close releases the broker, source and store connections.
-func (p *Producer) Close() error {
-	var errs []error
-	if p.queue != nil {
-		errs = append(errs, p.queue.Close())
-	}
-	if p.src != nil {
-		p.src.Close()
-	}
-	if p.releaseStore != nil {
-		p.releaseStore()
-	}
-	if p.store != nil {
-		errs = append(errs, p.store.Close())
-	}
-	if p.embedded != nil {
-		p.embedded.Shutdown()
-	}
-	return errors.Join(errs...)
 }

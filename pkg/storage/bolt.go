@@ -39,6 +39,9 @@ type BoltOptions struct {
 	// process. Zero or negative means DefaultBoltTimeout; OpenBolt never
 	// waits forever.
 	Timeout time.Duration
+	// MustExist makes OpenBolt fail, with an error wrapping
+	// ErrNoCheckpoint, instead of creating a missing file.
+	MustExist bool
 }
 
 // BoltStore is a PositionStorager backed by one key of a bolt database file.
@@ -75,6 +78,11 @@ func OpenBolt(opts BoltOptions, log logrus.FieldLogger) (*BoltStore, error) {
 	log = orDiscard(log)
 	log = log.WithFields(logrus.Fields{"store": "bolt", "file": opts.Path, "bucket": opts.Bucket, "key": opts.Key})
 
+	if opts.MustExist {
+		if _, err := os.Stat(opts.Path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("bolt checkpoint file %s does not exist: %w", opts.Path, ErrNoCheckpoint)
+		}
+	}
 	if dir := filepath.Dir(opts.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("bolt checkpoint file %s: cannot create its directory: %w", opts.Path, mark(ErrUnavailable, err))

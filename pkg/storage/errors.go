@@ -23,6 +23,10 @@ var ErrCorrupt = failure.Permanent(errors.New("checkpoint is corrupt"))
 // succeed. Test with errors.Is.
 var ErrUnavailable = errors.New("checkpoint store is unavailable")
 
+// ErrHeld is wrapped by errors from OpenBolt and Leaser.AcquireLease when
+// another running process (a producer, an admin command) holds the store.
+var ErrHeld = errors.New("checkpoint store is held by a running producer")
+
 // recoverHint is appended to every ErrCorrupt message.
 const recoverHint = "restore the checkpoint from a backup, or set the checkpoint explicitly; dbsync will not guess a position"
 

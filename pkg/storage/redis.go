@@ -49,7 +49,10 @@ type RedisStore struct {
 	log    logrus.FieldLogger
 }
 
-var _ PositionStorager = (*RedisStore)(nil)
+var (
+	_ PositionStorager = (*RedisStore)(nil)
+	_ Leaser           = (*RedisStore)(nil)
+)
 
 // OpenRedis connects to opts.Addr and pings it. It fails fast (within about
 // DialTimeout) with an error wrapping ErrUnavailable and naming the address
@@ -183,18 +186,11 @@ func (s *RedisStore) Delete(ctx context.Context) error {
 	return nil
 }
 
-// ErrHeld reports a checkpoint store held by another running producer.
-var ErrHeld = errors.New("checkpoint store is held by a running producer")
-
 // leaseKey holds the name of the producer that owns the checkpoint key.
 func (s *RedisStore) leaseKey() string { return s.key + ":lease" }
 
-// AcquireLease marks the checkpoint as owned by owner for as long as the
-// returned release is not called (a background refresh keeps the lease
-// alive; it lapses ttl after a crash). It fails with an error wrapping
-// ErrHeld, naming the holder, when another owner holds it: redis has no
-// file lock, so this is what keeps two producers, or an admin command, from
-// writing one checkpoint at once.
+// AcquireLease implements Leaser with a key next to the checkpoint's that
+// names the owner, refreshed in the background every ttl/3.
 func (s *RedisStore) AcquireLease(ctx context.Context, owner string, ttl time.Duration) (release func(), err error) {
 	ok, err := s.client.SetNX(ctx, s.leaseKey(), owner, ttl).Result()
 	if err != nil {

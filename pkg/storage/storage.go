@@ -10,6 +10,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/dbsync/dbsync/pkg/position"
 )
@@ -32,4 +33,15 @@ type PositionStorager interface {
 	Delete(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// Leaser is implemented by stores that several processes can open at once
+// (redis). Whoever writes the checkpoint holds the lease, so a second
+// producer, or an admin command, cannot write it at the same time. A store
+// opened exclusively (bolt's file lock) needs none.
+type Leaser interface {
+	// AcquireLease holds the store for owner until release is called (it
+	// lapses ttl after a crash). It fails with an error wrapping ErrHeld,
+	// naming the holder, while another owner holds it.
+	AcquireLease(ctx context.Context, owner string, ttl time.Duration) (release func(), err error)
 }

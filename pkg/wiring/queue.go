@@ -1,0 +1,190 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/stan.go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/internal/natsembed"
+	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/mq"
+)
+
+// probeTimeout bounds each connection attempt of ProbeBroker.
+const probeTimeout = 5 * time.Second
+
+// OpenQueue connects the broker MQName names: NATS Streaming ("stan") or
+// NATS JetStream ("jetstream"). With JetStream and no JetStream.URL it first
+// starts an embedded NATS server with JetStream on JetStream.Listen, storing
+// under DataDir/nats; closing the queue stops it.
+func OpenQueue(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (mq.MessageQueue, error) {
+	log = orDiscard(log)
+	if cfg.MQName != "jetstream" {
+		q, err := mq.NewStan(stanOptions(cfg), log)
+		if err != nil {
+			return nil, stanFix(cfg, err)
+		}
+		return q, nil
+	}
+	if cfg.JetStream.URL != "" {
+		q, err := mq.NewJetStream(ctx, jetStreamOptions(cfg, cfg.JetStream.URL), log)
+		if err != nil {
+			return nil, jetStreamFix(err)
+		}
+		return q, nil
+	}
+	srv, err := startEmbeddedNATS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	log.WithFields(logrus.Fields{"url": srv.URL(), "store": embeddedStoreDir(cfg)}).Warn(
+		"no JetStream.URL configured: started an EMBEDDED NATS server with JetStream inside the producer; consumers connect to it like to any NATS server")
+	q, err := mq.NewJetStream(ctx, jetStreamOptions(cfg, srv.URL()), log)
+	if err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	return embeddedQueue{JetStream: q, server: srv}, nil
+}
+
+// embeddedQueue is a JetStream queue on the NATS server the process runs
+// itself; closing it stops the server.
+type embeddedQueue struct {
+	*mq.JetStream
+	server *natsembed.Server
+}
+
+func (q embeddedQueue) Close() error {
+	err := q.JetStream.Close()
+	q.server.Shutdown()
+	return err
+}
+
+func stanOptions(cfg *config.Config) mq.StanOptions {
+	return mq.StanOptions{
+		URL:         cfg.StanURL(),
+		ClusterID:   cfg.Stan.ClusterID,
+		ClientID:    cfg.Stan.ClientID,
+		MaxInflight: cfg.Stan.MaxInflight,
+		AckTimeout:  cfg.Stan.AckTimeout.Duration(),
+	}
+}
+
+func jetStreamOptions(cfg *config.Config, url string) mq.JetStreamOptions {
+	return mq.JetStreamOptions{
+		URL:             url,
+		Stream:          cfg.JetStream.Stream,
+		Subjects:        cfg.StreamSubjects(),
+		Storage:         cfg.JetStream.Storage,
+		Replicas:        cfg.JetStream.Replicas,
+		DuplicateWindow: cfg.JetStream.DuplicateWindow.Duration(),
+		MaxInflight:     cfg.JetStream.MaxInflight,
+		AckTimeout:      cfg.JetStream.AckTimeout.Duration(),
+	}
+}
+
+// stanFix attaches the settings to check to a failed NATS Streaming
+// connection.
+func stanFix(cfg *config.Config, err error) error {
+	switch {
+	case errors.Is(err, stan.ErrConnectReqTimeout):
+		return failure.WithFix(err, fmt.Sprintf("set Stan.ClusterID (DBSYNC_STAN_CLUSTER_ID) to the streaming server's cluster id (its -cid); %q got no answer", cfg.Stan.ClusterID))
+	case errors.Is(err, mq.ErrUnreachable):
+		return failure.WithFix(err, "start NATS Streaming there, or fix Stan.Host and Stan.Port (DBSYNC_STAN_HOST, DBSYNC_STAN_PORT)")
+	}
+	return failure.WithFix(err, fmt.Sprintf("check that a NATS Streaming server (not a plain NATS server) runs there with cluster id %q, "+
+		"or set Stan.ClusterID (DBSYNC_STAN_CLUSTER_ID) to its -cid", cfg.Stan.ClusterID))
+}
+
+// jetStreamFix attaches the settings to check to a failed connection to an
+// external NATS server.
+func jetStreamFix(err error) error {
+	switch {
+	case errors.Is(err, mq.ErrUnreachable):
+		return failure.WithFix(err, "start the NATS server there, or fix JetStream.URL (DBSYNC_JETSTREAM_URL); leave it empty to run the embedded broker")
+	case errors.Is(err, mq.ErrNoJetStream):
+		return failure.WithFix(err, "enable JetStream on the NATS server (nats-server -js, or a jetstream block in its config) and for the account dbsync uses")
+	}
+	return err
+}
+
+func embeddedStoreDir(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, "nats")
+}
+
+// startEmbeddedNATS runs the embedded broker on JetStream.Listen.
+func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.JetStream.Listen)
+	if err == nil {
+		_, err = strconv.Atoi(portStr)
+	}
+	if err != nil {
+		return nil, failure.WithFix(fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err), "set JetStream.Listen to host:port, e.g. 127.0.0.1:4222")
+	}
+	port, _ := strconv.Atoi(portStr)
+	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded",
+		MaxPayload: int32(cfg.JetStream.MaxPayload)})
+	if err != nil {
+		return nil, failure.WithFix(err, "set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server")
+	}
+	return srv, nil
+}
+
+// BrokerProbe is what ProbeBroker found about a broker that can be used.
+type BrokerProbe struct {
+	// Detail says what was found.
+	Detail string
+	// Unchecked is set when part of the broker could not be checked;
+	// UncheckedFix says how to let it be.
+	Unchecked    error
+	UncheckedFix string
+}
+
+// ProbeBroker checks, creating nothing, that the configured broker can be
+// used: it connects to NATS Streaming, or to the external JetStream server
+// and inspects the stream (an embedded broker is started by the producer
+// itself and is not probed). An unusable broker is an error carrying its
+// fix.
+func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
+	if cfg.MQName != "jetstream" {
+		url := cfg.StanURL()
+		// A client id of its own: the producer's may be in use by a running producer.
+		clientID := fmt.Sprintf("%s-doctor-%d", cfg.Stan.ClientID, os.Getpid())
+		if err := mq.ProbeStan(url, cfg.Stan.ClusterID, clientID, probeTimeout); err != nil {
+			return BrokerProbe{}, stanFix(cfg, err)
+		}
+		return BrokerProbe{Detail: fmt.Sprintf("NATS Streaming at %s, cluster %q", mq.RedactURL(url), cfg.Stan.ClusterID)}, nil
+	}
+	if cfg.JetStream.URL == "" {
+		dir := cfg.DataDir
+		if dir == "" {
+			dir = "."
+		}
+		return BrokerProbe{Detail: fmt.Sprintf("embedded broker (started by the producer on %s, data in %s/nats)", cfg.JetStream.Listen, dir)}, nil
+	}
+	opts := jetStreamOptions(cfg, cfg.JetStream.URL)
+	opts.ConnectTimeout = probeTimeout
+	report, err := mq.InspectJetStream(ctx, opts)
+	if err != nil {
+		return BrokerProbe{}, jetStreamFix(err)
+	}
+	u := mq.RedactURL(cfg.JetStream.URL)
+	if report.Unreadable != nil {
+		return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s", u), Unchecked: report.Unreadable,
+			UncheckedFix: "check the account's permissions for the JetStream API ($JS.API.>)"}, nil
+	}
+	stream := "will be created by the producer"
+	if report.Exists {
+		stream = fmt.Sprintf("exists (%d messages)", report.Messages)
+	}
+	return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s; stream %s %s", u, cfg.JetStream.Stream, stream)}, nil
+}

@@ -1,0 +1,77 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/failure"
+)
+
+// SourceConfig is the source connection's configuration from the Mysql
+// section, the table filter and policy (Tables) and the envelope's source
+// name (ProName without its trailing ".", else the source's address).
+func SourceConfig(cfg *config.Config) (binlog.Config, error) {
+	port, err := cfg.Mysql.Port.Int()
+	if err != nil {
+		return binlog.Config{}, failure.WithFix(fmt.Errorf("Mysql.Port %q: %w", cfg.Mysql.Port, err),
+			"set Mysql.Port (or DBSYNC_MYSQL_PORT) to the server's port, e.g. 3306")
+	}
+	name := strings.TrimSuffix(cfg.ProName, ".")
+	if name == "" {
+		name = cfg.MysqlAddr()
+	}
+	return binlog.Config{
+		Host:              cfg.Mysql.Host,
+		Port:              uint16(port),
+		User:              cfg.Mysql.Username,
+		Password:          cfg.Mysql.Password,
+		ServerID:          cfg.Mysql.ServerID,
+		Flavor:            cfg.Mysql.Flavor,
+		Charset:           cfg.Mysql.Charset,
+		HeartbeatPeriod:   cfg.Mysql.HeartbeatPeriod.Duration(),
+		ReadTimeout:       cfg.Mysql.ReadTimeout.Duration(),
+		ConnectTimeout:    cfg.Mysql.ConnectTimeout.Duration(),
+		SourceName:        name,
+		Include:           cfg.Tables.Match,
+		SkipUnpublishable: cfg.Tables.OnUnpublishable.Skip,
+	}, nil
+}
+
+// ConnectSource opens an administrative connection to the source server.
+// A refused login or an unreachable server is an error whose fix names
+// the settings to check, and for a refused login the statements that
+// create the account.
+func ConnectSource(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*binlog.Source, error) {
+	scfg, err := SourceConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return connectSource(ctx, cfg, scfg, log)
+}
+
+func connectSource(ctx context.Context, cfg *config.Config, scfg binlog.Config, log logrus.FieldLogger) (*binlog.Source, error) {
+	src, err := binlog.Connect(ctx, scfg, orDiscard(log))
+	if err == nil {
+		return src, nil
+	}
+	var me *mysql.MyError
+	if errors.As(err, &me) && (me.Code == mysql.ER_ACCESS_DENIED_ERROR || me.Code == mysql.ER_DBACCESS_DENIED_ERROR) {
+		user := sqlQuote(cfg.Mysql.Username)
+		return nil, failure.WithFix(err, fmt.Sprintf("check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD); to create the account: "+
+			"CREATE USER %s@'%%' IDENTIFIED BY '...'; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", user, user))
+	}
+	return nil, failure.WithFix(err, fmt.Sprintf("check that the server is up and reachable at %s (Mysql.Host, Mysql.Port; DBSYNC_MYSQL_HOST, DBSYNC_MYSQL_PORT)",
+		cfg.MysqlAddr()))
+}
+
+// sqlQuote quotes s as an SQL string literal.
+func sqlQuote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

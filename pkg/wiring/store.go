@@ -1,0 +1,103 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/storage"
+)
+
+// leaseTTL is how long a checkpoint lease outlives a holder that crashed.
+const leaseTTL = 15 * time.Second
+
+// OpenStore opens the checkpoint store Storage.DaoName names ("bolt", the
+// default, or "redis"), creating a bolt file that does not exist yet.
+func OpenStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
+	return openStore(ctx, cfg, log, true)
+}
+
+// InspectStore opens the checkpoint store without creating anything: a
+// store that does not exist yet is an error wrapping
+// storage.ErrNoCheckpoint.
+func InspectStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
+	return openStore(ctx, cfg, log, false)
+}
+
+func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger, create bool) (storage.PositionStorager, error) {
+	log = orDiscard(log)
+	switch cfg.Storage.DaoName {
+	case "redis":
+		store, err := storage.OpenRedis(ctx, storage.RedisOptions{
+			Addr:     cfg.RedisAddr(),
+			Password: cfg.Redis.Password,
+			DB:       cfg.Redis.DB,
+			Key:      cfg.Storage.PosKey,
+		}, log)
+		if err != nil {
+			return nil, failure.WithFix(err, "start Redis there, or fix Redis.Host, Redis.Port and Redis.Password (DBSYNC_REDIS_HOST, DBSYNC_REDIS_PORT, DBSYNC_REDIS_PASSWORD)")
+		}
+		return store, nil
+	default:
+		store, err := storage.OpenBolt(storage.BoltOptions{
+			Path:      cfg.BoltPath(),
+			Bucket:    cfg.Bolt.Bucket,
+			Key:       cfg.Storage.PosKey,
+			Timeout:   cfg.Bolt.Timeout.Duration(),
+			MustExist: !create,
+		}, log)
+		if err != nil {
+			return nil, boltFix(cfg, err)
+		}
+		return store, nil
+	}
+}
+
+// boltFix attaches to an OpenBolt error what to do about it.
+func boltFix(cfg *config.Config, err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNoCheckpoint):
+		return err
+	case errors.Is(err, storage.ErrHeld):
+		return failure.WithFix(err, "nothing if that producer is the one you mean to run; otherwise stop it, or give this one its own Bolt.File / DataDir")
+	case errors.Is(err, storage.ErrCorrupt):
+		return failure.WithFix(err, fmt.Sprintf("restore %s from a backup; or, after re-syncing the consumers, delete it (the producer then starts at %s)",
+			cfg.BoltPath(), cfg.DescribeStartAt()))
+	}
+	return failure.WithFix(err, "make the file readable and writable by the producer, or point Bolt.File / DataDir at a writable place")
+}
+
+// DescribeStore names the configured checkpoint store for messages: "bolt
+// file PATH" or "redis at ADDR (db N, key K)".
+func DescribeStore(cfg *config.Config) string {
+	if cfg.Storage.DaoName == "redis" {
+		return fmt.Sprintf("redis at %s (db %d, key %q)", cfg.RedisAddr(), cfg.Redis.DB, cfg.Storage.PosKey)
+	}
+	return "bolt file " + cfg.BoltPath()
+}
+
+// HoldStore takes store's lease for role when the store has one
+// (storage.Leaser), so no other process writes the checkpoint while it is
+// held; release gives it back. A store without a lease (bolt's file lock is
+// held while it is open) gets a release that does nothing. It fails with an
+// error wrapping storage.ErrHeld, naming the holder, while another process
+// holds it.
+func HoldStore(ctx context.Context, store storage.PositionStorager, role string) (release func(), err error) {
+	l, ok := store.(storage.Leaser)
+	if !ok {
+		return func() {}, nil
+	}
+	return l.AcquireLease(ctx, leaseOwner(role), leaseTTL)
+}
+
+// leaseOwner names this process in a lease.
+func leaseOwner(role string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s %s pid %d", role, host, os.Getpid())
+}

@@ -1,0 +1,101 @@
+// Package wiring builds dbsync's components from a *config.Config: the
+// checkpoint store, the message queue (with the embedded NATS server when no
+// broker address is configured) and the source connection. It is the one
+// place that knows which config section configures which implementation:
+// adding a broker or a store is a file in pkg/mq or pkg/storage, one case
+// here and a config section.
+//
+// Every error it returns names the component and carries the fix in the
+// config's own terms (failure.Fix): the setting to change, the environment
+// variable that overrides it.
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/storage"
+)
+
+// Components are the connected parts a producer runs on.
+type Components struct {
+	// Store holds the checkpoint, leased to the role Open was given.
+	Store storage.PositionStorager
+	// Queue publishes; closing it also stops the embedded NATS server
+	// when it started one.
+	Queue mq.MessageQueue
+	// Source is the administrative connection to the source server, and
+	// SourceConfig how to open more (the binlog stream, the monitor's).
+	Source       *binlog.Source
+	SourceConfig binlog.Config
+
+	releaseStore func()
+}
+
+// Open connects the checkpoint store (and holds it for role: a redis lease;
+// bolt's file lock needs none), the source and the broker, in that order. On
+// failure it closes what it opened and returns the first error.
+func Open(ctx context.Context, cfg *config.Config, role string, log logrus.FieldLogger) (_ *Components, err error) {
+	c := &Components{}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.Store, err = OpenStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if c.releaseStore, err = HoldStore(ctx, c.Store, role); err != nil {
+		return nil, err
+	}
+	if c.SourceConfig, err = SourceConfig(cfg); err != nil {
+		return nil, err
+	}
+	if c.Source, err = connectSource(ctx, cfg, c.SourceConfig, log); err != nil {
+		return nil, err
+	}
+	if c.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the broker, the source and the store (giving back its
+// lease); it returns the errors of those that failed to close.
+func (c *Components) Close() error {
+	var errs []error
+	if c.Queue != nil {
+		errs = append(errs, c.Queue.Close())
+	}
+	if c.Source != nil {
+		c.Source.Close()
+	}
+	if c.releaseStore != nil {
+		c.releaseStore()
+	}
+	if c.Store != nil {
+		errs = append(errs, c.Store.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+// orDiscard returns log, or a logger that discards everything when log is
+// nil.
+func orDiscard(log logrus.FieldLogger) logrus.FieldLogger {
+	if log != nil {
+		return log
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
