@@ -2,7 +2,6 @@ package storage
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -311,16 +310,4 @@ func TestBoltPathIsDirectory(t *testing.T) {
 		t.Fatalf("want ErrUnavailable, got %v", err)
 	}
 	assertContains(t, err, dir, "directory")
-}
-
-func TestBoltCanceledContext(t *testing.T) {
-	s := openBoltT(t, BoltOptions{Path: filepath.Join(t.TempDir(), "pos.db")})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := s.Save(ctx, position.Position{File: "f.000001", Pos: 4}); !errors.Is(err, context.Canceled) {
-		t.Errorf("Save with canceled ctx: %v", err)
-	}
-	if _, err := s.Get(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Get with canceled ctx: %v", err)
-	}
 }

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -228,18 +227,6 @@ func TestRedisCorruptValue(t *testing.T) {
 		}
 		assertContains(t, err, r.Addr(), `"listkey"`, "not a string")
 	})
-}
-
-func TestRedisCanceledContext(t *testing.T) {
-	r := testenv.StartRedis(t)
-	s := openRedisT(t, RedisOptions{Addr: r.Addr()})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := s.Save(ctx, position.Position{File: "f.000001", Pos: 4})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Save with canceled ctx: %v", err)
-	}
-	assertContains(t, err, r.Addr())
 }
 
 // TestRedisHungServer covers a peer that accepts connections but never
