@@ -10,7 +10,7 @@ test:
 
 ## test-faults: fault-injection suite (broker, MariaDB and network faults under load, checked for loss, order and values); writes docs/reliability.md
 test-faults:
-	DBSYNC_WRITE_RELIABILITY_DOC=1 $(GO) test -count=1 -v -timeout 15m ./internal/faults/
+	DBSYNC_WRITE_RELIABILITY_DOC=1 $(GO) test -count=1 -v -timeout 15m ./test/faults/
 
 ## demo: throwaway MariaDB + producer (embedded JetStream) + consumer + a small workload
 demo:

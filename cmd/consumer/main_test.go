@@ -1,33 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestPrintsJSONLines: the consumer prints every change of the named tables,
 // one envelope per line, in order, and nothing of other tables.
@@ -46,7 +27,7 @@ func TestPrintsJSONLines(t *testing.T) {
 	if err := sc.Publish("shop.other", []byte(msgs[0])); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
@@ -74,7 +55,7 @@ func TestPrintsJSONLines(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"noDot"}, {"-from", "sometime", "a.b"}} {
-		var out, errOut lockedBuffer
+		var out, errOut testenv.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {
 			t.Errorf("args %v: exit %d, want 2", args, code)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/envelope"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
 )
 

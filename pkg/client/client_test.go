@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/internal/e2e"
+	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/client"
 )
 

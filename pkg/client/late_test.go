@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/internal/e2e"
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/e2e"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/envelope"
 )

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dbsync/dbsync/internal/e2e"
+	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/client"
 )
 

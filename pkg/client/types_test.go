@@ -11,7 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/client"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/position"

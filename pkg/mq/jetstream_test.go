@@ -18,7 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dbsync/dbsync/internal/testenv"
+	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
 )
 

@@ -1,0 +1,304 @@
+// Package bench measures dbsync on this machine in one run, as issue 6
+// asks: the source ceiling (go-mysql alone reading and decoding the binlog),
+// the sink ceiling per broker (the project's asynchronous publisher), the
+// producer end to end for bulk inserts and for single-row transactions with
+// its peak RSS, the commit-to-delivery latency at a steady commit rate, and
+// the peak RSS of one very large transaction. It reports medians of several
+// runs as a table on stdout and in docs/benchmarks.md, with a description
+// of the machine.
+//
+//	go run ./cmd/bench [-rows N] [-tx N] [-runs K] [-rate R] [-duration D]
+//	                   [-brokers stan,jetstream] [-out docs/benchmarks.md] ...
+//
+// It starts its own MariaDB and brokers on free loopback ports (through
+// test/testenv) and builds the producer from the current source first.
+// Progress goes to stderr. Exit status: 0 on success, 1 when a measurement
+// fails (every server and producer is stopped first), 2 for bad flags.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dbsync/dbsync/test/testenv"
+)
+
+// Options say what to measure and how often.
+type Options struct {
+	Rows        int
+	Tx          int
+	Runs        int
+	Rate        float64
+	Duration    time.Duration
+	Brokers     []string
+	Out         string
+	SkipLatency bool
+	SkipSink    bool
+	BigRows     int
+	Writers     int
+	Verbose     bool
+}
+
+// Main performs every measurement of opts, printing progress to stderr and
+// the report to stdout; command is the command line the report names. It
+// returns the exit status: 0 on success, 1 when a measurement fails (every
+// server and producer is stopped first).
+func Main(opts Options, command string, stdout, stderr io.Writer) int {
+	b := &bench{opts: opts, began: time.Now(), stderr: stderr, command: command}
+	logf := func(format string, a ...any) {}
+	if opts.Verbose {
+		logf = func(format string, a ...any) { fmt.Fprintf(stderr, "    "+format+"\n", a...) }
+	}
+	b.tb = newRootTB("bench", logf)
+
+	// A fatal error on another goroutine exits the process; this one then
+	// only waits for that.
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(fatalAbort); ok {
+				select {}
+			}
+			b.tb.close()
+			panic(r)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		sig := <-sigs
+		cancel()
+		b.tb.Fatalf("interrupted by %v", sig)
+	}()
+
+	report, err := b.run(ctx)
+	if b.tb.exiting.Load() {
+		select {} // a fatal error is cleaning up and exits the process
+	}
+	b.tb.close()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	fmt.Fprint(stdout, report)
+	return 0
+}
+
+// bench is one run of the command.
+type bench struct {
+	opts    Options
+	command string
+	began   time.Time
+	stderr  io.Writer
+	tb      *benchTB
+
+	bin     string
+	db      *testenv.MariaDB
+	mariadb string // the server's VERSION()
+	meter   cpuMeter
+	res     results
+}
+
+// progress prints a progress line with the time since the start.
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.stderr, "[%6.1fs] %s\n", time.Since(b.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// run performs every measurement and returns the text for stdout; it
+// writes the Markdown report when -out is set.
+func (b *bench) run(ctx context.Context) (string, error) {
+	if busy, err := cpuBusy(time.Second); err == nil && busy > 0.2 {
+		b.progress("WARNING: the CPUs are %s busy before the start: other work on this machine makes the numbers noisy", fmtPercent(busy))
+	}
+	b.progress("building the producer from source")
+	bin, err := buildProducer(b.tb)
+	if err != nil {
+		return "", err
+	}
+	b.bin = bin
+
+	b.progress("starting MariaDB and writing the workloads")
+	b.db = testenv.StartMariaDB(b.tb, testenv.MariaDBOptions{})
+	b.db.CreateReplicationUser(b.tb, producerUser, producerPassword)
+	if b.meter.mariadbPID = findProcess("--datadir=" + b.db.DataDir); b.meter.mariadbPID == 0 {
+		b.progress("WARNING: MariaDB's process not found: its CPU time counts as other processes'")
+	}
+	if b.mariadb, err = serverVersion(ctx, b.db); err != nil {
+		return "", err
+	}
+	bulk, tx, big, err := prepareWorkloads(ctx, b.tb, b.db, b.opts, b.progress)
+	if err != nil {
+		return "", err
+	}
+	workloads := []*workload{bulk, tx}
+	if !b.opts.SkipSink {
+		for _, w := range workloads {
+			if w.Sample, err = takeSample(ctx, b.tb, b.bin, b.db, w); err != nil {
+				return "", err
+			}
+			b.progress("took %d sample envelopes of %s", len(w.Sample), w.Name)
+		}
+	}
+
+	first, err := b.meter.sample()
+	if err != nil {
+		return "", err
+	}
+	for run := 1; run <= b.opts.Runs; run++ {
+		if err := b.measureRun(ctx, run, workloads); err != nil {
+			return "", err
+		}
+	}
+	if big != nil {
+		if err := b.measureBig(ctx, big); err != nil {
+			return "", err
+		}
+		workloads = append(workloads, big)
+	}
+	last, err := b.meter.sample()
+	if err != nil {
+		return "", err
+	}
+	b.res.OtherCPU = otherShare(first, last, runtime.NumCPU())
+	return b.report(workloads)
+}
+
+// measureRun performs one run, noting how much other processes used the
+// CPUs meanwhile: the source ceiling of every workload, then
+// per broker the sink ceilings, the end-to-end runs and the latency.
+func (b *bench) measureRun(ctx context.Context, run int, workloads []*workload) error {
+	before, err := b.meter.sample()
+	if err != nil {
+		return err
+	}
+	if err := b.measureRunOnce(ctx, run, workloads); err != nil {
+		return err
+	}
+	after, err := b.meter.sample()
+	if err != nil {
+		return err
+	}
+	other := otherShare(before, after, runtime.NumCPU())
+	b.res.Runs = append(b.res.Runs, runNoise{Run: run, OtherCPU: other})
+	if other > 0.1 {
+		b.progress("run %d: WARNING: other processes used %s of the CPUs during this run; its numbers are disturbed", run, fmtPercent(other))
+	} else {
+		b.progress("run %d: other processes used %s of the CPUs", run, fmtPercent(other))
+	}
+	return nil
+}
+
+// measureRunOnce performs the measurements of one run.
+func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*workload) error {
+	tb := b.tb.scope(fmt.Sprintf("run%d", run))
+	defer tb.close()
+	for _, w := range workloads {
+		r, err := measureSource(ctx, b.db, w)
+		if err != nil {
+			return err
+		}
+		r.Run = run
+		b.res.Source = append(b.res.Source, r)
+		b.progress("run %d: source ceiling %-4s %s rows/s", run, w.Name, fmtCount(r.RowsPerSec()))
+	}
+	for _, broker := range b.opts.Brokers {
+		if !b.opts.SkipSink {
+			for _, w := range workloads {
+				for _, streamed := range []bool{false, true} {
+					r, err := measureSink(ctx, tb, broker, w, streamed)
+					if err != nil {
+						return err
+					}
+					r.Run = run
+					b.res.Sink = append(b.res.Sink, r)
+					b.progress("run %d: sink ceiling   %-4s %-9s %s msgs/s (%s)", run, w.Name, broker, fmtCount(r.MsgsPerSec()), sinkMode(streamed))
+				}
+			}
+		}
+		for _, w := range workloads {
+			r, err := measureE2E(ctx, tb, b.bin, b.db, broker, w)
+			if err != nil {
+				return err
+			}
+			r.Run = run
+			b.res.E2E = append(b.res.E2E, r)
+			b.progress("run %d: end to end     %-4s %-9s %s rows/s (%s rows in %s, startup %s), peak RSS %.1f MiB",
+				run, w.Name, broker, fmtCount(r.RowsPerSec()), fmtCount(float64(r.Rows)), r.Elapsed.Round(time.Millisecond),
+				r.Startup.Round(time.Millisecond), mib(r.PeakRSS))
+		}
+		if !b.opts.SkipLatency {
+			r, err := measureLatency(ctx, tb, b.bin, b.db, broker, b.opts.Rate, b.opts.Duration)
+			if err != nil {
+				return err
+			}
+			r.Run = run
+			b.res.Latency = append(b.res.Latency, r)
+			b.progress("run %d: latency        %-9s %s commits at %s/s: p50 %s ms, p99 %s ms, max %s ms (ingress p50 %s ms, p99 %s ms)",
+				run, broker, fmtCount(float64(r.Commits)), fmtCount(r.Rate), fmtMs(r.P50), fmtMs(r.P99), fmtMs(r.Max),
+				fmtMaybeMs(r.IngressP50), fmtMaybeMs(r.IngressP99))
+		}
+	}
+	return nil
+}
+
+// measureBig measures the big transaction once: its source ceiling and the
+// producer end to end on NATS Streaming, with its peak RSS.
+func (b *bench) measureBig(ctx context.Context, big *workload) error {
+	src, err := measureSource(ctx, b.db, big)
+	if err != nil {
+		return err
+	}
+	b.res.BigSource = &src
+	b.progress("big transaction: source ceiling %s rows/s", fmtCount(src.RowsPerSec()))
+	e, err := measureE2E(ctx, b.tb, b.bin, b.db, BrokerStan, big)
+	if err != nil {
+		return err
+	}
+	b.res.BigE2E = &e
+	b.progress("big transaction: end to end on stan %s rows/s (%s rows in %s), peak RSS %.1f MiB",
+		fmtCount(e.RowsPerSec()), fmtCount(float64(e.Rows)), e.Elapsed.Round(time.Millisecond), mib(e.PeakRSS))
+	return nil
+}
+
+// report renders the summary for stdout and writes the Markdown file.
+func (b *bench) report(workloads []*workload) (string, error) {
+	names := []string{}
+	for _, w := range workloads {
+		if w.Name != "big" {
+			names = append(names, w.Name)
+		}
+	}
+	summary := b.res.summarize(names, b.opts.Brokers)
+	lat := b.res.summarizeLatency(b.opts.Brokers)
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nThroughput (median of %d runs):\n\n%s", b.opts.Runs, throughputTable(summary))
+	if len(lat) > 0 {
+		fmt.Fprintf(&out, "\nLatency, single-row commits at %s/s for %s (median of %d runs):\n\n%s",
+			fmtCount(b.opts.Rate), b.opts.Duration, b.opts.Runs, latencyTable(lat))
+	}
+	fmt.Fprintf(&out, "\nTargets (issue 6):\n\n%s", targetsTable(summary, lat))
+	fmt.Fprintf(&out, "\nOther processes used %s of the CPUs during the measurements (%s).\n",
+		fmtPercent(b.res.OtherCPU), otherPerRun(b.res.Runs))
+
+	if b.opts.Out != "" {
+		doc := markdown(reportInput{
+			Machine: describeMachine(b.mariadb), Command: b.command, Took: time.Since(b.began), Runs: b.opts.Runs,
+			Workloads: workloads, Results: &b.res, Summary: summary, Latency: lat,
+			Rate: b.opts.Rate, Duration: b.opts.Duration,
+		})
+		if err := os.WriteFile(b.opts.Out, []byte(doc), 0o644); err != nil {
+			return "", fmt.Errorf("write the report: %w", err)
+		}
+		fmt.Fprintf(&out, "\nWrote %s (took %s).\n", b.opts.Out, time.Since(b.began).Round(time.Second))
+	}
+	return out.String(), nil
+}

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dbsync/dbsync/test/testenv"
+)
+
+// pollInterval is how often the broker's message count is polled.
+const pollInterval = 10 * time.Millisecond
+
+// streamStartedLog is what the producer logs once its binlog stream is up.
+const streamStartedLog = "binlog stream started"
+
+// e2eResult is one end-to-end measurement.
+type e2eResult struct {
+	Run              int
+	Workload, Broker string
+	Rows             int
+	// Elapsed runs from the producer's start until the broker held every
+	// row's message.
+	Elapsed time.Duration
+	// Startup is from the producer's start until it logged that its binlog
+	// stream started (0 when not seen).
+	Startup time.Duration
+	// PeakRSS is the producer's peak resident set size in bytes (-1 when
+	// unknown).
+	PeakRSS int64
+}
+
+// RowsPerSec is the measured rate.
+func (r e2eResult) RowsPerSec() float64 { return perSecond(r.Rows, r.Elapsed) }
+
+// countProgress is what waitCount observed.
+type countProgress struct {
+	// Reached is when the count first was at least the wanted one.
+	Reached time.Time
+	// StreamStarted is when the producer's log first showed its binlog
+	// stream started (zero when not seen before Reached).
+	StreamStarted time.Time
+}
+
+// waitCount polls the broker until subject holds at least want messages.
+// It fails when the producer exits first, ctx is done or timeout passes.
+func waitCount(ctx context.Context, br *broker, p *producerProc, subject string, want int, timeout time.Duration) (countProgress, error) {
+	var prog countProgress
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	got := 0
+	for {
+		if prog.StreamStarted.IsZero() && p.hasLogged(streamStartedLog) {
+			prog.StreamStarted = time.Now()
+		}
+		var err error
+		if got, err = br.count(ctx, subject); err != nil {
+			return prog, err
+		}
+		if got >= want {
+			prog.Reached = time.Now()
+			return prog, nil
+		}
+		if p.child.Exited() {
+			return prog, p.exitError()
+		}
+		if time.Now().After(deadline) {
+			return prog, fmt.Errorf("%s holds %d messages, want %d within %s; producer log ends with:\n%s",
+				subject, got, want, timeout, tail(p.log.String(), 20))
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return prog, fmt.Errorf("waiting for %d messages on %s (have %d): %w", want, subject, got, ctx.Err())
+		}
+	}
+}
+
+// measureE2E runs the producer, checkpoints on and default settings
+// otherwise, from w's start position with Tables.Include restricted to w's
+// table, into a fresh broker; the clock runs from the process start until
+// the broker holds all w.Rows messages. The peak RSS is read then, before
+// the producer is stopped with SIGTERM; it must exit 0 and the broker must
+// hold exactly w.Rows messages.
+func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.MariaDB, brokerName string, w *workload) (e2eResult, error) {
+	tb := parent.scope("e2e-" + w.Name + "-" + brokerName)
+	defer tb.close()
+	fail := func(err error) (e2eResult, error) {
+		return e2eResult{}, fmt.Errorf("end to end %s on %s: %w", w.Name, brokerName, err)
+	}
+	br, err := startBroker(tb, brokerName)
+	if err != nil {
+		return fail(err)
+	}
+	setup, err := newProducerSetup(tb, bin, db, br, []string{w.fullTable()})
+	if err != nil {
+		return fail(err)
+	}
+	if err := setup.setCheckpoint(ctx, w.Start); err != nil {
+		return fail(err)
+	}
+	p, err := setup.start(tb)
+	if err != nil {
+		return fail(err)
+	}
+	subject := br.subject(w.fullTable())
+	prog, err := waitCount(ctx, br, p, subject, w.Rows, 10*time.Minute)
+	if err != nil {
+		return fail(err)
+	}
+	res := e2eResult{Workload: w.Name, Broker: brokerName, Rows: w.Rows, Elapsed: prog.Reached.Sub(p.started), PeakRSS: -1}
+	if !prog.StreamStarted.IsZero() {
+		res.Startup = prog.StreamStarted.Sub(p.started)
+	}
+	if rss, err := p.child.PeakRSS(); err == nil {
+		res.PeakRSS = rss
+	} else {
+		return fail(err)
+	}
+	if err := p.stop(); err != nil {
+		return fail(err)
+	}
+	got, err := br.count(ctx, subject)
+	if err != nil {
+		return fail(err)
+	}
+	if got != w.Rows {
+		return fail(fmt.Errorf("broker holds %d messages on %s after the stop, want exactly %d", got, subject, w.Rows))
+	}
+	return res, nil
+}
