@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // TestEnvelopeChain: every envelope carries the pass's binlog history id,

@@ -9,8 +9,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // TestCheckResumableDetectsResetMaster: after RESET MASTER and new writes,

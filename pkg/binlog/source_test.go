@@ -8,8 +8,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // TestSourceBehindAProxy: a SQL proxy in front of MariaDB answers queries

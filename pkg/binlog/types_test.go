@@ -12,8 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from this run (review the diff!)")

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/mq"
 )
 
 // StartPosition says where a new durable subscription begins.
@@ -58,14 +60,14 @@ const (
 // JetStream defaults, the producer's.
 const (
 	// DefaultJetStreamStream is Config.Stream's default.
-	DefaultJetStreamStream = "DBSYNC"
+	DefaultJetStreamStream = mq.DefaultJetStreamStream
 	// DefaultJetStreamPrefix is Config.Prefix's default with "jetstream"
 	// (a stream cannot capture unprefixed "*.*" subjects).
-	DefaultJetStreamPrefix = "dbsync."
+	DefaultJetStreamPrefix = mq.DefaultJetStreamSubjectPrefix
 )
 
-// Config says how to reach the broker and how to deliver. The first four
-// fields are the original dbsync client's.
+// Config says how to reach the broker and how to deliver. ClusterID,
+// ClientID, Host and Port keep the names and meaning of dbsync 1's client.
 type Config struct {
 	// ClusterID is the NATS Streaming cluster id (required for "stan",
 	// unused for "jetstream").
@@ -208,6 +210,13 @@ func NewClient(cfg Config) (*Client, error) {
 	if len(missing) > 0 {
 		return nil, errors.Join(missing...)
 	}
+	if cfg.Broker == BrokerStan {
+		if err := mq.CheckStanClientID(cfg.ClientID); err != nil {
+			return nil, fmt.Errorf("client.Config.ClientID %q %w", cfg.ClientID, err)
+		}
+	} else if err := mq.CheckStreamName(cfg.Stream); err != nil {
+		return nil, fmt.Errorf("client.Config.Stream %q %w", cfg.Stream, err)
+	}
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 100 * time.Millisecond
 	}
@@ -247,7 +256,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Broker == BrokerJetStream {
 		// The NATS connection reconnects by itself and each subscription
 		// keeps pulling through outages.
-		tr, err := dialJetStream(cfg, c.log)
+		tr, err := dialJetStream(cfg.jetstreamOptions(), c.log)
 		if err != nil {
 			c.cancel()
 			return nil, err
@@ -255,7 +264,7 @@ func NewClient(cfg Config) (*Client, error) {
 		c.tr = tr
 		return c, nil
 	}
-	tr, err := dialStan(cfg, c.connectionLost, c.log)
+	tr, err := dialStan(cfg.stanOptions(), c.connectionLost, c.log)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -323,7 +332,7 @@ func (c *Client) reconnectLoop() {
 			if !c.sleep(c.backoff(attempt)) {
 				return
 			}
-			tr, err := dialStan(c.cfg, c.connectionLost, c.log)
+			tr, err := dialStan(c.cfg.stanOptions(), c.connectionLost, c.log)
 			if err != nil {
 				c.log.WithError(err).Warn("reconnect failed")
 				continue
@@ -384,4 +393,14 @@ func (c *Client) decoder(t reflect.Type) (*Decoder, error) {
 	}
 	c.decoders[t] = d
 	return d, nil
+}
+
+// stanOptions are the NATS Streaming transport's settings from c.
+func (c Config) stanOptions() stanOptions {
+	return stanOptions{URL: natsURL(c.Host, c.Port), ClusterID: c.ClusterID, ClientID: c.ClientID}
+}
+
+// jetstreamOptions are the JetStream transport's settings from c.
+func (c Config) jetstreamOptions() jetstreamOptions {
+	return jetstreamOptions{URL: natsURL(c.Host, c.Port), Stream: c.Stream, ClientID: c.ClientID}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/client"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 var producerBin string

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/test/testenv"
-	"github.com/dbsync/dbsync/pkg/client"
 )
 
 // errorLog collects what a client reports through OnError.

@@ -45,14 +45,21 @@ type jetstreamTransport struct {
 	log      logrus.FieldLogger
 }
 
-// dialJetStream connects to the NATS server at Config.Host/Port. The
-// connection reconnects forever on its own; pulls fail meanwhile and are
-// retried. It fails when the server cannot be reached now.
-func dialJetStream(cfg Config, log logrus.FieldLogger) (*jetstreamTransport, error) {
-	url := natsURL(cfg.Host, cfg.Port)
-	log = log.WithFields(logrus.Fields{"url": url, "stream": cfg.Stream})
+// jetstreamOptions say how to reach the stream.
+type jetstreamOptions struct {
+	URL      string
+	Stream   string
+	ClientID string
+}
+
+// dialJetStream connects to the NATS server at opts.URL. The connection
+// reconnects forever on its own; pulls fail meanwhile and are retried. It
+// fails when the server cannot be reached now.
+func dialJetStream(opts jetstreamOptions, log logrus.FieldLogger) (*jetstreamTransport, error) {
+	url := opts.URL
+	log = log.WithFields(logrus.Fields{"url": url, "stream": opts.Stream})
 	nc, err := nats.Connect(url,
-		nats.Name("dbsync consumer "+cfg.ClientID),
+		nats.Name("dbsync consumer "+opts.ClientID),
 		nats.Timeout(jsRequestTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -69,15 +76,15 @@ func dialJetStream(cfg Config, log logrus.FieldLogger) (*jetstreamTransport, err
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }))
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS JetStream at %s as client %q: %w (check Config.Host/Port)", url, cfg.ClientID, err)
+		return nil, fmt.Errorf("connect to NATS JetStream at %s as client %q: %w (check Config.Host/Port)", url, opts.ClientID, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("JetStream at %s: %w", url, err)
 	}
-	log.WithField("client_id", cfg.ClientID).Info("consumer connected to NATS JetStream")
-	return &jetstreamTransport{nc: nc, js: js, stream: cfg.Stream, clientID: cfg.ClientID, url: url, log: log}, nil
+	log.WithField("client_id", opts.ClientID).Info("consumer connected to NATS JetStream")
+	return &jetstreamTransport{nc: nc, js: js, stream: opts.Stream, clientID: opts.ClientID, url: url, log: log}, nil
 }
 
 func (t *jetstreamTransport) close() error {

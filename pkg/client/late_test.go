@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/e2e"
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/e2e"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // itemChange is a hand-written insert of shop.item id at binlog pos of

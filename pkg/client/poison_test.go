@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/client"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 // deadRecord is what the SDK publishes on the dead-letter subject.

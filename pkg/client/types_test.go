@@ -11,8 +11,8 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/client"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // AllTypes holds every type of the contract (pkg/binlog/testdata/all_types.sql)

@@ -10,6 +10,9 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/storage"
 )
 
 // Config is dbsync's configuration, as read from config.json. Field names are
@@ -199,6 +202,7 @@ type Log struct {
 }
 
 // Default values, exported so documentation and callers can refer to them.
+// Those of a component (a broker, a store) are the component's own.
 const (
 	DefaultServerID        = 1001
 	DefaultStartAt         = "current"
@@ -207,21 +211,21 @@ const (
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultDaoName         = "bolt"
-	DefaultPosKey          = "key"
+	DefaultPosKey          = storage.DefaultBoltKey
 	DefaultBoltFile        = "pos.db"
-	DefaultBoltBucket      = "pos"
-	DefaultBoltTimeout     = time.Second
+	DefaultBoltBucket      = storage.DefaultBoltBucket
+	DefaultBoltTimeout     = storage.DefaultBoltTimeout
 	DefaultMQName          = "stan"
-	DefaultMaxInflight     = 4096
-	DefaultAckTimeout      = 30 * time.Second
+	DefaultMaxInflight     = mq.DefaultJetStreamMaxInflight
+	DefaultAckTimeout      = mq.DefaultJetStreamAckTimeout
 	DefaultJetStreamListen = "127.0.0.1:4222"
-	DefaultJetStreamStream = "DBSYNC"
+	DefaultJetStreamStream = mq.DefaultJetStreamStream
 	DefaultHTTPListen      = ":8080"
 	DefaultStallTimeout    = 60 * time.Second
 	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
-	DefaultJetStreamProName = "dbsync."
-	DefaultJetStreamStore   = "file"
-	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultJetStreamProName = mq.DefaultJetStreamSubjectPrefix
+	DefaultJetStreamStore   = mq.DefaultJetStreamStorage
+	DefaultDuplicateWindow  = mq.DefaultJetStreamDuplicateWindow
 	DefaultBatchMaxRows     = 1024
 	DefaultBatchMaxWait     = 3 * time.Second
 	DefaultBatchMaxBytes    = 16 << 20

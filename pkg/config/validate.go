@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dbsync/dbsync/pkg/mq"
 )
 
 // Allowed values of the enumerated settings. They are functions, not
@@ -88,8 +90,10 @@ func (c *Config) Validate() error {
 		if v.required("Stan.ClusterID", c.Stan.ClusterID) && strings.ContainsAny(c.Stan.ClusterID, " \t\r\n*>") {
 			v.add("Stan.ClusterID", "%q contains whitespace or a wildcard ('*', '>'); use the cluster id the NATS Streaming server runs with", c.Stan.ClusterID)
 		}
-		if v.required("Stan.ClientID", c.Stan.ClientID) && !validClientID(c.Stan.ClientID) {
-			v.add("Stan.ClientID", "%q may only contain letters, digits, '-' and '_'", c.Stan.ClientID)
+		if v.required("Stan.ClientID", c.Stan.ClientID) {
+			if err := mq.CheckStanClientID(c.Stan.ClientID); err != nil {
+				v.add("Stan.ClientID", "%q %v", c.Stan.ClientID, err)
+			}
 		}
 		if c.Stan.MaxInflight < 1 {
 			v.add("Stan.MaxInflight", "%d must be at least 1 (default %d)", c.Stan.MaxInflight, DefaultMaxInflight)
@@ -102,8 +106,8 @@ func (c *Config) Validate() error {
 		} else if _, _, err := net.SplitHostPort(j.Listen); err != nil {
 			v.add("JetStream.Listen", "%q is not host:port (the embedded server's address; default %s)", j.Listen, DefaultJetStreamListen)
 		}
-		if strings.ContainsAny(j.Stream, " \t\r\n.*>/\\") || j.Stream == "" {
-			v.add("JetStream.Stream", "%q is not a valid stream name (no spaces, '.', '*', '>', slashes)", j.Stream)
+		if err := mq.CheckStreamName(j.Stream); err != nil {
+			v.add("JetStream.Stream", "%q %v", j.Stream, err)
 		}
 		v.oneOf("JetStream.Storage", j.Storage, []string{"file", "memory"})
 		if j.Replicas < 1 || j.Replicas > 5 {
@@ -303,17 +307,4 @@ func (v *validator) tablePattern(key, p string) bool {
 		return false
 	}
 	return true
-}
-
-// validClientID reports whether id uses only the characters NATS Streaming
-// accepts in a client id: ASCII letters, digits, '-' and '_'.
-func validClientID(id string) bool {
-	for _, r := range id {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-		default:
-			return false
-		}
-	}
-	return id != ""
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/mq/mqtest"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 var contractClients atomic.Int64

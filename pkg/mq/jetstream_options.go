@@ -78,9 +78,9 @@ func (o JetStreamOptions) withDefaults() (JetStreamOptions, error) {
 		add("URL is empty; set it to the NATS server address, e.g. nats://127.0.0.1:4222")
 	}
 	if o.Stream == "" {
-		add("Stream is empty; set it to the stream name, e.g. DBSYNC")
-	} else if strings.ContainsAny(o.Stream, " \t\r\n.*>/\\") {
-		add("Stream %q is not a valid stream name; use no spaces, '.', '*', '>' or slashes", o.Stream)
+		add("Stream is empty; set it to the stream name, e.g. %s", DefaultJetStreamStream)
+	} else if err := CheckStreamName(o.Stream); err != nil {
+		add("Stream %q %v", o.Stream, err)
 	}
 	if len(o.Subjects) == 0 {
 		add("Subjects is empty; set the subjects the stream must capture, e.g. [\"*.*\"]")

@@ -18,8 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 const jsTestStream = "DBSYNC"

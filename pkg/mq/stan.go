@@ -67,8 +67,8 @@ func (o StanOptions) withDefaults() (StanOptions, error) {
 	}
 	if o.ClientID == "" {
 		errs = append(errs, errors.New("mq: stan: ClientID is empty; set it to a name unique among the broker's clients"))
-	} else if !validClientID(o.ClientID) {
-		errs = append(errs, fmt.Errorf("mq: stan: ClientID %q is invalid; use only letters, digits, '-' and '_'", o.ClientID))
+	} else if err := CheckStanClientID(o.ClientID); err != nil {
+		errs = append(errs, fmt.Errorf("mq: stan: ClientID %q is invalid: it %w", o.ClientID, err))
 	}
 	if o.MaxInflight < 0 {
 		errs = append(errs, fmt.Errorf("mq: stan: MaxInflight %d is negative; use a positive window or 0 for the default %d", o.MaxInflight, DefaultStanMaxInflight))
@@ -92,18 +92,6 @@ func (o StanOptions) withDefaults() (StanOptions, error) {
 		o.ConnectTimeout = DefaultStanConnectTimeout
 	}
 	return o, nil
-}
-
-func validClientID(id string) bool {
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Stan publishes to NATS Streaming. It implements MessageQueue.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 var clientSeq atomic.Int64

@@ -4,9 +4,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/storage"
 	"github.com/dbsync/dbsync/pkg/storage/storagetest"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 func TestBoltKeepsTheContract(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/testenv"
 	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 func newRedisKit(t *testing.T) kit {

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 // Consumer is an SDK client subscribed to tables of a Cluster's broker,

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/test/faults"
-	"github.com/dbsync/dbsync/pkg/envelope"
 )
 
 // docsTable holds the rows of these scenarios that can be too large.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/stan.go"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 // BenchmarkBulkInsert measures end-to-end throughput per broker: 200,000

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 // checkDelivery verifies what a subject holds against the committed ids:

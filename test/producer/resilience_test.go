@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/test/e2e"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/test/e2e"
 )
 
 // TestBrokerOutageReplaysFromCheckpoint stops the broker under a write load

@@ -1,4 +1,4 @@
-package client
+package decode
 
 import (
 	"bytes"
@@ -19,10 +19,10 @@ import (
 	"github.com/dbsync/dbsync/pkg/envelope"
 )
 
-// decGolden loads the producer's golden envelopes for shop.all_types.
-func decGolden(t *testing.T) []envelope.Envelope {
+// golden loads the producer's golden envelopes for shop.all_types.
+func golden(t *testing.T) []envelope.Envelope {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "binlog", "testdata", "all_types.golden.json"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "binlog", "testdata", "all_types.golden.json"))
 	if err != nil {
 		t.Fatalf("reading the golden envelopes: %v", err)
 	}
@@ -36,16 +36,16 @@ func decGolden(t *testing.T) []envelope.Envelope {
 	return envs
 }
 
-// decTestDeletedAt mimics gorm.DeletedAt: a NullTime whose Scan refuses
+// testDeletedAt mimics gorm.DeletedAt: a NullTime whose Scan refuses
 // strings.
-type decTestDeletedAt sql.NullTime
+type testDeletedAt sql.NullTime
 
-func (n *decTestDeletedAt) Scan(v any) error { return (*sql.NullTime)(n).Scan(v) }
+func (n *testDeletedAt) Scan(v any) error { return (*sql.NullTime)(n).Scan(v) }
 
-// decLevel is an ENUM decoded through encoding.TextUnmarshaler.
-type decLevel int
+// level is an ENUM decoded through encoding.TextUnmarshaler.
+type level int
 
-func (l *decLevel) UnmarshalText(b []byte) error {
+func (l *level) UnmarshalText(b []byte) error {
 	switch string(b) {
 	case "small":
 		*l = 1
@@ -57,8 +57,8 @@ func (l *decLevel) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// decAllTypes holds every contract type in its most natural Go type.
-type decAllTypes struct {
+// allTypes holds every contract type in its most natural Go type.
+type allTypes struct {
 	ID   int64
 	Ti   int8
 	Tiu  uint8
@@ -104,14 +104,14 @@ type decAllTypes struct {
 	G    []byte
 }
 
-type decJSONDoc struct {
+type jsonDoc struct {
 	A []any           `json:"a"`
 	B *int            `json:"b"`
 	C map[string]bool `json:"c"`
 }
 
-// decAltTypes decodes the same columns into other Go types.
-type decAltTypes struct {
+// altTypes decodes the same columns into other Go types.
+type altTypes struct {
 	Dec1 decimal.Decimal
 	Dec2 decimal.Decimal
 	Bi   string
@@ -122,23 +122,23 @@ type decAltTypes struct {
 	Tm6  string
 	Yr   int16
 	St   string
-	E    decLevel
+	E    level
 	J    map[string]any
 	Bin  string
 	Lat  []byte
 	Dtm  string
 	Ts   *time.Time
 	Dtm6 sql.NullTime
-	Ts6  decTestDeletedAt
+	Ts6  testDeletedAt
 	Vbin [5]byte
 }
 
-type decJSONStruct struct {
-	J decJSONDoc
+type jsonStruct struct {
+	J jsonDoc
 }
 
-// decNullable decodes the same columns into pointers and sql.Null types.
-type decNullable struct {
+// nullable decodes the same columns into pointers and sql.Null types.
+type nullable struct {
 	ID   sql.NullInt64
 	Ti   *int8
 	Tiu  sql.NullByte
@@ -158,30 +158,30 @@ type decNullable struct {
 	J    json.RawMessage
 	Dt   *time.Time
 	Dtm  sql.NullTime
-	Ts   decTestDeletedAt
+	Ts   testDeletedAt
 	Tm   *time.Duration
 	Yr   sql.Null[int]
 	E    *string
 	St   []string
 }
 
-func decMustDecoder(t *testing.T, typ reflect.Type, opts DecodeOptions) *Decoder {
+func mustDecoder(t *testing.T, typ reflect.Type, opts Options) *Decoder {
 	t.Helper()
-	d, err := NewDecoder(typ, opts)
+	d, err := New(typ, opts)
 	if err != nil {
-		t.Fatalf("NewDecoder(%s): %v", typ, err)
+		t.Fatalf("New(%s): %v", typ, err)
 	}
 	return d
 }
 
-func decCheck[T comparable](t *testing.T, what string, got, want T) {
+func check[T comparable](t *testing.T, what string, got, want T) {
 	t.Helper()
 	if got != want {
 		t.Errorf("%s = %#v, want %#v", what, got, want)
 	}
 }
 
-func decCompact(t *testing.T, raw []byte) string {
+func compact(t *testing.T, raw []byte) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil {
@@ -191,64 +191,64 @@ func decCompact(t *testing.T, raw []byte) string {
 }
 
 func TestDecodeGoldenAllTypes(t *testing.T) {
-	envs := decGolden(t)
+	envs := golden(t)
 	ins := envs[0]
-	d := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{Strict: true})
-	var r decAllTypes
+	d := mustDecoder(t, reflect.TypeFor[allTypes](), Options{Strict: true})
+	var r allTypes
 	if err := d.Decode(&r, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	decCheck(t, "ID", r.ID, 1)
-	decCheck(t, "Ti", r.Ti, math.MinInt8)
-	decCheck(t, "Tiu", r.Tiu, math.MaxUint8)
-	decCheck(t, "Si", r.Si, math.MinInt16)
-	decCheck(t, "Siu", r.Siu, math.MaxUint16)
-	decCheck(t, "Mi", r.Mi, -8388608)
-	decCheck(t, "Miu", r.Miu, 16777215)
-	decCheck(t, "I", r.I, math.MinInt32)
-	decCheck(t, "Iu", r.Iu, math.MaxUint32)
-	decCheck(t, "Bi", r.Bi, math.MinInt64)
-	decCheck(t, "Biu", r.Biu, uint64(math.MaxUint64))
-	decCheck(t, "Flag", r.Flag, true)
-	decCheck(t, "Dec1", r.Dec1, "12.50")
-	decCheck(t, "Dec2", r.Dec2, "-12345678901234567890123456789012345.123456789012345678901234567890")
-	decCheck(t, "F", r.F, float32(1.5))
-	decCheck(t, "D", r.D, -2.718281828459045)
-	decCheck(t, "B1", r.B1, true)
-	decCheck(t, "B64", r.B64, uint64(math.MaxUint64))
-	decCheck(t, "C", r.C, "abc")
-	decCheck(t, "Vc", r.Vc, "日本語 😀 Ünïcødé \"quoted\" \\ back\nslash")
-	decCheck(t, "Tt", r.Tt, "tiny")
-	decCheck(t, "T", r.T, "text")
-	decCheck(t, "Mt", r.Mt, "medium")
-	decCheck(t, "Lt", r.Lt, "long")
-	decCheck(t, "Lat", r.Lat, "café €")
-	decCheck(t, "Bin", string(r.Bin), "\x00\xff\x01\x02")
-	decCheck(t, "Vbin", string(r.Vbin), "\xde\xad\xbe\xef\x00")
-	decCheck(t, "Tb", string(r.Tb), "\x00")
-	decCheck(t, "Bl", string(r.Bl), "\x00\x01\x02\xff")
-	decCheck(t, "Mb", r.Mb, "a")
+	check(t, "ID", r.ID, 1)
+	check(t, "Ti", r.Ti, math.MinInt8)
+	check(t, "Tiu", r.Tiu, math.MaxUint8)
+	check(t, "Si", r.Si, math.MinInt16)
+	check(t, "Siu", r.Siu, math.MaxUint16)
+	check(t, "Mi", r.Mi, -8388608)
+	check(t, "Miu", r.Miu, 16777215)
+	check(t, "I", r.I, math.MinInt32)
+	check(t, "Iu", r.Iu, math.MaxUint32)
+	check(t, "Bi", r.Bi, math.MinInt64)
+	check(t, "Biu", r.Biu, uint64(math.MaxUint64))
+	check(t, "Flag", r.Flag, true)
+	check(t, "Dec1", r.Dec1, "12.50")
+	check(t, "Dec2", r.Dec2, "-12345678901234567890123456789012345.123456789012345678901234567890")
+	check(t, "F", r.F, float32(1.5))
+	check(t, "D", r.D, -2.718281828459045)
+	check(t, "B1", r.B1, true)
+	check(t, "B64", r.B64, uint64(math.MaxUint64))
+	check(t, "C", r.C, "abc")
+	check(t, "Vc", r.Vc, "日本語 😀 Ünïcødé \"quoted\" \\ back\nslash")
+	check(t, "Tt", r.Tt, "tiny")
+	check(t, "T", r.T, "text")
+	check(t, "Mt", r.Mt, "medium")
+	check(t, "Lt", r.Lt, "long")
+	check(t, "Lat", r.Lat, "café €")
+	check(t, "Bin", string(r.Bin), "\x00\xff\x01\x02")
+	check(t, "Vbin", string(r.Vbin), "\xde\xad\xbe\xef\x00")
+	check(t, "Tb", string(r.Tb), "\x00")
+	check(t, "Bl", string(r.Bl), "\x00\x01\x02\xff")
+	check(t, "Mb", r.Mb, "a")
 	if r.Lb == nil || len(r.Lb) != 0 {
 		t.Errorf("Lb = %#v, want an empty non-nil slice (empty LONGBLOB, not NULL)", r.Lb)
 	}
-	decCheck(t, "J", decCompact(t, r.J), `{"a":[1,2.5,"x"],"b":null,"c":{"d":true}}`)
-	decCheck(t, "Dt", r.Dt, time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC))
-	decCheck(t, "Tm", r.Tm, -(838*time.Hour + 59*time.Minute + 59*time.Second))
-	decCheck(t, "Tm6", r.Tm6, 12*time.Hour+34*time.Minute+56*time.Second+123456*time.Microsecond)
-	decCheck(t, "Yr", r.Yr, 2026)
-	decCheck(t, "Dtm", r.Dtm, time.Date(2026, 11, 21, 12, 34, 56, 0, time.UTC))
-	decCheck(t, "Dtm6", r.Dtm6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, time.UTC))
-	decCheck(t, "Ts", r.Ts, time.Date(2026, 11, 21, 4, 34, 56, 0, time.UTC))
-	decCheck(t, "Ts6", r.Ts6, time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC))
-	decCheck(t, "E", r.E, "medium")
+	check(t, "J", compact(t, r.J), `{"a":[1,2.5,"x"],"b":null,"c":{"d":true}}`)
+	check(t, "Dt", r.Dt, time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC))
+	check(t, "Tm", r.Tm, -(838*time.Hour + 59*time.Minute + 59*time.Second))
+	check(t, "Tm6", r.Tm6, 12*time.Hour+34*time.Minute+56*time.Second+123456*time.Microsecond)
+	check(t, "Yr", r.Yr, 2026)
+	check(t, "Dtm", r.Dtm, time.Date(2026, 11, 21, 12, 34, 56, 0, time.UTC))
+	check(t, "Dtm6", r.Dtm6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, time.UTC))
+	check(t, "Ts", r.Ts, time.Date(2026, 11, 21, 4, 34, 56, 0, time.UTC))
+	check(t, "Ts6", r.Ts6, time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC))
+	check(t, "E", r.E, "medium")
 	if !reflect.DeepEqual(r.St, []string{"red", "blue"}) {
 		t.Errorf("St = %#v, want [red blue]", r.St)
 	}
-	decCheck(t, "G", string(r.G), "\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x40")
+	check(t, "G", string(r.G), "\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\x3f\x00\x00\x00\x00\x00\x00\x00\x40")
 
 	// The update's after image changes some values; the before image equals the insert.
 	upd := envs[3]
-	var before, after decAllTypes
+	var before, after allTypes
 	if err := d.Decode(&before, "shop.all_types", upd.Before, upd.Binary); err != nil {
 		t.Fatalf("Decode before: %v", err)
 	}
@@ -258,19 +258,19 @@ func TestDecodeGoldenAllTypes(t *testing.T) {
 	if err := d.Decode(&after, "shop.all_types", upd.After, upd.Binary); err != nil {
 		t.Fatalf("Decode after: %v", err)
 	}
-	decCheck(t, "after.Dec1", after.Dec1, "0.05")
-	decCheck(t, "after.Vc", after.Vc, "updated")
-	decCheck(t, "after.J", string(after.J), `"just a string"`)
-	decCheck(t, "after.Ts", after.Ts, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	check(t, "after.Dec1", after.Dec1, "0.05")
+	check(t, "after.Vc", after.Vc, "updated")
+	check(t, "after.J", string(after.J), `"just a string"`)
+	check(t, "after.Ts", after.Ts, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
 	if !reflect.DeepEqual(after.St, []string{"red", "green", "blue"}) {
 		t.Errorf("after.St = %#v", after.St)
 	}
 }
 
 func TestDecodeGoldenAltTypes(t *testing.T) {
-	ins := decGolden(t)[0]
-	d := decMustDecoder(t, reflect.TypeFor[decAltTypes](), DecodeOptions{})
-	var r decAltTypes
+	ins := golden(t)[0]
+	d := mustDecoder(t, reflect.TypeFor[altTypes](), Options{})
+	var r altTypes
 	if err := d.Decode(&r, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
@@ -280,73 +280,73 @@ func TestDecodeGoldenAltTypes(t *testing.T) {
 	if want := decimal.RequireFromString("-12345678901234567890123456789012345.123456789012345678901234567890"); !r.Dec2.Equal(want) {
 		t.Errorf("Dec2 = %s, want %s", r.Dec2, want)
 	}
-	decCheck(t, "Bi", r.Bi, "-9223372036854775808")
-	decCheck(t, "Biu", r.Biu, "18446744073709551615")
-	decCheck(t, "F", r.F, 1.5)
-	decCheck(t, "Flag", r.Flag, 1)
-	decCheck(t, "Tm", r.Tm, "-838:59:59")
-	decCheck(t, "Tm6", r.Tm6, "12:34:56.123456")
-	decCheck(t, "Yr", r.Yr, 2026)
-	decCheck(t, "St", r.St, "red,blue")
-	decCheck(t, "E", r.E, decLevel(2))
+	check(t, "Bi", r.Bi, "-9223372036854775808")
+	check(t, "Biu", r.Biu, "18446744073709551615")
+	check(t, "F", r.F, 1.5)
+	check(t, "Flag", r.Flag, 1)
+	check(t, "Tm", r.Tm, "-838:59:59")
+	check(t, "Tm6", r.Tm6, "12:34:56.123456")
+	check(t, "Yr", r.Yr, 2026)
+	check(t, "St", r.St, "red,blue")
+	check(t, "E", r.E, level(2))
 	want := map[string]any{"a": []any{1.0, 2.5, "x"}, "b": nil, "c": map[string]any{"d": true}}
 	if !reflect.DeepEqual(r.J, want) {
 		t.Errorf("J = %#v, want %#v", r.J, want)
 	}
-	decCheck(t, "Bin", r.Bin, "\x00\xff\x01\x02")
-	decCheck(t, "Lat", string(r.Lat), "café €") // a text column into []byte: its UTF-8 bytes
-	decCheck(t, "Dtm", r.Dtm, "2026-11-21T12:34:56")
+	check(t, "Bin", r.Bin, "\x00\xff\x01\x02")
+	check(t, "Lat", string(r.Lat), "café €") // a text column into []byte: its UTF-8 bytes
+	check(t, "Dtm", r.Dtm, "2026-11-21T12:34:56")
 	if r.Ts == nil || !r.Ts.Equal(time.Date(2026, 11, 21, 4, 34, 56, 0, time.UTC)) {
 		t.Errorf("Ts = %v", r.Ts)
 	}
-	decCheck(t, "Dtm6", r.Dtm6, sql.NullTime{Time: time.Date(2026, 11, 21, 12, 34, 56, 123456000, time.UTC), Valid: true})
-	decCheck(t, "Ts6", r.Ts6, decTestDeletedAt{Time: time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC), Valid: true})
-	decCheck(t, "Vbin", r.Vbin, [5]byte{0xde, 0xad, 0xbe, 0xef, 0})
+	check(t, "Dtm6", r.Dtm6, sql.NullTime{Time: time.Date(2026, 11, 21, 12, 34, 56, 123456000, time.UTC), Valid: true})
+	check(t, "Ts6", r.Ts6, testDeletedAt{Time: time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC), Valid: true})
+	check(t, "Vbin", r.Vbin, [5]byte{0xde, 0xad, 0xbe, 0xef, 0})
 
 	// The NULL row zeroes every field, including decimal.Decimal (whose Scan
 	// refuses nil) and a TextUnmarshaler-only ENUM type.
 	nulls := r
-	if err := d.Decode(&nulls, "shop.all_types", decGolden(t)[1].After, ins.Binary); err != nil {
+	if err := d.Decode(&nulls, "shop.all_types", golden(t)[1].After, ins.Binary); err != nil {
 		t.Fatalf("Decode NULL row: %v", err)
 	}
-	if !reflect.DeepEqual(nulls, decAltTypes{}) {
+	if !reflect.DeepEqual(nulls, altTypes{}) {
 		t.Errorf("NULL row = %+v, want the zero value", nulls)
 	}
 
-	var s decJSONStruct
-	if err := decMustDecoder(t, reflect.TypeFor[decJSONStruct](), DecodeOptions{}).Decode(&s, "shop.all_types", ins.After, ins.Binary); err != nil {
+	var s jsonStruct
+	if err := mustDecoder(t, reflect.TypeFor[jsonStruct](), Options{}).Decode(&s, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode into a struct for the JSON column: %v", err)
 	}
-	if !reflect.DeepEqual(s.J, decJSONDoc{A: []any{1.0, 2.5, "x"}, C: map[string]bool{"d": true}}) {
+	if !reflect.DeepEqual(s.J, jsonDoc{A: []any{1.0, 2.5, "x"}, C: map[string]bool{"d": true}}) {
 		t.Errorf("J struct = %#v", s.J)
 	}
 
 	// A JSON column holding a JSON string is not unwrapped: into a map it does not fit.
-	upd := decGolden(t)[3]
-	var a decAltTypes
+	upd := golden(t)[3]
+	var a altTypes
 	err := d.Decode(&a, "shop.all_types", upd.After, upd.Binary)
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Column != "j" || fe.Field != "decAltTypes.J" {
+	if !errors.As(err, &fe) || fe.Column != "j" || fe.Field != "altTypes.J" {
 		t.Fatalf("JSON string into map: err = %v, want a FieldError for column j", err)
 	}
 }
 
 func TestDecodeGoldenLocation(t *testing.T) {
-	ins := decGolden(t)[0]
+	ins := golden(t)[0]
 	sh, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
 		t.Fatalf("loading Asia/Shanghai: %v", err)
 	}
-	d := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{Location: sh})
-	var r decAllTypes
+	d := mustDecoder(t, reflect.TypeFor[allTypes](), Options{Location: sh})
+	var r allTypes
 	if err := d.Decode(&r, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
 	// DATETIME and DATE: wall clock in Shanghai.
-	decCheck(t, "Dtm6", r.Dtm6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, sh))
-	decCheck(t, "Dt", r.Dt, time.Date(2026, 11, 21, 0, 0, 0, 0, sh))
+	check(t, "Dtm6", r.Dtm6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, sh))
+	check(t, "Dt", r.Dt, time.Date(2026, 11, 21, 0, 0, 0, 0, sh))
 	// TIMESTAMP: the same instant as in UTC, shown in Shanghai.
-	decCheck(t, "Ts6", r.Ts6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, sh))
+	check(t, "Ts6", r.Ts6, time.Date(2026, 11, 21, 12, 34, 56, 123456000, sh))
 	if !r.Ts6.Equal(time.Date(2026, 11, 21, 4, 34, 56, 123456000, time.UTC)) || r.Ts6.Location() != sh {
 		t.Errorf("Ts6 = %v, want the instant 04:34:56.123456Z in Asia/Shanghai", r.Ts6)
 	}
@@ -355,8 +355,8 @@ func TestDecodeGoldenLocation(t *testing.T) {
 	if !r.Dtm.Equal(r.Ts) {
 		t.Errorf("in Asia/Shanghai DATETIME %v and TIMESTAMP %v should be the same instant", r.Dtm, r.Ts)
 	}
-	var u decAllTypes
-	if err := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{}).Decode(&u, "shop.all_types", ins.After, ins.Binary); err != nil {
+	var u allTypes
+	if err := mustDecoder(t, reflect.TypeFor[allTypes](), Options{}).Decode(&u, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
 	if u.Dtm.Equal(u.Ts) {
@@ -368,37 +368,37 @@ func TestDecodeGoldenLocation(t *testing.T) {
 }
 
 func TestDecodeGoldenNulls(t *testing.T) {
-	envs := decGolden(t)
-	d := decMustDecoder(t, reflect.TypeFor[decNullable](), DecodeOptions{})
+	envs := golden(t)
+	d := mustDecoder(t, reflect.TypeFor[nullable](), Options{})
 
-	var r decNullable
+	var r nullable
 	if err := d.Decode(&r, "shop.all_types", envs[0].After, envs[0].Binary); err != nil {
 		t.Fatalf("Decode full row: %v", err)
 	}
-	decCheck(t, "ID", r.ID, sql.NullInt64{Int64: 1, Valid: true})
+	check(t, "ID", r.ID, sql.NullInt64{Int64: 1, Valid: true})
 	if r.Ti == nil || *r.Ti != -128 {
 		t.Errorf("Ti = %v, want -128", r.Ti)
 	}
-	decCheck(t, "Tiu", r.Tiu, sql.NullByte{Byte: 255, Valid: true})
-	decCheck(t, "Si", r.Si, sql.NullInt16{Int16: -32768, Valid: true})
-	decCheck(t, "I", r.I, sql.NullInt32{Int32: math.MinInt32, Valid: true})
-	decCheck(t, "Bi", r.Bi, sql.NullInt64{Int64: math.MinInt64, Valid: true})
+	check(t, "Tiu", r.Tiu, sql.NullByte{Byte: 255, Valid: true})
+	check(t, "Si", r.Si, sql.NullInt16{Int16: -32768, Valid: true})
+	check(t, "I", r.I, sql.NullInt32{Int32: math.MinInt32, Valid: true})
+	check(t, "Bi", r.Bi, sql.NullInt64{Int64: math.MinInt64, Valid: true})
 	if r.Biu == nil || *r.Biu != math.MaxUint64 {
 		t.Errorf("Biu = %v", r.Biu)
 	}
-	decCheck(t, "Flag", r.Flag, sql.NullBool{Bool: true, Valid: true})
-	decCheck(t, "Dec1", r.Dec1, sql.NullString{String: "12.50", Valid: true})
+	check(t, "Flag", r.Flag, sql.NullBool{Bool: true, Valid: true})
+	check(t, "Dec1", r.Dec1, sql.NullString{String: "12.50", Valid: true})
 	if r.Dec2 == nil || r.Dec2.String() != "-12345678901234567890123456789012345.12345678901234567890123456789" {
 		t.Errorf("Dec2 = %v", r.Dec2)
 	}
-	decCheck(t, "F", r.F, sql.NullFloat64{Float64: 1.5, Valid: true})
-	decCheck(t, "C", r.C, sql.Null[string]{V: "abc", Valid: true})
-	decCheck(t, "Dtm", r.Dtm, sql.NullTime{Time: time.Date(2026, 11, 21, 12, 34, 56, 0, time.UTC), Valid: true})
-	decCheck(t, "Ts", r.Ts, decTestDeletedAt{Time: time.Date(2026, 11, 21, 4, 34, 56, 0, time.UTC), Valid: true})
+	check(t, "F", r.F, sql.NullFloat64{Float64: 1.5, Valid: true})
+	check(t, "C", r.C, sql.Null[string]{V: "abc", Valid: true})
+	check(t, "Dtm", r.Dtm, sql.NullTime{Time: time.Date(2026, 11, 21, 12, 34, 56, 0, time.UTC), Valid: true})
+	check(t, "Ts", r.Ts, testDeletedAt{Time: time.Date(2026, 11, 21, 4, 34, 56, 0, time.UTC), Valid: true})
 	if r.Tm == nil || *r.Tm != -(838*time.Hour+59*time.Minute+59*time.Second) {
 		t.Errorf("Tm = %v", r.Tm)
 	}
-	decCheck(t, "Yr", r.Yr, sql.Null[int]{V: 2026, Valid: true})
+	check(t, "Yr", r.Yr, sql.Null[int]{V: 2026, Valid: true})
 	if r.G == nil || len(*r.G) != 25 {
 		t.Errorf("G = %v, want 25 WKB bytes", r.G)
 	}
@@ -409,7 +409,7 @@ func TestDecodeGoldenNulls(t *testing.T) {
 		if err := d.Decode(&r, "shop.all_types", img, envs[1].Binary); err != nil {
 			t.Fatalf("Decode NULL row: %v", err)
 		}
-		want := decNullable{ID: sql.NullInt64{Int64: 2, Valid: true}}
+		want := nullable{ID: sql.NullInt64{Int64: 2, Valid: true}}
 		if !reflect.DeepEqual(r, want) {
 			t.Errorf("NULL row = %+v\nwant %+v", r, want)
 		}
@@ -417,13 +417,13 @@ func TestDecodeGoldenNulls(t *testing.T) {
 }
 
 func TestDecodeGoldenZeroDates(t *testing.T) {
-	zr := decGolden(t)[2]
+	zr := golden(t)[2]
 	type zero struct {
 		Dt   time.Time
 		Dtm  time.Time
 		Dtm6 sql.NullTime
 		Ts   *time.Time
-		Ts6  decTestDeletedAt
+		Ts6  testDeletedAt
 		Yr   int
 		Bi   int64
 		Biu  uint64
@@ -432,10 +432,10 @@ func TestDecodeGoldenZeroDates(t *testing.T) {
 		J    []any
 		St   []string
 	}
-	d := decMustDecoder(t, reflect.TypeFor[zero](), DecodeOptions{})
+	d := mustDecoder(t, reflect.TypeFor[zero](), Options{})
 	now := time.Now()
 	r := zero{Dt: now, Dtm: now, Dtm6: sql.NullTime{Time: now, Valid: true}, Ts: &now,
-		Ts6: decTestDeletedAt{Time: now, Valid: true}, Yr: 1, Vc: "x"}
+		Ts6: testDeletedAt{Time: now, Valid: true}, Yr: 1, Vc: "x"}
 	if err := d.Decode(&r, "shop.all_types", zr.After, zr.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
@@ -449,7 +449,7 @@ func TestDecodeMapping(t *testing.T) {
 	type Model struct {
 		ID        uint
 		CreatedAt time.Time
-		DeletedAt decTestDeletedAt
+		DeletedAt testDeletedAt
 	}
 	type Extra struct{ Note string }
 	type Author struct{ Name string }
@@ -469,7 +469,7 @@ func TestDecodeMapping(t *testing.T) {
 		Author      Author `gorm:"embedded;embeddedPrefix:author_"`
 		unexported  string
 	}
-	d := decMustDecoder(t, reflect.TypeFor[mapped](), DecodeOptions{Strict: true})
+	d := mustDecoder(t, reflect.TypeFor[mapped](), Options{Strict: true})
 	img := map[string]json.RawMessage{
 		"ID": json.RawMessage(`7`), "created_at": json.RawMessage(`"2026-11-21T12:34:56"`),
 		"deleted_at": json.RawMessage(`"2026-11-22T00:00:00"`), "note": json.RawMessage(`"n"`),
@@ -484,7 +484,7 @@ func TestDecodeMapping(t *testing.T) {
 	}
 	want := mapped{
 		Model: Model{ID: 7, CreatedAt: time.Date(2026, 11, 21, 12, 34, 56, 0, time.UTC),
-			DeletedAt: decTestDeletedAt{Time: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), Valid: true}},
+			DeletedAt: testDeletedAt{Time: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC), Valid: true}},
 		Extra: &Extra{Note: "n"},
 		ByDB:  "db", ByGorm: "gorm", ByJSON: "json", HoleId: 3, ImageURL: "u", UserIDs: "1,2", DBWins: "w",
 		Author: Author{Name: "ann"},
@@ -509,7 +509,7 @@ func TestDecodeMapping(t *testing.T) {
 		ID string
 	}
 	var s shadow
-	if err := decMustDecoder(t, reflect.TypeFor[shadow](), DecodeOptions{}).Decode(&s, "t.s",
+	if err := mustDecoder(t, reflect.TypeFor[shadow](), Options{}).Decode(&s, "t.s",
 		map[string]json.RawMessage{"id": json.RawMessage(`"outer"`)}, nil); err != nil {
 		t.Fatalf("Decode shadow: %v", err)
 	}
@@ -525,13 +525,13 @@ func TestDecodeStrictAndAbsent(t *testing.T) {
 	}
 	img := map[string]json.RawMessage{"id": json.RawMessage(`1`), "extra": json.RawMessage(`"x"`)}
 	r := row{Name: "kept"}
-	if err := decMustDecoder(t, reflect.TypeFor[row](), DecodeOptions{}).Decode(&r, "shop.row", img, nil); err != nil {
+	if err := mustDecoder(t, reflect.TypeFor[row](), Options{}).Decode(&r, "shop.row", img, nil); err != nil {
 		t.Fatalf("non-strict Decode with an unmapped column: %v", err)
 	}
 	if r != (row{ID: 1, Name: "kept"}) {
 		t.Errorf("row = %+v, want ID 1 and the absent column's field untouched", r)
 	}
-	err := decMustDecoder(t, reflect.TypeFor[row](), DecodeOptions{Strict: true}).Decode(&r, "shop.row", img, nil)
+	err := mustDecoder(t, reflect.TypeFor[row](), Options{Strict: true}).Decode(&r, "shop.row", img, nil)
 	if err == nil || !strings.Contains(err.Error(), "shop.row") || !strings.Contains(err.Error(), `"extra"`) {
 		t.Errorf("strict Decode with an unmapped column: err = %v, want one naming shop.row and \"extra\"", err)
 	}
@@ -542,7 +542,7 @@ func TestDecodeDuplicateColumn(t *testing.T) {
 		Alpha string `db:"x"`
 		Beta  string `gorm:"column:X"`
 	}
-	_, err := NewDecoder(reflect.TypeFor[dup](), DecodeOptions{})
+	_, err := New(reflect.TypeFor[dup](), Options{})
 	if err == nil || !strings.Contains(err.Error(), "dup.Alpha") || !strings.Contains(err.Error(), "dup.Beta") {
 		t.Fatalf("duplicate column: err = %v, want one naming dup.Alpha and dup.Beta", err)
 	}
@@ -550,21 +550,21 @@ func TestDecodeDuplicateColumn(t *testing.T) {
 		UserID string
 		UserId string
 	}
-	if _, err := NewDecoder(reflect.TypeFor[snake](), DecodeOptions{}); err == nil || !strings.Contains(err.Error(), `"user_id"`) {
+	if _, err := New(reflect.TypeFor[snake](), Options{}); err == nil || !strings.Contains(err.Error(), `"user_id"`) {
 		t.Fatalf("UserID and UserId both snake to user_id: err = %v", err)
 	}
 }
 
 func TestDecodeNotAStruct(t *testing.T) {
-	for _, typ := range []reflect.Type{reflect.TypeFor[*decAllTypes](), reflect.TypeFor[int](), nil} {
-		if _, err := NewDecoder(typ, DecodeOptions{}); err == nil {
-			t.Errorf("NewDecoder(%v) succeeded, want an error", typ)
+	for _, typ := range []reflect.Type{reflect.TypeFor[*allTypes](), reflect.TypeFor[int](), nil} {
+		if _, err := New(typ, Options{}); err == nil {
+			t.Errorf("New(%v) succeeded, want an error", typ)
 		} else if typ != nil && !strings.Contains(err.Error(), typ.String()) {
-			t.Errorf("NewDecoder(%v) error %q does not name the type", typ, err)
+			t.Errorf("New(%v) error %q does not name the type", typ, err)
 		}
 	}
-	d := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{})
-	for _, dst := range []any{nil, decAllTypes{}, (*decAllTypes)(nil), &decAltTypes{}} {
+	d := mustDecoder(t, reflect.TypeFor[allTypes](), Options{})
+	for _, dst := range []any{nil, allTypes{}, (*allTypes)(nil), &altTypes{}} {
 		if err := d.Decode(dst, "shop.all_types", nil, nil); err == nil {
 			t.Errorf("Decode(%T) succeeded, want an error", dst)
 		}
@@ -588,7 +588,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 		Bits   uint64
 		Handle func()
 	}
-	d := decMustDecoder(t, reflect.TypeFor[Order](), DecodeOptions{})
+	d := mustDecoder(t, reflect.TypeFor[Order](), Options{})
 	cases := []struct {
 		col, raw, field, typ, msg string
 		binary                    []string
@@ -646,7 +646,7 @@ func TestDecodeFieldErrors(t *testing.T) {
 	// The example of the FieldError documentation, verbatim.
 	var o Order
 	err := d.Decode(&o, "shop.orders", map[string]json.RawMessage{"qty": json.RawMessage(`300`)}, nil)
-	decCheck(t, "message", err.Error(), `table shop.orders column "qty" -> field Order.Qty (int8): value 300 overflows int8`)
+	check(t, "message", err.Error(), `table shop.orders column "qty" -> field Order.Qty (int8): value 300 overflows int8`)
 
 	// Several bad columns: the first field in declaration order is reported, every time.
 	img := map[string]json.RawMessage{"qty": json.RawMessage(`300`), "n": json.RawMessage(`-1`),
@@ -684,7 +684,7 @@ func TestDecodeConversions(t *testing.T) {
 		Arr     [2]byte
 		Uintptr uintptr
 	}
-	d := decMustDecoder(t, reflect.TypeFor[conv](), DecodeOptions{})
+	d := mustDecoder(t, reflect.TypeFor[conv](), Options{})
 	cases := []struct {
 		col, raw string
 		binary   []string
@@ -749,21 +749,21 @@ func TestDecodeConversions(t *testing.T) {
 
 func TestTableName(t *testing.T) {
 	type HoleComment struct{ ID int } // no TableName method
-	decCheck(t, "HoleComment", TableName(reflect.TypeFor[HoleComment]()), "hole_comment")
-	decCheck(t, "*HoleComment", TableName(reflect.TypeFor[*HoleComment]()), "hole_comment")
-	decCheck(t, "value receiver", TableName(reflect.TypeFor[decValueNamed]()), "shop.value_named")
-	decCheck(t, "pointer receiver", TableName(reflect.TypeFor[decPtrNamed]()), "ptr_named")
-	decCheck(t, "pointer receiver via pointer", TableName(reflect.TypeFor[*decPtrNamed]()), "ptr_named")
-	decCheck(t, "nil", TableName(nil), "")
+	check(t, "HoleComment", TableName(reflect.TypeFor[HoleComment]()), "hole_comment")
+	check(t, "*HoleComment", TableName(reflect.TypeFor[*HoleComment]()), "hole_comment")
+	check(t, "value receiver", TableName(reflect.TypeFor[valueNamed]()), "shop.value_named")
+	check(t, "pointer receiver", TableName(reflect.TypeFor[ptrNamed]()), "ptr_named")
+	check(t, "pointer receiver via pointer", TableName(reflect.TypeFor[*ptrNamed]()), "ptr_named")
+	check(t, "nil", TableName(nil), "")
 }
 
-type decValueNamed struct{}
+type valueNamed struct{}
 
-func (decValueNamed) TableName() string { return "shop.value_named" }
+func (valueNamed) TableName() string { return "shop.value_named" }
 
-type decPtrNamed struct{ name string }
+type ptrNamed struct{ name string }
 
-func (p *decPtrNamed) TableName() string { return "ptr_named" + p.name }
+func (p *ptrNamed) TableName() string { return "ptr_named" + p.name }
 
 func TestSnakeCase(t *testing.T) {
 	for in, want := range map[string]string{
@@ -772,7 +772,7 @@ func TestSnakeCase(t *testing.T) {
 		"HTTPServer": "http_server", "APIKey": "api_key", "UUID": "uuid", "JSONData": "json_data", "already_snake": "already_snake",
 		"A": "a", "": "", "ThumbupNum": "thumbup_num", "CreatedIp": "created_ip", "UTF8Name": "utf8_name",
 	} {
-		decCheck(t, "SnakeCase("+in+")", SnakeCase(in), want)
+		check(t, "SnakeCase("+in+")", SnakeCase(in), want)
 	}
 }
 
@@ -798,7 +798,7 @@ func BenchmarkDecode(b *testing.B) {
 	if err := json.Unmarshal([]byte(msg), &env); err != nil {
 		b.Fatal(err)
 	}
-	d, err := NewDecoder(reflect.TypeFor[Order](), DecodeOptions{})
+	d, err := New(reflect.TypeFor[Order](), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -819,9 +819,9 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 func TestDecodeConcurrent(t *testing.T) {
-	ins := decGolden(t)[0]
-	d := decMustDecoder(t, reflect.TypeFor[decAllTypes](), DecodeOptions{})
-	var want decAllTypes
+	ins := golden(t)[0]
+	d := mustDecoder(t, reflect.TypeFor[allTypes](), Options{})
+	var want allTypes
 	if err := d.Decode(&want, "shop.all_types", ins.After, ins.Binary); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
@@ -829,7 +829,7 @@ func TestDecodeConcurrent(t *testing.T) {
 	for g := 0; g < 8; g++ {
 		go func() {
 			for i := 0; i < 200; i++ {
-				var r decAllTypes
+				var r allTypes
 				if err := d.Decode(&r, "shop.all_types", ins.After, ins.Binary); err != nil {
 					errs <- err
 					return
@@ -852,7 +852,7 @@ func TestDecodeConcurrent(t *testing.T) {
 // TestDecodeGoldenTimeExtremes: DATETIME before 1970 and at year 1000,
 // TIMESTAMP at both ends of its range, DATE 9999-12-31.
 func TestDecodeGoldenTimeExtremes(t *testing.T) {
-	envs := decGolden(t)
+	envs := golden(t)
 	type row struct {
 		Dtm  time.Time  `db:"dtm"`
 		Dtm6 time.Time  `db:"dtm6"`
@@ -860,7 +860,7 @@ func TestDecodeGoldenTimeExtremes(t *testing.T) {
 		Ts6  *time.Time `db:"ts6"`
 		Dt   time.Time  `db:"dt"`
 	}
-	d, err := NewDecoder(reflect.TypeFor[row](), DecodeOptions{})
+	d, err := New(reflect.TypeFor[row](), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package client
+package decode
 
 import (
 	"reflect"
@@ -36,7 +36,7 @@ func SnakeCase(s string) string {
 	if s == "" {
 		return ""
 	}
-	value := decFoldInitialisms(s)
+	value := foldInitialisms(s)
 
 	// A faithful port of gorm's schema.NamingStrategy.toDBName.
 	var (
@@ -74,15 +74,15 @@ func SnakeCase(s string) string {
 	return buf.String()
 }
 
-// decFoldInitialisms replaces every common initialism in s by its title-case
+// foldInitialisms replaces every common initialism in s by its title-case
 // form ("ImageURL" -> "ImageUrl"), scanning left to right like gorm's
 // strings.Replacer: at each position the first initialism of the list that
 // matches wins (so "HTTPS" becomes "HttpS", as in gorm).
-func decFoldInitialisms(s string) string {
+func foldInitialisms(s string) string {
 	var b strings.Builder
 	changed := false
 	for i := 0; i < len(s); {
-		if n := decInitialismAt(s[i:]); n > 0 {
+		if n := initialismAt(s[i:]); n > 0 {
 			if !changed {
 				b.Grow(len(s))
 				b.WriteString(s[:i])
@@ -104,9 +104,9 @@ func decFoldInitialisms(s string) string {
 	return b.String()
 }
 
-// decInitialismAt returns the length of the first initialism (in gorm's list
+// initialismAt returns the length of the first initialism (in gorm's list
 // order) that s starts with, or 0.
-func decInitialismAt(s string) int {
+func initialismAt(s string) int {
 	if len(s) < 2 || s[0] < 'A' || s[0] > 'Z' {
 		return 0
 	}
@@ -120,14 +120,14 @@ func decInitialismAt(s string) int {
 	return 0
 }
 
-// decFieldName works out the column a struct field maps to from its tags:
+// fieldName works out the column a struct field maps to from its tags:
 // a db tag first ("-" skips), then gorm's column setting (gorm:"-" or
 // "-:all" or "->:false" skips), then a json tag ("-" skips); the options after
 // a comma are ignored. explicit reports whether a tag named the column (an
 // empty name means "use SnakeCase"). embedded and prefix come from gorm's
 // embedded and embeddedPrefix settings.
-func decFieldName(sf reflect.StructField) (name string, skip, explicit, embedded bool, prefix string) {
-	gorm := decGormSettings(sf.Tag.Get("gorm"))
+func fieldName(sf reflect.StructField) (name string, skip, explicit, embedded bool, prefix string) {
+	gorm := gormSettings(sf.Tag.Get("gorm"))
 	_, embedded = gorm["EMBEDDED"]
 	prefix = gorm["EMBEDDEDPREFIX"]
 
@@ -165,11 +165,11 @@ func decFieldName(sf reflect.StructField) (name string, skip, explicit, embedded
 	return "", false, false, embedded, prefix
 }
 
-// decGormSettings parses a gorm struct tag ("column:name;type:text;-:all")
+// gormSettings parses a gorm struct tag ("column:name;type:text;-:all")
 // the way gorm's schema.ParseTagSetting does: settings split on ';' (a
 // backslash escapes one), keys upper-cased, a key without a value maps to
 // itself.
-func decGormSettings(tag string) map[string]string {
+func gormSettings(tag string) map[string]string {
 	if tag == "" {
 		return nil
 	}

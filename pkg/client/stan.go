@@ -1,0 +1,116 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/stan.go"
+	"github.com/sirupsen/logrus"
+)
+
+// stanTransport consumes from NATS Streaming.
+type stanTransport struct {
+	conn stan.Conn
+}
+
+// stanOptions say how to reach NATS Streaming.
+type stanOptions struct {
+	URL       string
+	ClusterID string
+	ClientID  string
+}
+
+// dialStan connects to NATS Streaming; onLost is told when the connection
+// is lost for good.
+func dialStan(opts stanOptions, onLost func(error), log logrus.FieldLogger) (*stanTransport, error) {
+	url := opts.URL
+	conn, err := stan.Connect(opts.ClusterID, opts.ClientID,
+		stan.NatsURL(url),
+		stan.ConnectWait(5*time.Second),
+		stan.Pings(1, 5),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { onLost(err) }))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS Streaming at %s (cluster %q) as client %q: %w (check Config.Host/Port/ClusterID; a ClientID must not be used by two running consumers)",
+			url, opts.ClusterID, opts.ClientID, err)
+	}
+	log.WithFields(logrus.Fields{"url": url, "cluster_id": opts.ClusterID, "client_id": opts.ClientID}).Info("consumer connected to NATS Streaming")
+	return &stanTransport{conn: conn}, nil
+}
+
+// stanSub is one NATS Streaming subscription.
+type stanSub struct {
+	sub stan.Subscription
+	// closed is set by Close: acknowledgements are not retried any more.
+	closed  atomic.Bool
+	ackWait time.Duration
+}
+
+// Close implements unsubscriber.
+func (s *stanSub) Close() error {
+	s.closed.Store(true)
+	return s.sub.Close()
+}
+
+type stanDelivery struct {
+	s *stanSub
+	m *stan.Msg
+}
+
+func (d stanDelivery) Data() []byte { return d.m.Data }
+
+// Ack sends the acknowledgement, again and again while the connection is
+// down (NATS Streaming acknowledgements are not buffered), for up to
+// AckWait: a lost acknowledgement would hold the subject's next messages
+// back until the server sends this one again.
+func (d stanDelivery) Ack() error {
+	deadline := time.Now().Add(d.s.ackWait)
+	wait := 50 * time.Millisecond
+	for {
+		err := d.m.Ack()
+		if err == nil {
+			return nil
+		}
+		if d.s.closed.Load() || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (t *stanTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
+	so := []stan.SubscriptionOption{
+		stan.DurableName(opts.durable),
+		stan.SetManualAckMode(),
+		stan.MaxInflight(1),
+		stan.AckWait(opts.ackWait),
+	}
+	if opts.fromStart {
+		so = append(so, stan.DeliverAllAvailable())
+	}
+	s := &stanSub{ackWait: opts.ackWait}
+	cb := func(m *stan.Msg) { handle(stanDelivery{s: s, m: m}) }
+	var err error
+	if opts.queueGroup != "" {
+		s.sub, err = t.conn.QueueSubscribe(subject, opts.queueGroup, cb, so...)
+	} else {
+		s.sub, err = t.conn.Subscribe(subject, cb, so...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+	}
+	return s, nil
+}
+
+func (t *stanTransport) close() error { return t.conn.Close() }
+
+// publish implements transport; NATS Streaming's publish takes no ctx and
+// waits for the server's acknowledgement (its own timeout).
+func (t *stanTransport) publish(_ context.Context, subject string, data []byte) error {
+	if err := t.conn.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish to NATS Streaming channel %s: %w", subject, err)
+	}
+	return nil
+}
