@@ -91,10 +91,14 @@ type PurgedError struct {
 }
 
 func (e *PurgedError) Error() string {
-	return fmt.Sprintf("checkpoint %s is not on MySQL at %s any more: the oldest binlog the server still has is %s. "+
-		"The changes in between are lost to dbsync; to go on, re-sync the consumers from a snapshot and then delete "+
-		"the checkpoint (dbsync starts at the current position) or set it to %s:4. Raise binlog_expire_logs_seconds "+
-		"so this does not happen again", e.Pos, e.Addr, e.Oldest, e.Oldest)
+	return fmt.Sprintf("checkpoint %s is not on MySQL at %s any more: the oldest binlog the server still has is %s; "+
+		"the changes in between are lost to dbsync", e.Pos, e.Addr, e.Oldest)
+}
+
+// Fix implements failure.Fixer.
+func (e *PurgedError) Fix() string {
+	return fmt.Sprintf("re-sync the consumers from a snapshot and then delete the checkpoint (dbsync starts at the current position) "+
+		"or set it to %s:4; raise binlog_expire_logs_seconds so this does not happen again", e.Oldest)
 }
 
 // HistoryError reports a checkpoint whose position exists on the server but
@@ -107,8 +111,12 @@ type HistoryError struct {
 }
 
 func (e *HistoryError) Error() string {
-	return fmt.Sprintf("checkpoint %s does not belong to the binlog history of MySQL at %s: %s (the server's GTID state there is %q). "+
-		"The binlog was reset (RESET MASTER) or this is another server; dbsync will not resume at a look-alike position. "+
-		"Re-sync the consumers from a snapshot, then reset the checkpoint (producer checkpoint reset)",
+	return fmt.Sprintf("checkpoint %s does not belong to the binlog history of MySQL at %s: %s (the server's GTID state there is %q); "+
+		"the binlog was reset (RESET MASTER) or this is another server, and dbsync will not resume at a look-alike position",
 		e.Pos, e.Addr, e.Reason, e.ServerGTID)
+}
+
+// Fix implements failure.Fixer.
+func (e *HistoryError) Fix() string {
+	return "re-sync the consumers from a snapshot, then reset the checkpoint (producer checkpoint reset)"
 }

@@ -68,7 +68,7 @@ type Event struct {
 // Reader streams one server's binlog as decoded, encoded row changes.
 type Reader struct {
 	cfg    Config
-	src    *Source
+	src    Catalog
 	log    logrus.FieldLogger
 	tables map[uint64]*table
 	infos  map[string]*infoTable
@@ -81,9 +81,18 @@ type Reader struct {
 	history string
 }
 
-// NewReader returns a Reader that uses src for table metadata. src must stay
-// open while the Reader runs.
-func NewReader(cfg Config, src *Source, log logrus.FieldLogger) *Reader {
+// Catalog is what the reader asks the server besides the binlog stream:
+// its flavor, its collations' character sets and a table's columns and
+// primary key. A *Source is one.
+type Catalog interface {
+	Flavor() string
+	collationCharsets(ctx context.Context) (map[uint64]string, error)
+	tableInfo(ctx context.Context, db, name string) (*infoTable, error)
+}
+
+// NewReader returns a Reader that asks src for table metadata. src must
+// stay open while the Reader runs.
+func NewReader(cfg Config, src Catalog, log logrus.FieldLogger) *Reader {
 	return &Reader{cfg: cfg, src: src, log: log}
 }
 
@@ -255,8 +264,9 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 	case *replication.GtidTaggedLogEvent:
 		st.gtid = mysqlGTID(&e.GTIDEvent)
 	case *replication.TransactionPayloadEvent:
-		return nil, failure.Permanent(fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet; "+
-			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)", st.file, h.LogPos-h.EventSize))
+		return nil, failure.WithFix(failure.Permanent(fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet",
+			st.file, h.LogPos-h.EventSize)),
+			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)")
 	case *replication.GenericEvent:
 		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
 			// The end of an XA transaction's first phase: its rows are in
@@ -376,8 +386,8 @@ func (r *Reader) mapTable(ctx context.Context, st *streamState, h *replication.E
 				Error("table cannot be published; its changes go to the dead-letter subject (Tables.OnUnpublishable skip)")
 			t, err = &table{db: db, name: name, unpublishable: se.Reason}, nil
 		} else {
-			err = fmt.Errorf("%w (at binlog %s:%d; to publish a marker on the dead-letter subject instead and go on, set Tables.OnUnpublishable to skip for it)",
-				err, st.file, h.LogPos-h.EventSize)
+			err = failure.WithFix(fmt.Errorf("%w (at binlog %s:%d)", err, st.file, h.LogPos-h.EventSize),
+				"to publish a marker on the dead-letter subject instead and go on, set Tables.OnUnpublishable to skip for "+key)
 		}
 	}
 	if err != nil {

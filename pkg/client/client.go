@@ -16,8 +16,8 @@
 // JetStream stream (Config.Stream, default "DBSYNC"), with the same
 // semantics.
 //
-// The original dbsync API (Register with a func(msg []byte) error handler
-// and Build) keeps working.
+// dbsync 1's callback API (Register with a func(msg []byte) error handler,
+// and Build) works unchanged.
 package client
 
 import (

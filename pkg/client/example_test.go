@@ -21,6 +21,15 @@ type Order struct {
 	PaidAt time.Time `db:"paid_at"`
 }
 
+// OrderRow is a gorm-style model that names its table.
+type OrderRow struct {
+	ID     int64
+	Status string
+}
+
+// TableName names the table, as for gorm.
+func (OrderRow) TableName() string { return "shop.orders" }
+
 // orderUpdate is what dbsync publishes for
 // UPDATE shop.orders SET status='paid', paid_at=... WHERE id=7.
 const orderUpdate = `{"v":1,"id":"mysql-bin.000002:4211:0",
@@ -57,6 +66,39 @@ func ExampleSubscribe() {
 	<-done
 	// Output:
 	// update order 7: new -> paid, total 12.50, paid at 2026-11-21T19:00:00.25Z
+}
+
+// Register is dbsync 1's callback API: the handler gets each raw message of
+// the table the model maps to and decodes it with Build.
+func ExampleClient_Register() {
+	url, stop := startExampleBroker()
+	defer stop()
+
+	c, err := client.NewClient(client.Config{ClusterID: "example", ClientID: "audit", Host: url})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	done := make(chan struct{})
+	err = c.Register(OrderRow{}, func(msg []byte) error {
+		var before, after OrderRow
+		if err := client.Build(&before, &after, msg); err != nil {
+			return err
+		}
+		fmt.Printf("order %d: %s -> %s\n", after.ID, before.Status, after.Status)
+		close(done)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	publishExample(url, "shop.orders", orderUpdate) // what the producer does
+	<-done
+	// Output:
+	// order 7: new -> paid
 }
 
 // Decode turns one message into a Change without a broker, for tests or

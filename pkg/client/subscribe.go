@@ -159,9 +159,9 @@ func binaryColumns(env *envelope.Envelope) []string {
 	return env.Binary
 }
 
-// Register is the original dbsync API: it consumes the table model maps to
-// (see Subscribe) and hands each message, as received, to handler, which
-// typically calls Build. It returns an error instead of exiting.
+// Register consumes the table model maps to (see Subscribe) and hands each
+// message, as received, to handler, which typically calls Build: the
+// callback API of dbsync 1's client. It returns an error instead of exiting.
 func (c *Client) Register(model any, handler func(msg []byte) error) error {
 	t := reflect.TypeOf(model)
 	for t != nil && t.Kind() == reflect.Pointer {

@@ -1,10 +1,9 @@
 // Package config loads, defaults, overrides and validates dbsync's JSON
 // configuration file.
 //
-// The format is the original dbsync config.json (Mysql, Storage, Bolt, Redis,
-// MQName, Stan, Version, ProName); every setting added since is a new key
-// with a default, so an original file loads unchanged and means what it
-// meant. Ports may be JSON strings ("3306") or numbers (3306); durations are
+// The format is dbsync 1's config.json (Mysql, Storage, Bolt, Redis, MQName,
+// Stan, Version, ProName) plus keys that all have defaults, so a dbsync 1
+// file loads unchanged and means what it meant. Ports may be JSON strings ("3306") or numbers (3306); durations are
 // strings ("3s", "250ms") or numbers of milliseconds.
 //
 // Loading is strict: keys are matched case-insensitively like encoding/json,

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// Port is a TCP port. In JSON it may be a string ("3306", the original
-// format) or a number (3306); it is kept as its decimal text. Validate
+// Port is a TCP port. In JSON it may be a string ("3306", as dbsync 1
+// files have it) or a number (3306); it is kept as its decimal text. Validate
 // accepts 1..65535.
 type Port string
 

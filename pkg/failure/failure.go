@@ -40,12 +40,20 @@ func WithFix(err error, fix string) error {
 	return &withFix{err: err, fix: fix}
 }
 
-// Fix returns the fix attached (WithFix) to err or to an error it wraps,
-// the outermost one when there are several; "" when there is none.
+// Fixer is implemented by errors that know what resolves them.
+type Fixer interface {
+	// Fix says what resolves the error: a statement to run, a setting to
+	// change.
+	Fix() string
+}
+
+// Fix returns the fix of err or of an error it wraps (WithFix, or an error
+// type implementing Fixer), the outermost one when there are several; ""
+// when there is none.
 func Fix(err error) string {
-	var f *withFix
+	var f Fixer
 	if errors.As(err, &f) {
-		return f.fix
+		return f.Fix()
 	}
 	return ""
 }
@@ -57,3 +65,4 @@ type withFix struct {
 
 func (f *withFix) Error() string { return f.err.Error() }
 func (f *withFix) Unwrap() error { return f.err }
+func (f *withFix) Fix() string   { return f.fix }

@@ -87,11 +87,11 @@ func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 	if a.skip != nil && a.skip(row.DB, row.Table) {
 		return a.marker(row, subject, "too_large", err.Error()), publishMark, nil
 	}
-	return mq.Message{}, 0, failure.Permanent(fmt.Errorf("table %s.%s: change %s (%s at binlog %s:%d) cannot be published: %w. "+
-		"Raise the broker's limit (the NATS server's max_payload, JetStream.MaxPayload for the embedded server, or the stream's "+
-		"max message size) and restart, or set Tables.OnUnpublishable to skip for %s.%s to publish a marker on %s instead; "+
-		"nothing after it was published", row.DB, row.Table, row.ID, row.Type, row.Event.File, row.Event.Pos, err,
-		row.DB, row.Table, a.deadLetter))
+	return mq.Message{}, 0, failure.WithFix(failure.Permanent(fmt.Errorf("table %s.%s: change %s (%s at binlog %s:%d) cannot be published: %w; "+
+		"nothing after it was published", row.DB, row.Table, row.ID, row.Type, row.Event.File, row.Event.Pos, err)),
+		fmt.Sprintf("raise the broker's limit (the NATS server's max_payload, JetStream.MaxPayload for the embedded server, or the stream's "+
+			"max message size) and restart, or set Tables.OnUnpublishable to skip for %s.%s to publish a marker on %s instead",
+			row.DB, row.Table, a.deadLetter))
 }
 
 // marker builds the dead-letter message that stands for row, counts and

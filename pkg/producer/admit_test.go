@@ -51,9 +51,14 @@ func TestAdmitter(t *testing.T) {
 		if !failure.IsPermanent(err) || !errors.Is(err, mq.ErrTooLarge) {
 			t.Fatalf("err %v, want a fatal ErrTooLarge", err)
 		}
-		for _, want := range []string{"shop.docs", "bin.000001:20:0", "max_payload", "Tables.OnUnpublishable", "p._dbsync.deadletter"} {
+		for _, want := range []string{"shop.docs", "bin.000001:20:0", "larger than the broker accepts"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error lacks %q: %v", want, err)
+			}
+		}
+		for _, want := range []string{"max_payload", "Tables.OnUnpublishable", "p._dbsync.deadletter"} {
+			if fix := failure.Fix(err); !strings.Contains(fix, want) {
+				t.Errorf("fix lacks %q: %s", want, fix)
 			}
 		}
 	})

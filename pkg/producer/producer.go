@@ -208,10 +208,11 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return failure.Permanent(fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
-		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost. dbsync will not start at the current position, which would skip "+
-		"everything in between. Set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID "+
-		"(or FILE POS); what is published again is dropped as a replay", last.ID, src.File, src.Pos, src.GTID))
+	return failure.WithFix(failure.Permanent(fmt.Errorf("the checkpoint store has no checkpoint, but the broker already holds changes from this source, "+
+		"the last one %s (binlog %s:%d, GTID %q): the checkpoint was lost, and dbsync will not start at the current position, which would skip "+
+		"everything in between", last.ID, src.File, src.Pos, src.GTID)),
+		"set the checkpoint to the last transaction you are sure was published: producer checkpoint set -gtid GTID (or FILE POS); "+
+			"what is published again is dropped as a replay")
 }
 
 // ownMessage returns the source coordinate of a message the broker holds,
@@ -222,14 +223,15 @@ func (p *Producer) refuseIfPublishedBefore(ctx context.Context) error {
 func (p *Producer) ownMessage(m mq.StoredMessage) (envelope.Source, error) {
 	src, err := envelope.SourceOf(m.Data)
 	if err != nil {
-		return src, failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds a message dbsync did not write "+
-			"(subject %s, sequence %d: %v); the stream must hold this producer's changes only. Give the producer a stream of its own "+
-			"(JetStream.Stream), or remove what else publishes to its subjects", m.Subject, m.Sequence, err))
+		return src, failure.WithFix(failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds a message dbsync did not write "+
+			"(subject %s, sequence %d: %v); the stream must hold this producer's changes only", m.Subject, m.Sequence, err)),
+			"give the producer a stream of its own (JetStream.Stream), or remove what else publishes to its subjects")
 	}
 	if src.Name != p.opts.SourceName {
-		return src, failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
-			"this producer is %q; subject %s, sequence %d); the stream must hold this producer's changes only. Give each producer "+
-			"a stream of its own (JetStream.Stream) and its own ProName", src.Name, p.opts.SourceName, m.Subject, m.Sequence))
+		return src, failure.WithFix(failure.Permanent(fmt.Errorf("the broker's stream (JetStream.Stream) holds changes of another source (source.name %q, "+
+			"this producer is %q; subject %s, sequence %d); the stream must hold this producer's changes only",
+			src.Name, p.opts.SourceName, m.Subject, m.Sequence)),
+			"give each producer a stream of its own (JetStream.Stream) and its own ProName")
 	}
 	return src, nil
 }
@@ -277,10 +279,10 @@ func (p *Producer) held(ctx context.Context, start position.Position) (*envelope
 	if at.Compare(current) >= 0 {
 		// Skipping up to it would skip changes the server has not even
 		// written yet.
-		return nil, "", failure.Permanent(fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
-			"source's history, beyond the server's current position %s: it was not published by this producer from this server. "+
-			"Find out who publishes to the stream (JetStream.Stream) and remove that message, or give the producer a stream of its own",
-			last.Subject, last.Sequence, src.File, src.Pos, current))
+		return nil, "", failure.WithFix(failure.Permanent(fmt.Errorf("the broker's newest message (subject %s, sequence %d) claims binlog position %s:%d of this "+
+			"source's history, beyond the server's current position %s: it was not published by this producer from this server",
+			last.Subject, last.Sequence, src.File, src.Pos, current)),
+			"find out who publishes to the stream (JetStream.Stream) and remove that message, or give the producer a stream of its own")
 	}
 	return &src, history, nil
 }

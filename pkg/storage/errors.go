@@ -13,9 +13,10 @@ import (
 // something that is not a valid checkpoint: a bolt file that is not a bolt
 // database, or a value that does not decode or names an impossible position.
 // dbsync never replaces such a value by a guess; an operator must restore or
-// set the checkpoint. Test with errors.Is. It is permanent
-// (failure.IsPermanent): retrying cannot fix it.
-var ErrCorrupt = failure.Permanent(errors.New("checkpoint is corrupt"))
+// set the checkpoint (its failure.Fix says so). Test with errors.Is. It is
+// permanent (failure.IsPermanent): retrying cannot fix it.
+var ErrCorrupt = failure.WithFix(failure.Permanent(errors.New("checkpoint is corrupt")),
+	"restore the checkpoint from a backup, or set the checkpoint explicitly")
 
 // ErrUnavailable is wrapped by errors from Open, Get and Save when the store
 // cannot be reached right now: the bolt file is locked by another process or
@@ -27,8 +28,8 @@ var ErrUnavailable = errors.New("checkpoint store is unavailable")
 // another running process (a producer, an admin command) holds the store.
 var ErrHeld = errors.New("checkpoint store is held by a running producer")
 
-// recoverHint is appended to every ErrCorrupt message.
-const recoverHint = "restore the checkpoint from a backup, or set the checkpoint explicitly; dbsync will not guess a position"
+// recoverHint is part of every ErrCorrupt message.
+const recoverHint = "dbsync will not guess a position"
 
 // orDiscard returns log, or a logger that discards everything when log is nil.
 func orDiscard(log logrus.FieldLogger) logrus.FieldLogger {

@@ -1,19 +1,14 @@
-// Package bench measures dbsync on this machine in one run, as issue 6
-// asks: the source ceiling (go-mysql alone reading and decoding the binlog),
-// the sink ceiling per broker (the project's asynchronous publisher), the
-// producer end to end for bulk inserts and for single-row transactions with
-// its peak RSS, the commit-to-delivery latency at a steady commit rate, and
-// the peak RSS of one very large transaction. It reports medians of several
-// runs as a table on stdout and in docs/benchmarks.md, with a description
-// of the machine.
-//
-//	go run ./cmd/bench [-rows N] [-tx N] [-runs K] [-rate R] [-duration D]
-//	                   [-brokers stan,jetstream] [-out docs/benchmarks.md] ...
+// Package bench measures dbsync on this machine in one run: the source
+// ceiling (go-mysql alone reading and decoding the binlog), the sink ceiling
+// per broker (the project's asynchronous publisher), the producer end to end
+// for bulk inserts and for single-row transactions with its peak RSS, the
+// commit-to-delivery latency at a steady commit rate, and the peak RSS of one
+// very large transaction. Main reports medians of several runs as a table
+// and as the Markdown of docs/benchmarks.md, with a description of the
+// machine. cmd/bench is its command line.
 //
 // It starts its own MariaDB and brokers on free loopback ports (through
 // test/testenv) and builds the producer from the current source first.
-// Progress goes to stderr. Exit status: 0 on success, 1 when a measurement
-// fails (every server and producer is stopped first), 2 for bad flags.
 package bench
 
 import (

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Targets of issue 6 on the 2-core development machine.
+// The throughput and latency targets on the 2-core development machine.
 const (
 	targetBulkRowsPerSec = 200_000
 	targetBulkFraction   = 0.5
@@ -214,7 +214,7 @@ func latencyTable(rows []latencySummary) string {
 	return formatTable(cols, cells)
 }
 
-// targetsTable checks the issue's targets against the summaries.
+// targetsTable checks the targets against the summaries.
 func targetsTable(rows []summaryRow, lat []latencySummary) string {
 	cols := []column{{Title: "target"}, {Title: "measured"}, {Title: "met"}}
 	var cells [][]string
