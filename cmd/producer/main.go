@@ -36,6 +36,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/producer"
 	"github.com/dbsync/dbsync/pkg/storage"
@@ -100,9 +101,9 @@ func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
 	}
 	defer parts.Close()
 	p, err := producer.New(ctx, producer.Components{
-		Store:  parts.Store,
-		Queue:  parts.Queue,
-		Source: producer.BinlogSource(parts.Source, parts.SourceConfig, log),
+		Store:     parts.Store,
+		OpenQueue: func(ctx context.Context) (mq.MessageQueue, error) { return wiring.OpenQueue(ctx, cfg, log) },
+		Source:    producer.BinlogSource(parts.Source, parts.SourceConfig, log),
 		Preflight: func(ctx context.Context, checkpoint *position.Position) error {
 			return doctor.Preflight(ctx, parts.Source, cfg.Mysql.ServerID, checkpoint, log)
 		},
@@ -111,6 +112,7 @@ func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
 		logFailure(log, err, "cannot start")
 		return 1
 	}
+	defer p.Close()
 	if err := p.Run(ctx); err != nil {
 		logFailure(log, err, "stopped on error")
 		return 1

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // shortRetention is the binlog retention below which a producer outage of
@@ -72,7 +73,10 @@ func checkRetention(ctx context.Context, s server) Finding {
 		return Finding{Check: CheckRetention, Status: OK, Detail: detail}
 	}
 	if err := src.CheckResumable(ctx, *checkpoint); err != nil {
-		fix := "re-sync the consumers from a snapshot, then reset the checkpoint (delete it to start at the current position)"
+		fix := failure.Fix(err) // a history reset, a server lacking a function it needs, ...
+		if fix == "" {
+			fix = "re-sync the consumers from a snapshot, then reset the checkpoint (delete it to start at the current position)"
+		}
 		var pe *binlog.PurgedError
 		if errors.As(err, &pe) {
 			fix = fmt.Sprintf("re-sync the consumers from a snapshot, then delete the checkpoint (dbsync starts at the current position) "+

@@ -2,9 +2,12 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/failure"
@@ -156,7 +159,13 @@ func checkDump(ctx context.Context, s server) Finding {
 	if err == nil {
 		return Finding{Check: CheckDump, Status: OK, Detail: "the server streams its binlog to a replica connection"}
 	}
-	if failure.IsPermanent(err) {
+	var me *mysql.MyError
+	refusedLogin := errors.As(err, &me) && (me.Code == mysql.ER_ACCESS_DENIED_ERROR || me.Code == mysql.ER_DBACCESS_DENIED_ERROR)
+	switch {
+	case refusedLogin:
+		return Finding{Check: CheckDump, Status: FAIL, Detail: err.Error(),
+			Fix: "check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD)"}
+	case failure.IsPermanent(err):
 		return Finding{Check: CheckDump, Status: FAIL, Detail: err.Error(),
 			Fix: "point Mysql.Host at the MySQL or MariaDB server itself (not a proxy), and make sure the account has REPLICATION SLAVE"}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // JetStream publishes to a NATS JetStream stream. It implements
@@ -61,7 +62,11 @@ type JetStream struct {
 	closed bool
 }
 
-var _ MessageQueue = (*JetStream)(nil)
+var (
+	_ MessageQueue   = (*JetStream)(nil)
+	_ AsyncPublisher = (*JetStream)(nil)
+	_ Resumer        = (*JetStream)(nil)
+)
 
 // jsConnState is one connected span of the nats connection: from connect
 // or reconnect to the next disconnect.
@@ -122,7 +127,7 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions, log logrus.FieldLo
 	}
 	j := &JetStream{
 		opts:     opts,
-		log:      log.WithFields(logrus.Fields{"url": RedactURL(opts.URL), "stream": opts.Stream}),
+		log:      log.WithFields(logrus.Fields{"url": redact.URL(opts.URL), "stream": opts.Stream}),
 		calls:    newCallGate(),
 		subjects: make(map[string]error),
 		closedCh: make(chan struct{}),
@@ -150,7 +155,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 		if err == nil {
 			err = context.DeadlineExceeded
 		}
-		return fmt.Errorf("mq: connect to NATS at %s: %w", RedactURL(j.opts.URL), err)
+		return fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)
 	}
 	start := time.Now()
 	nc, err := nats.Connect(j.opts.URL,
@@ -187,10 +192,11 @@ func (j *JetStream) connect(ctx context.Context) error {
 		}),
 	)
 	if err != nil {
+		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", RedactURL(j.opts.URL), ctxErr, err)
+			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", redact.URL(j.opts.URL), ctxErr, err)
 		}
-		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", RedactURL(j.opts.URL), err)),
+		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
 			"check that the NATS server is running and reachable at that address")
 	}
 	js, err := jetstream.New(nc,
@@ -203,7 +209,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 	)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("mq: jetstream context for %s: %w", RedactURL(j.opts.URL), err)
+		return fmt.Errorf("mq: jetstream context for %s: %w", redact.URL(j.opts.URL), err)
 	}
 	j.nc, j.js = nc, js
 	j.maxPayload.Store(nc.MaxPayload())
@@ -245,7 +251,7 @@ func (j *JetStream) state(ctx context.Context) (*jsConnState, error) {
 				cause = c.cause.Error()
 			}
 			return nil, fmt.Errorf("%w: NATS server at %s is unreachable (%s, %s); the client keeps reconnecting in the background",
-				ErrConnectionLost, RedactURL(j.opts.URL), status, cause)
+				ErrConnectionLost, redact.URL(j.opts.URL), status, cause)
 		}
 		if !c.isLost() {
 			return c, nil
@@ -301,10 +307,10 @@ func (j *JetStream) Ping(ctx context.Context) error {
 		return ErrClosed
 	}
 	if status := j.nc.Status(); status != nats.CONNECTED {
-		return fmt.Errorf("%w: %s: %s", ErrConnectionLost, RedactURL(j.opts.URL), status)
+		return fmt.Errorf("%w: %s: %s", ErrConnectionLost, redact.URL(j.opts.URL), status)
 	}
 	if err := j.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, RedactURL(j.opts.URL), err)
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, redact.URL(j.opts.URL), err)
 	}
 	return nil
 }

@@ -89,6 +89,18 @@ func TestJetStreamRefusesEverythingBehindARefusedMessage(t *testing.T) {
 	}
 	checkPrefix(t, srv, subjects, msgs, bad)
 
+	// Until the caller resumes, nothing more is stored: the producer's
+	// pipeline may send once more before it learns of the failure.
+	late, err := j.Send(ctx, msgs[bad+1:bad+11])
+	if err == nil {
+		err = late.Wait(ctx)
+	}
+	if !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("a Send after the failure, before Resume: %v; want ErrChainBroken", err)
+	}
+	checkPrefix(t, srv, subjects, msgs, bad)
+	j.Resume()
+
 	// The pre-check now knows the limit: nothing is sent.
 	if err := j.Publish(ctx, msgs[bad:]); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max message size") {
 		t.Fatalf("publish with the limit known: %v; want ErrTooLarge naming the stream's max message size", err)

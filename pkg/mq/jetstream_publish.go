@@ -31,20 +31,29 @@ import (
 // Close it fails with ErrClosed. In every failure the stream holds an
 // in-order prefix of msgs (possibly empty) and nothing after it.
 func (j *JetStream) Publish(ctx context.Context, msgs []Message) error {
-	return sendAndWait(ctx, j, msgs)
+	err := sendAndWait(ctx, j, msgs)
+	if err != nil {
+		j.Resume() // the caller has the failure in hand
+	}
+	return err
 }
+
+// Resume implements Resumer: the next Send starts a new chain from what
+// the stream holds.
+func (j *JetStream) Resume() { j.chain.resume() }
 
 // Send implements AsyncPublisher: it publishes msgs in order after every
 // earlier Send and returns once they are handed to the connection (or the
 // sending failed: Wait then reports why).
 //
 // Every message carries its ID as Nats-Msg-Id and names the message sent
-// before it: the first message after a failure (or the first ever) with
-// Nats-Expected-Last-Sequence (the stream's last sequence, read then), each
-// later one with Nats-Expected-Last-Msg-Id. So the stream refuses a message
-// unless the one sent before it is its last message: once one message is
-// refused, every message sent behind it in the async window is refused
-// too, and the stream never holds a later message without an earlier one.
+// before it: the first message of a chain (the first ever, or the first
+// after Resume) with Nats-Expected-Last-Sequence (the stream's last
+// sequence, read then), each later one with Nats-Expected-Last-Msg-Id. So
+// the stream refuses a message unless the one sent before it is its last
+// message: once one message is refused, every message sent behind it is
+// refused too, until the caller calls Resume, and the stream never holds a
+// later message without an earlier one.
 // The server checks Nats-Msg-Id de-duplication before Nats-Expected-Last-Msg-Id,
 // so a replay of messages the stream holds as its newest is acknowledged as
 // duplicates and the chain goes on after them; messages the stream
@@ -61,7 +70,6 @@ func (j *JetStream) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	c, err := j.state(ctx)
 	if err != nil {
 		j.chain.broken()
-		j.chain.reported()
 		if errors.Is(err, ErrClosed) {
 			return nil, err
 		}
@@ -93,14 +101,14 @@ type jsChain struct {
 type chainState int
 
 const (
-	// chainNew: nothing sent yet, or a failure was reported to the
-	// caller; the next Send reads the stream's last sequence first.
+	// chainNew: nothing sent yet, or the caller resumed after a failure
+	// (Resume); the next Send reads the stream's last sequence first.
 	chainNew chainState = iota
 	// chainOK: each message expects the one sent before it.
 	chainOK
-	// chainBroken: a message failed and the caller has not been told
-	// yet; what it sends meanwhile expects a message the stream does not
-	// have, so the broker refuses all of it.
+	// chainBroken: a message failed and the caller has not resumed; what
+	// it sends meanwhile expects a message the stream does not have, so
+	// the broker refuses all of it.
 	chainBroken
 )
 
@@ -120,9 +128,8 @@ func (ch *jsChain) broken() {
 	ch.mu.Unlock()
 }
 
-// reported records that the caller learned of a failure: its next Send
-// starts a new chain from what the stream holds.
-func (ch *jsChain) reported() {
+// resume lets the next Send start a new chain from what the stream holds.
+func (ch *jsChain) resume() {
 	ch.mu.Lock()
 	ch.state = chainNew
 	ch.mu.Unlock()
@@ -370,9 +377,6 @@ func (p *jsPending) await(ctx context.Context) error {
 // Wait implements Pending.
 func (p *jsPending) Wait(ctx context.Context) error {
 	err := p.wait(ctx)
-	if err != nil {
-		p.j.chain.reported()
-	}
 	if err != nil && p.j.isClosed() {
 		return fmt.Errorf("%w (closed during publish: %v)", ErrClosed, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // streamConfig is the configuration of a stream NewJetStream creates.
@@ -68,7 +69,7 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 // streamError names the stream operation that failed; a server without
 // JetStream for the account is ErrNoJetStream.
 func (j *JetStream) streamError(op string, err error) error {
-	err = fmt.Errorf("mq: %s JetStream stream %q at %s: %w", op, j.opts.Stream, RedactURL(j.opts.URL), err)
+	err = fmt.Errorf("mq: %s JetStream stream %q at %s: %w", op, j.opts.Stream, redact.URL(j.opts.URL), err)
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
@@ -155,9 +156,10 @@ func InspectJetStream(ctx context.Context, opts JetStreamOptions) (StreamReport,
 	if err != nil {
 		return StreamReport{}, err
 	}
-	url := RedactURL(opts.URL)
+	url := redact.URL(opts.URL)
 	nc, err := nats.Connect(opts.URL, nats.Name("dbsync-doctor"), nats.Timeout(opts.ConnectTimeout), nats.NoReconnect())
 	if err != nil {
+		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		return StreamReport{}, mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", url, err))
 	}
 	defer nc.Close()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 
 	"github.com/dbsync/dbsync/pkg/failure"
 )
@@ -131,6 +130,17 @@ type AsyncPublisher interface {
 	Send(ctx context.Context, msgs []Message) (Pending, error)
 }
 
+// Resumer is implemented by message queues that keep what they store in
+// the order it was sent (JetStream): after a message fails, they store
+// nothing sent behind it (those Sends fail with ErrChainBroken) until the
+// caller, having seen the failure, calls Resume. Publish resumes by itself
+// after it failed.
+type Resumer interface {
+	// Resume lets the next Send be stored again, after what the broker
+	// holds now.
+	Resume()
+}
+
 // StoredMessage is a message as the broker holds it.
 type StoredMessage struct {
 	Subject string
@@ -186,16 +196,6 @@ func (m *marked) Unwrap() []error { return []error{m.sentinel, m.err} }
 
 // mark returns err, additionally matching sentinel with errors.Is.
 func mark(sentinel, err error) error { return &marked{sentinel: sentinel, err: err} }
-
-// RedactURL returns raw with the password of its user info, if any, replaced
-// by "xxxxx", for messages and logs.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
-}
 
 // donePending is the Pending of a batch with nothing left to wait for.
 type donePending struct{}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // Defaults applied by NewStan to zero fields of StanOptions.
@@ -193,7 +196,7 @@ func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
 	s := &Stan{
 		opts: opts,
 		log: log.WithFields(logrus.Fields{
-			"url":        RedactURL(opts.URL),
+			"url":        redact.URL(opts.URL),
 			"cluster_id": opts.ClusterID,
 			"client_id":  opts.ClientID,
 		}),
@@ -220,7 +223,7 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		if err == nil {
 			err = context.DeadlineExceeded
 		}
-		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q): %w", RedactURL(s.opts.URL), s.opts.ClusterID, err)
+		return nil, fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q): %w", redact.URL(s.opts.URL), s.opts.ClusterID, err)
 	}
 	ss := &stanSession{
 		sem:  make(chan struct{}, s.opts.MaxInflight),
@@ -266,8 +269,9 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		),
 	)
 	if err != nil {
+		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		err = fmt.Errorf("mq: connect to NATS Streaming at %s (cluster id %q, client id %q): %w",
-			RedactURL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
+			redact.URL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%w: %w", ctxErr, err)
 		}
@@ -333,7 +337,7 @@ func (s *Stan) Close() error {
 	err := sess.close()
 	if err != nil && !wasLost {
 		return fmt.Errorf("mq: close NATS Streaming connection to %s (cluster id %q, client id %q): %w",
-			RedactURL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
+			redact.URL(s.opts.URL), s.opts.ClusterID, s.opts.ClientID, err)
 	}
 	s.log.Info("mq: closed NATS Streaming connection")
 	return nil
@@ -354,20 +358,32 @@ func (s *Stan) Ping(ctx context.Context) error {
 		return err
 	}
 	if err := sess.sc.NatsConn().FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, RedactURL(s.opts.URL), err)
+		return fmt.Errorf("%w: %s: %w", ErrConnectionLost, redact.URL(s.opts.URL), err)
 	}
 	return nil
 }
 
-// stanConnectError marks a failed stan.Connect: a NATS server that answered
-// without a streaming server of the cluster id, or no server at all
-// (ErrUnreachable); each with its fix.
+// stanConnectError gives a failed connection its fix: no NATS server
+// answered (ErrUnreachable), NATS answered but no streaming server of the
+// cluster id did, or the streaming server refused the client id (another
+// connection uses it). Other refusals are returned as they are.
 func stanConnectError(err error) error {
-	if errors.Is(err, stan.ErrConnectReqTimeout) {
+	switch {
+	case errors.Is(err, stan.ErrConnectReqTimeout):
 		return failure.WithFix(err, "the NATS server answered but no streaming server with that cluster id did; "+
 			"check that the cluster id matches the streaming server's -cid")
+	case strings.Contains(err.Error(), "clientID already registered"):
+		return failure.WithFix(err, "another connection uses this client id: stop it, or give this one a client id of its own")
+	case errors.Is(err, nats.ErrNoServers), isDialError(err):
+		return failure.WithFix(mark(ErrUnreachable, err), "check that the NATS Streaming server is running and reachable at that address")
 	}
-	return failure.WithFix(mark(ErrUnreachable, err), "check that the NATS Streaming server is running and reachable at that address")
+	return err
+}
+
+// isDialError reports a connection that could not be made at all.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // ProbeStan connects to the NATS Streaming cluster clusterID at url as
@@ -378,13 +394,16 @@ func stanConnectError(err error) error {
 func ProbeStan(url, clusterID, clientID string, timeout time.Duration) error {
 	nc, err := nats.Connect(url, nats.Name(clientID), nats.Timeout(timeout), nats.NoReconnect())
 	if err != nil {
-		return stanConnectError(fmt.Errorf("cannot connect to NATS at %s: %w", RedactURL(url), err))
+		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
+		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", redact.URL(url), err)),
+			"check that the NATS Streaming server is running and reachable at that address")
 	}
 	defer nc.Close()
 	sc, err := stan.Connect(clusterID, clientID, stan.NatsConn(nc), stan.ConnectWait(timeout))
 	if err != nil {
+		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		return stanConnectError(fmt.Errorf("NATS at %s answered, but NATS Streaming cluster %q did not accept a connection: %w",
-			RedactURL(url), clusterID, err))
+			redact.URL(url), clusterID, err))
 	}
 	return sc.Close()
 }

@@ -102,6 +102,11 @@ func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *check
 	if !ok {
 		sender = syncSender{p.queue}
 	}
+	if r, ok := p.queue.(mq.Resumer); ok {
+		// A new pass, after the held changes were read: the broker may
+		// store again after what it holds.
+		r.Resume()
+	}
 	inflight := make(chan sentBatch, maxBatchesInFlight-1)
 	waited := make(chan error, 1)
 	go func() {

@@ -23,14 +23,16 @@ import (
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
-// Components are the connected parts a producer runs on; pkg/wiring opens
-// them from a config, tests build fakes. The producer does not close them.
+// Components are the parts a producer runs on; pkg/wiring opens them from a
+// config, tests build fakes. The producer closes only the queue it opened.
 type Components struct {
 	// Store holds the checkpoint. Whoever opened it holds it (bolt's file
 	// lock, a redis lease), so no other process writes it meanwhile.
 	Store storage.PositionStorager
-	// Queue publishes the messages.
-	Queue mq.MessageQueue
+	// OpenQueue connects the broker. New calls it only once the checkpoint
+	// and the source passed their checks, so a refused start creates no
+	// stream and starts no embedded server.
+	OpenQueue func(ctx context.Context) (mq.MessageQueue, error)
 	// Source is the server whose changes are streamed.
 	Source Source
 	// Preflight, when set, checks the source before the first pass
@@ -116,9 +118,14 @@ type Producer struct {
 // source yet). With no checkpoint, it saves the server's current (or, with
 // StartAtOldest, oldest) position as the first checkpoint and says so
 // loudly.
-func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (*Producer, error) {
+func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
-	p := &Producer{opts: opts, log: log, store: c.Store, src: c.Source, queue: c.Queue, mon: monitor.New(opts.StallTimeout)}
+	p := &Producer{opts: opts, log: log, store: c.Store, src: c.Source, mon: monitor.New(opts.StallTimeout)}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
 	addPositionHook(log, p.mon)
 	checkpoint, err := p.store.Get(ctx)
 	fresh := errors.Is(err, storage.ErrNoCheckpoint)
@@ -142,6 +149,14 @@ func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger
 			return nil, err
 		}
 	}
+	if !fresh {
+		if err = p.src.CheckResumable(ctx, checkpoint); err != nil {
+			return nil, err
+		}
+	}
+	if p.queue, err = c.OpenQueue(ctx); err != nil {
+		return nil, err
+	}
 	if fresh {
 		if err = p.refuseIfPublishedBefore(ctx); err != nil {
 			return nil, err
@@ -150,9 +165,6 @@ func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger
 			return nil, err
 		}
 	} else {
-		if err = p.src.CheckResumable(ctx, checkpoint); err != nil {
-			return nil, err
-		}
 		log.WithField("checkpoint", checkpoint.String()).Info("resuming from checkpoint")
 	}
 	p.mon.Checkpointed(checkpoint, nil)
@@ -378,8 +390,11 @@ func (p *Producer) Run(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = p.opts.RetryMin
 		}
-		p.log.WithError(err).WithFields(logrus.Fields{"retry_in": backoff.String(), "checkpoint": p.mon.Checkpoint().String()}).
-			Warn("streaming failed; resuming from the last checkpoint")
+		fields := logrus.Fields{"retry_in": backoff.String(), "checkpoint": p.mon.Checkpoint().String()}
+		if fix := failure.Fix(err); fix != "" {
+			fields["fix"] = fix
+		}
+		p.log.WithError(err).WithFields(fields).Warn("streaming failed; resuming from the last checkpoint")
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -490,4 +505,12 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		budget: mem,
 	}
 	return pl.run(ctx, start, stop)
+}
+
+// Close closes the queue New opened.
+func (p *Producer) Close() error {
+	if p.queue == nil {
+		return nil
+	}
+	return p.queue.Close()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // probeTimeout bounds each connection attempt of ProbeBroker.
@@ -100,6 +101,8 @@ func stanFix(cfg *config.Config, err error) error {
 		return failure.WithFix(err, fmt.Sprintf("set Stan.ClusterID (DBSYNC_STAN_CLUSTER_ID) to the streaming server's cluster id (its -cid); %q got no answer", cfg.Stan.ClusterID))
 	case errors.Is(err, mq.ErrUnreachable):
 		return failure.WithFix(err, "start NATS Streaming there, or fix Stan.Host and Stan.Port (DBSYNC_STAN_HOST, DBSYNC_STAN_PORT)")
+	case failure.Fix(err) != "":
+		return err // the broker's own words (a client id in use, ...)
 	}
 	return failure.WithFix(err, fmt.Sprintf("check that a NATS Streaming server (not a plain NATS server) runs there with cluster id %q, "+
 		"or set Stan.ClusterID (DBSYNC_STAN_CLUSTER_ID) to its -cid", cfg.Stan.ClusterID))
@@ -162,7 +165,7 @@ func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 		if err := mq.ProbeStan(url, cfg.Stan.ClusterID, clientID, probeTimeout); err != nil {
 			return BrokerProbe{}, stanFix(cfg, err)
 		}
-		return BrokerProbe{Detail: fmt.Sprintf("NATS Streaming at %s, cluster %q", mq.RedactURL(url), cfg.Stan.ClusterID)}, nil
+		return BrokerProbe{Detail: fmt.Sprintf("NATS Streaming at %s, cluster %q", redact.URL(url), cfg.Stan.ClusterID)}, nil
 	}
 	if cfg.JetStream.URL == "" {
 		dir := cfg.DataDir
@@ -177,7 +180,7 @@ func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 	if err != nil {
 		return BrokerProbe{}, jetStreamFix(err)
 	}
-	u := mq.RedactURL(cfg.JetStream.URL)
+	u := redact.URL(cfg.JetStream.URL)
 	if report.Unreadable != nil {
 		return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s", u), Unchecked: report.Unreadable,
 			UncheckedFix: "check the account's permissions for the JetStream API ($JS.API.>)"}, nil

@@ -12,7 +12,6 @@ package wiring
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -20,17 +19,14 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
-	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
-// Components are the connected parts a producer runs on.
+// Components are the connected parts a producer runs on; the queue is
+// opened separately (OpenQueue), once the producer's checks passed.
 type Components struct {
 	// Store holds the checkpoint, leased to the role Open was given.
 	Store storage.PositionStorager
-	// Queue publishes; closing it also stops the embedded NATS server
-	// when it started one.
-	Queue mq.MessageQueue
 	// Source is the administrative connection to the source server, and
 	// SourceConfig how to open more (the binlog stream, the monitor's).
 	Source       *binlog.Source
@@ -40,8 +36,8 @@ type Components struct {
 }
 
 // Open connects the checkpoint store (and holds it for role: a redis lease;
-// bolt's file lock needs none), the source and the broker, in that order. On
-// failure it closes what it opened and returns the first error.
+// bolt's file lock needs none), then the source. On failure it closes what
+// it opened and returns the first error.
 func Open(ctx context.Context, cfg *config.Config, role string, log logrus.FieldLogger) (_ *Components, err error) {
 	c := &Components{}
 	defer func() {
@@ -61,30 +57,27 @@ func Open(ctx context.Context, cfg *config.Config, role string, log logrus.Field
 	if c.Source, err = connectSource(ctx, cfg, c.SourceConfig, log); err != nil {
 		return nil, err
 	}
-	if c.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
-// Close closes the broker, the source and the store (giving back its
-// lease); it returns the errors of those that failed to close.
+// Close closes the source and the store (giving back its lease); closing
+// twice is harmless.
 func (c *Components) Close() error {
-	var errs []error
-	if c.Queue != nil {
-		errs = append(errs, c.Queue.Close())
-	}
 	if c.Source != nil {
 		c.Source.Close()
+		c.Source = nil
 	}
 	if c.releaseStore != nil {
 		c.releaseStore()
+		c.releaseStore = nil
 	}
-	if c.Store != nil {
-		errs = append(errs, c.Store.Close())
+	if c.Store == nil {
+		return nil
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("close: %w", err)
+	err := c.Store.Close()
+	c.Store = nil
+	if err != nil {
+		return fmt.Errorf("close the checkpoint store: %w", err)
 	}
 	return nil
 }

@@ -80,28 +80,36 @@ func TestOpenQueueEmbedded(t *testing.T) {
 
 // TestFixesNameTheSettings: an unreachable source or broker is an error
 // whose fix names the settings and environment variables to check, and
-// neither says the password.
+// no password or token reaches the error or the fix, however the URL is
+// written.
 func TestFixesNameTheSettings(t *testing.T) {
 	cfg := newConfig(t)
 	cfg.Mysql.ConnectTimeout = config.Duration(time.Second)
-	cfg.JetStream.URL = "nats://alice:nats-pw@127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	ctx := t.Context()
-
 	var errs []error
 	_, err := wiring.ConnectSource(ctx, cfg, nil)
 	errs = append(errs, err)
 	if fix := failure.Fix(err); err == nil || !strings.Contains(fix, "Mysql.Host") || !strings.Contains(fix, "DBSYNC_MYSQL_PORT") {
 		t.Errorf("unreachable source: %v, fix %q", err, fix)
 	}
-	_, err = wiring.OpenQueue(ctx, cfg, nil)
-	errs = append(errs, err)
-	if fix := failure.Fix(err); err == nil || !strings.Contains(fix, "JetStream.URL") || !errors.Is(err, mq.ErrUnreachable) {
-		t.Errorf("unreachable broker: %v, fix %q", err, fix)
-	}
-	_, err = wiring.ProbeBroker(ctx, cfg)
-	errs = append(errs, err)
-	if fix := failure.Fix(err); err == nil || !strings.Contains(fix, "JetStream.URL") {
-		t.Errorf("probe of an unreachable broker: %v, fix %q", err, fix)
+	dead := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	for _, url := range []string{
+		"nats://alice:nats-pw@" + dead,
+		"nats://alice:p#nats-pw@" + dead,
+		"nats://nats-pw-token@" + dead,
+		"nats://a:nats-pw@" + dead + ",nats://b:nats-pw2@" + dead,
+	} {
+		cfg.JetStream.URL = url
+		_, err = wiring.OpenQueue(ctx, cfg, nil)
+		errs = append(errs, err)
+		if fix := failure.Fix(err); err == nil || !strings.Contains(fix, "JetStream.URL") {
+			t.Errorf("unreachable broker %s: %v, fix %q", url, err, fix)
+		}
+		_, err = wiring.ProbeBroker(ctx, cfg)
+		errs = append(errs, err)
+		if fix := failure.Fix(err); err == nil || !strings.Contains(fix, "JetStream.URL") {
+			t.Errorf("probe of an unreachable broker %s: %v, fix %q", url, err, fix)
+		}
 	}
 	for _, err := range errs {
 		for _, secret := range []string{"s3cret-pw", "nats-pw"} {

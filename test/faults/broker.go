@@ -249,7 +249,9 @@ func (b *Broker) signal(sig syscall.Signal, frozen bool) {
 	if !b.running() {
 		b.t.Fatalf("faults: %s broker on %s is not running (signal %v)", b.Kind, b.Addr(), sig)
 	}
-	b.child.Signal(sig)
+	if err := b.child.Signal(sig); err != nil {
+		b.t.Fatalf("faults: %s broker: %v", b.Kind, err)
+	}
 	b.frozen = frozen
 }
 

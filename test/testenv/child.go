@@ -22,7 +22,8 @@ type Child struct {
 	err  error         // cmd.Wait's result, valid once done is closed
 }
 
-// StartChild starts cmd (its Stdout and Stderr already set, or nil).
+// StartChild starts cmd (its Stdout and Stderr already set, or nil); it
+// sets cmd.SysProcAttr.
 func StartChild(cmd *exec.Cmd) (*Child, error) {
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -85,8 +86,13 @@ func (c *Child) ExitStatus() string {
 // Pid is the process id.
 func (c *Child) Pid() int { return c.cmd.Process.Pid }
 
-// Signal sends sig, ignoring a process that is gone.
-func (c *Child) Signal(sig syscall.Signal) { _ = c.cmd.Process.Signal(sig) }
+// Signal sends sig; a process that is gone is no error.
+func (c *Child) Signal(sig syscall.Signal) error {
+	if err := c.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal %v to pid %d: %w", sig, c.cmd.Process.Pid, err)
+	}
+	return nil
+}
 
 // Stop sends sig and waits up to timeout for the process to exit, then
 // kills it. It returns an error when sig did not stop the process in time.

@@ -42,6 +42,8 @@ type Broker struct {
 //   - a message with a wildcard subject fails the batch with an
 //     *mq.PublishError naming it (not mq.ErrConnectionLost), what was
 //     stored of the batch is stored in order, and the queue stays usable;
+//     an mq.Resumer stores exactly the messages before the refused one and
+//     nothing sent after the failure until Resume;
 //   - a done ctx fails Publish with the ctx's error;
 //   - Close is idempotent, and a Publish after it, or interrupted by it,
 //     fails with mq.ErrClosed;
@@ -121,6 +123,33 @@ func Run(t *testing.T, newQueue func(t *testing.T) Broker) {
 				t.Fatalf("message %d stored on %s is %.80q, want %.80q", i, ok, got[i], sentOK[i].Data)
 			}
 		}
+		if r, isResumer := b.Queue.(mq.Resumer); isResumer {
+			// An ordered queue stores nothing behind a refused message, not
+			// even what is sent after the failure, until Resume.
+			if len(got) != 3 {
+				t.Fatalf("%d messages stored on %s, want exactly the 3 before the refused one", len(got), ok)
+			}
+			if sender, isAsync := b.Queue.(mq.AsyncPublisher); isAsync {
+				ordered := b.Subject("ordered")
+				batch := Messages("o", 5, []string{ordered}, 50)
+				batch[2] = mq.Message{Subject: bad, ID: "o-bad", Data: []byte(`{"bad":true}`)}
+				p, err := sender.Send(testCtx(t), batch)
+				if err == nil {
+					err = p.Wait(testCtx(t))
+				}
+				if err == nil {
+					t.Fatal("Send with a refused message succeeded")
+				}
+				late := Messages("late", 5, []string{ordered}, 50)
+				if p, err = sender.Send(testCtx(t), late); err == nil {
+					err = p.Wait(testCtx(t))
+				}
+				if stored := b.Stored(t, ordered); !errors.Is(err, mq.ErrChainBroken) || len(stored) != 2 {
+					t.Fatalf("a Send after the failure, before Resume: %v, %d stored on %s; want mq.ErrChainBroken and the 2 before the refused one", err, len(stored), ordered)
+				}
+			}
+			r.Resume()
+		}
 		after := Messages("after", 10, []string{b.Subject("after")}, 50)
 		if err := b.Queue.Publish(testCtx(t), after); err != nil {
 			t.Fatalf("Publish after a refused message: %v", err)
@@ -151,6 +180,9 @@ func Run(t *testing.T, newQueue func(t *testing.T) Broker) {
 			// Nil only when every message was acknowledged before Close.
 			if err != nil && !errors.Is(err, mq.ErrClosed) {
 				t.Fatalf("Publish interrupted by Close = %v, want mq.ErrClosed", err)
+			}
+			if err == nil {
+				checkStored(t, b, subject, msgs)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("Publish did not return within 5s of Close")

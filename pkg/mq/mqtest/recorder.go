@@ -9,11 +9,11 @@ import (
 	"github.com/dbsync/dbsync/pkg/mq"
 )
 
-// Recorder is an in-memory mq.MessageQueue and mq.AsyncPublisher that
-// keeps the contract (it passes Run) and lets a test look inside and break
-// it. It stores like JetStream: in order, and once a message is refused,
-// nothing sent after it is stored until the failure has been reported by a
-// Wait (mq.ErrChainBroken). Its methods are safe for concurrent use.
+// Recorder is an in-memory mq.MessageQueue, mq.AsyncPublisher and
+// mq.Resumer that keeps the contract (it passes Run) and lets a test look
+// inside and break it. It stores like JetStream: in order, and once a
+// message is refused, nothing sent after it is stored (mq.ErrChainBroken)
+// until Resume. Its methods are safe for concurrent use.
 type Recorder struct {
 	mu     sync.Mutex
 	stored []mq.Message
@@ -22,7 +22,7 @@ type Recorder struct {
 	// to refuse with failErr; 0 when none is armed.
 	failAt  int
 	failErr error
-	// broken is set from a refused message until its Wait reported it.
+	// broken is set from a refused message until Resume.
 	broken bool
 	// held, when not nil, keeps every Wait waiting until it is closed.
 	held   chan struct{}
@@ -32,18 +32,30 @@ type Recorder struct {
 var (
 	_ mq.MessageQueue   = (*Recorder)(nil)
 	_ mq.AsyncPublisher = (*Recorder)(nil)
+	_ mq.Resumer        = (*Recorder)(nil)
 )
 
 // NewRecorder returns an empty, healthy Recorder.
 func NewRecorder() *Recorder { return &Recorder{closed: make(chan struct{})} }
 
-// Publish implements mq.MessageQueue: Send, then Wait.
+// Publish implements mq.MessageQueue: Send, then Wait, then Resume after a
+// failure.
 func (r *Recorder) Publish(ctx context.Context, msgs []mq.Message) error {
 	p, err := r.Send(ctx, msgs)
-	if err != nil {
-		return err
+	if err == nil {
+		err = p.Wait(ctx)
 	}
-	return p.Wait(ctx)
+	if err != nil {
+		r.Resume()
+	}
+	return err
+}
+
+// Resume implements mq.Resumer.
+func (r *Recorder) Resume() {
+	r.mu.Lock()
+	r.broken = false
+	r.mu.Unlock()
 }
 
 // Send implements mq.AsyncPublisher. It stores msgs at once (up to a refused
@@ -96,11 +108,6 @@ func (p *recorderPending) Wait(ctx context.Context) error {
 			return fmt.Errorf("mqtest: waiting for acknowledgements: %w", ctx.Err())
 		}
 	}
-	if p.err != nil {
-		r.mu.Lock()
-		r.broken = false
-		r.mu.Unlock()
-	}
 	return p.err
 }
 
@@ -143,7 +150,7 @@ func (r *Recorder) Stored(subject string) [][]byte {
 
 // FailAfter makes the queue refuse, with err, the message sent after the
 // next n: the n before it are stored, it and everything sent after it are
-// not, until the failure is reported by the Wait of its batch.
+// not, until Resume.
 func (r *Recorder) FailAfter(n int, err error) {
 	r.mu.Lock()
 	r.failAt, r.failErr = r.sent+n+1, err

@@ -23,7 +23,7 @@ func TestRecorderKeepsTheContract(t *testing.T) {
 }
 
 // TestRecorderFailAfter: the armed message is refused, nothing behind it is
-// stored until its failure is reported, then the queue stores again.
+// stored until Resume, then the queue stores again.
 func TestRecorderFailAfter(t *testing.T) {
 	r := mqtest.NewRecorder()
 	ctx := context.Background()
@@ -46,8 +46,12 @@ func TestRecorderFailAfter(t *testing.T) {
 	if got := len(r.Messages()); got != 3 {
 		t.Fatalf("%d messages stored, want the 3 before the refused one", got)
 	}
-	if err := r.Publish(ctx, mqtest.Messages("c", 2, []string{"s"}, 10)); err != nil {
-		t.Fatalf("Publish after the failure was reported: %v", err)
+	if p, err := r.Send(ctx, mqtest.Messages("c", 2, []string{"s"}, 10)); err != nil || !errors.Is(p.Wait(ctx), mq.ErrChainBroken) {
+		t.Fatal("a Send after the failure, before Resume, was stored")
+	}
+	r.Resume()
+	if err := r.Publish(ctx, mqtest.Messages("d", 2, []string{"s"}, 10)); err != nil {
+		t.Fatalf("Publish after Resume: %v", err)
 	}
 }
 
