@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // MysqlAddr returns the source server's "host:port" (IPv6 hosts bracketed).
@@ -203,21 +205,19 @@ func matchPart(glob string, literal bool, name string) bool {
 	return err == nil && ok
 }
 
-// redactedSecret replaces secrets in Redacted.
-const redactedSecret = "***"
-
-// Redacted returns a deep copy of c safe to log: non-empty passwords (Mysql,
-// Redis, and a password inside a Stan.Host URL) are replaced by "***". Empty
-// passwords stay empty so the log still shows that none is set.
+// Redacted returns a deep copy of c safe to log: non-empty passwords and
+// tokens are replaced by redact.Mask, and so are the credentials inside
+// Stan.Host and JetStream.URL. Empty ones stay empty so the log still shows
+// that none is set.
 func (c *Config) Redacted() Config {
 	r := *c
-	if r.Mysql.Password != "" {
-		r.Mysql.Password = redactedSecret
+	for _, p := range r.secretPairs() {
+		if *p.value != "" {
+			*p.value = redact.Mask
+		}
 	}
-	if r.Redis.Password != "" {
-		r.Redis.Password = redactedSecret
-	}
-	r.Stan.Host = redactURLUser(r.Stan.Host)
+	r.Stan.Host = redact.URL(r.Stan.Host)
+	r.JetStream.URL = redact.URL(r.JetStream.URL)
 	r.Tables.Include = slices.Clone(c.Tables.Include)
 	r.Tables.Exclude = slices.Clone(c.Tables.Exclude)
 	r.Tables.OnUnpublishable = c.Tables.OnUnpublishable.clone()
@@ -226,22 +226,4 @@ func (c *Config) Redacted() Config {
 		r.Batch.FlushWhenIdle = &b
 	}
 	return r
-}
-
-// redactURLUser hides the credentials in "scheme://user:pass@host": the
-// password becomes "***", and a lone user (a token) becomes "***".
-func redactURLUser(h string) string {
-	prefix, rest := "", h
-	if scheme, after, ok := strings.Cut(h, "://"); ok {
-		prefix, rest = scheme+"://", after
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return h
-	}
-	user := redactedSecret
-	if name, _, hasPass := strings.Cut(rest[:at], ":"); hasPass {
-		user = name + ":" + redactedSecret
-	}
-	return prefix + user + "@" + rest[at+1:]
 }

@@ -59,7 +59,13 @@ type Mysql struct {
 	Host     string
 	Port     Port
 	Username string
-	Password string
+	Password string `secret:"true"`
+	// PasswordFile is a file holding the password (a Kubernetes Secret
+	// volume), instead of Password.
+	PasswordFile string
+	// TLS secures the connections to the server; Mode defaults to
+	// "preferred", as for the MySQL client.
+	TLS TLS
 	// ServerID is the replica server id dbsync registers with; it must be
 	// unique among the source's replicas. Default 1001; 0 is invalid.
 	ServerID uint32
@@ -101,10 +107,16 @@ type Bolt struct {
 // Redis configures the redis checkpoint store; required only when
 // Storage.DaoName is "redis".
 type Redis struct {
-	Host     string
-	Port     Port
-	Password string
-	DB       int
+	Host string
+	Port Port
+	// Username is the ACL user; empty means "default".
+	Username string
+	Password string `secret:"true"`
+	// PasswordFile is a file holding the password, instead of Password.
+	PasswordFile string
+	DB           int
+	// TLS secures the connection (Mode "disabled" unless CA or Cert is set).
+	TLS TLS
 }
 
 // Stan configures the NATS Streaming connection.
@@ -119,6 +131,10 @@ type Stan struct {
 	MaxInflight int
 	// AckTimeout is how long to wait for a publish ack; default 30s.
 	AckTimeout Duration
+	// Auth and TLS are how to authenticate to the NATS server and secure
+	// the connection.
+	Auth NATSAuth
+	TLS  TLS
 }
 
 // JetStream configures the NATS JetStream broker (MQName "jetstream").
@@ -148,12 +164,67 @@ type JetStream struct {
 	// largest message it accepts); default 1 MiB, NATS' own default. Only
 	// for the embedded server: an external server's is in its own config.
 	MaxPayload int
+	// MaxAge is how long a created stream keeps a message; default 7 days.
+	// Consumers must read a change within it.
+	MaxAge Duration
+	// MaxBytes bounds a created stream's size; 0 (default) means no bound
+	// but MaxAge. A full stream refuses new messages (nothing is dropped):
+	// the producer waits and retries.
+	MaxBytes int64
+	// MaxStore bounds the embedded server's JetStream storage; 0 (default)
+	// means half the free space of DataDir's filesystem at start.
+	MaxStore int64
+	// Auth is how to authenticate to the NATS server; with the embedded
+	// server (no URL), the server requires it of every client. TLS
+	// secures the connection to an external server.
+	Auth NATSAuth
+	TLS  TLS
+}
+
+// TLS secures the connection to a server.
+type TLS struct {
+	// Mode is "disabled", "preferred" (MySQL only: TLS when the server
+	// offers it), "required" (TLS, the certificate not checked),
+	// "verify_ca" (TLS, the certificate signed by CA) or "verify_identity"
+	// (verify_ca, and the certificate names the server). Empty: "preferred"
+	// for MySQL; for NATS and Redis "verify_identity" when CA or Cert is
+	// set or the URL's scheme is tls://, else "disabled".
+	Mode string
+	// CA is a PEM file of the certificate authorities to trust; empty
+	// means the system's.
+	CA string
+	// Cert and Key are the client certificate and its key (PEM files), for
+	// servers that check clients.
+	Cert string
+	Key  string
+	// ServerName is the name the server's certificate must carry; default
+	// the host connected to.
+	ServerName string
+}
+
+// NATSAuth is how dbsync authenticates to a NATS server: at most one of
+// User and Password, Token, NKeySeedFile and CredsFile.
+type NATSAuth struct {
+	User     string
+	Password string `secret:"true"`
+	// PasswordFile is a file holding the password, instead of Password.
+	PasswordFile string
+	Token        string `secret:"true"`
+	// TokenFile is a file holding the token, instead of Token.
+	TokenFile string
+	// NKeySeedFile is a file holding the user's nkey seed ("SU...").
+	NKeySeedFile string
+	// CredsFile is a NATS credentials file (a user JWT and its nkey seed).
+	CredsFile string
 }
 
 // HTTP is the operations listener: /metrics (Prometheus), /livez, /readyz.
 type HTTP struct {
 	// Listen is the address; default ":8080".
 	Listen string
+	// Pprof serves Go's profiles under /debug/pprof/; default off (they
+	// expose internals and cost CPU).
+	Pprof bool
 	// Disabled switches the listener off.
 	Disabled bool
 	// StallTimeout: when the source has moved on but nothing was published
@@ -226,6 +297,8 @@ const (
 	DefaultJetStreamProName = mq.DefaultJetStreamSubjectPrefix
 	DefaultJetStreamStore   = mq.DefaultJetStreamStorage
 	DefaultDuplicateWindow  = mq.DefaultJetStreamDuplicateWindow
+	DefaultStreamMaxAge     = mq.DefaultJetStreamMaxAge
+	DefaultMysqlTLSMode     = TLSPreferred
 	DefaultBatchMaxRows     = 1024
 	DefaultBatchMaxWait     = 3 * time.Second
 	DefaultBatchMaxBytes    = 16 << 20
@@ -275,6 +348,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.JetStream.MaxInflight, DefaultMaxInflight)
 	setDur(&c.JetStream.AckTimeout, DefaultAckTimeout)
 	setDur(&c.JetStream.DuplicateWindow, DefaultDuplicateWindow)
+	setDur(&c.JetStream.MaxAge, DefaultStreamMaxAge)
 	setDur(&c.HTTP.StallTimeout, DefaultStallTimeout)
 	setInt(&c.Batch.MaxRows, DefaultBatchMaxRows)
 	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
@@ -294,6 +368,7 @@ func (c *Config) applyStringDefaults() {
 	}
 	set(&c.Mysql.StartAt, DefaultStartAt)
 	set(&c.Mysql.Charset, DefaultCharset)
+	set(&c.Mysql.TLS.Mode, DefaultMysqlTLSMode)
 	set(&c.Storage.DaoName, DefaultDaoName)
 	set(&c.Storage.PosKey, DefaultPosKey)
 	set(&c.Bolt.File, DefaultBoltFile)
@@ -370,6 +445,7 @@ func Parse(data []byte, source string, lookup func(string) (string, bool)) (*Con
 
 	applied := c.applyEnv(lookup)
 	c.applyStringDefaults()
+	problems = append(problems, c.readSecretFiles()...)
 
 	if err := c.Validate(); err != nil {
 		for _, e := range unwrapJoined(err) {
@@ -398,6 +474,10 @@ type problemList struct {
 	errs   []error
 }
 
+// maxListedProblems bounds how many problems an error lists: a file of
+// garbage must not make a message larger than the file.
+const maxListedProblems = 50
+
 func (p *problemList) Error() string {
 	var b strings.Builder
 	noun := "problems"
@@ -405,7 +485,11 @@ func (p *problemList) Error() string {
 		noun = "problem"
 	}
 	fmt.Fprintf(&b, "%s: %d configuration %s:", p.source, len(p.errs), noun)
-	for _, e := range p.errs {
+	for i, e := range p.errs {
+		if i == maxListedProblems {
+			fmt.Fprintf(&b, "\n  ... and %d more (fix these first)", len(p.errs)-i)
+			break
+		}
 		b.WriteString("\n  ")
 		b.WriteString(e.Error())
 	}

@@ -65,7 +65,7 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 		Version: "1.0.0",
 		Mysql: Mysql{
 			Host: "127.0.0.1", Port: "3306", Username: "canal", Password: "canal",
-			ServerID: 1001, StartAt: "current", Charset: "utf8mb4",
+			ServerID: 1001, StartAt: "current", Charset: "utf8mb4", TLS: TLS{Mode: "preferred"},
 			HeartbeatPeriod: Duration(10 * time.Second), ReadTimeout: Duration(30 * time.Second),
 			ConnectTimeout: Duration(10 * time.Second),
 		},
@@ -78,7 +78,8 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 			MaxInflight: 4096, AckTimeout: Duration(30 * time.Second),
 		},
 		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", Storage: "file", Replicas: 1,
-			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second), MaxPayload: 1 << 20},
+			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second), MaxPayload: 1 << 20,
+			MaxAge: Duration(7 * 24 * time.Hour)},
 		HTTP:   HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
 		Batch:  Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
 		Memory: Memory{Budget: 64 << 20},
@@ -229,8 +230,8 @@ func TestEnvOverridesWin(t *testing.T) {
 
 func TestEnvOverridesList(t *testing.T) {
 	list := EnvOverrides()
-	if len(list) != 15 {
-		t.Errorf("EnvOverrides() has %d entries, want 15", len(list))
+	if len(list) != 33 {
+		t.Errorf("EnvOverrides() has %d entries, want 33", len(list))
 	}
 	names := map[string]bool{}
 	for _, o := range list {

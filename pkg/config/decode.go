@@ -132,20 +132,28 @@ func (d *decoder) decodeStruct(raw json.RawMessage, v reflect.Value, prefix stri
 			d.decodeStruct(obj[k], fv, path)
 			continue
 		}
-		d.decodeLeaf(obj[k], fv, path)
+		d.decodeLeaf(obj[k], fv, path, f.Tag.Get("secret") == "true")
 	}
 }
 
 // decodeLeaf decodes one non-struct value with encoding/json, starting from
-// the field's current value (so null keeps the default).
-func (d *decoder) decodeLeaf(raw json.RawMessage, fv reflect.Value, path string) {
+// the field's current value (so null keeps the default). The value of a
+// secret setting is never quoted in a problem.
+func (d *decoder) decodeLeaf(raw json.RawMessage, fv reflect.Value, path string, secret bool) {
 	p := reflect.New(fv.Type())
 	p.Elem().Set(fv)
 	if err := json.Unmarshal(raw, p.Interface()); err != nil {
 		var te *json.UnmarshalTypeError
-		problem := err.Error()
+		problem := "got a value encoding/json cannot read"
+		if !secret {
+			problem = err.Error()
+		}
 		if errors.As(err, &te) {
-			problem = "got " + describeJSON(bytes.TrimSpace(raw)) + ", want " + wantType(fv.Type())
+			got := describeJSON(bytes.TrimSpace(raw))
+			if secret {
+				got = kindOfJSON(bytes.TrimSpace(raw))
+			}
+			problem = "got " + got + ", want " + wantType(fv.Type())
 		}
 		d.fail(path, &FieldError{Key: path, Problem: problem})
 		return

@@ -114,27 +114,31 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // describeJSON names the kind of a raw JSON value for error messages, with
 // the value itself when it is short.
 func describeJSON(data []byte) string {
-	kind := "a value"
-	if len(data) > 0 {
-		switch data[0] {
-		case '{':
-			kind = "an object"
-		case '[':
-			kind = "an array"
-		case '"':
-			kind = "a string"
-		case 't', 'f':
-			kind = "a boolean"
-		case 'n':
-			kind = "null"
-		default:
-			kind = "a number"
-		}
-	}
+	kind := kindOfJSON(data)
 	if len(data) <= 40 && kind != "null" {
 		return kind + " " + string(data)
 	}
 	return kind
+}
+
+// kindOfJSON names the kind of a JSON value: "a string", "a number", ...
+func kindOfJSON(data []byte) string {
+	if len(data) == 0 {
+		return "a value"
+	}
+	switch data[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }
 
 // Unpublishable policies (Tables.OnUnpublishable).

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // Allowed values of the enumerated settings. They are functions, not
@@ -63,6 +65,7 @@ func (c *Config) Validate() error {
 	if v.positive("Mysql.ReadTimeout", c.Mysql.ReadTimeout) && c.Mysql.ReadTimeout <= c.Mysql.HeartbeatPeriod {
 		v.add("Mysql.ReadTimeout", "%s must be longer than Mysql.HeartbeatPeriod (%s), or an idle connection times out between heartbeats", c.Mysql.ReadTimeout, c.Mysql.HeartbeatPeriod)
 	}
+	v.tls("Mysql.TLS", c.Mysql.TLS, true)
 
 	// Checkpoint storage
 	v.oneOf("Storage.DaoName", c.Storage.DaoName, DaoNames())
@@ -79,6 +82,7 @@ func (c *Config) Validate() error {
 		if c.Redis.DB < 0 {
 			v.add("Redis.DB", "%d is negative; use a database number >= 0", c.Redis.DB)
 		}
+		v.tls("Redis.TLS", c.Redis.TLS, false)
 	}
 
 	// Message queue
@@ -99,12 +103,28 @@ func (c *Config) Validate() error {
 			v.add("Stan.MaxInflight", "%d must be at least 1 (default %d)", c.Stan.MaxInflight, DefaultMaxInflight)
 		}
 		v.positive("Stan.AckTimeout", c.Stan.AckTimeout)
+		v.natsAuth("Stan.Auth", c.Stan.Auth, false)
+		v.tls("Stan.TLS", c.Stan.TLS, false)
 	case "jetstream":
 		j := c.JetStream
 		if j.URL != "" {
 			v.stanHost("JetStream.URL", j.URL)
-		} else if _, _, err := net.SplitHostPort(j.Listen); err != nil {
+			v.tls("JetStream.TLS", j.TLS, false)
+		} else if host, _, err := net.SplitHostPort(j.Listen); err != nil {
 			v.add("JetStream.Listen", "%q is not host:port (the embedded server's address; default %s)", j.Listen, DefaultJetStreamListen)
+		} else if !isLoopback(host) && j.Auth.Kind() == "" {
+			v.add("JetStream.Listen", "%q lets other hosts reach the embedded server, which then needs authentication: set JetStream.Auth "+
+				"(User and Password, Token or NKeySeedFile), or listen on 127.0.0.1", j.Listen)
+		}
+		v.natsAuth("JetStream.Auth", j.Auth, j.URL == "")
+		if j.MaxAge < 0 {
+			v.add("JetStream.MaxAge", "%s is negative; use a duration such as \"168h\" (default 7 days)", j.MaxAge)
+		}
+		if j.MaxBytes < 0 {
+			v.add("JetStream.MaxBytes", "%d is negative; use a size in bytes, or 0 for no bound but MaxAge", j.MaxBytes)
+		}
+		if j.MaxStore < 0 {
+			v.add("JetStream.MaxStore", "%d is negative; use a size in bytes, or 0 for half the free space of DataDir", j.MaxStore)
 		}
 		if err := mq.CheckStreamName(j.Stream); err != nil {
 			v.add("JetStream.Stream", "%q %v", j.Stream, err)
@@ -170,8 +190,88 @@ func (c *Config) Validate() error {
 // so dependent checks can be skipped.
 type validator struct{ errs []error }
 
+// maxShownValue bounds how much of a value a problem quotes.
+const maxShownValue = 100
+
+// add records a problem; string values longer than maxShownValue are cut.
 func (v *validator) add(key, format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > maxShownValue {
+			args[i] = s[:maxShownValue] + "..."
+		}
+	}
 	v.errs = append(v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+}
+
+// tls checks a TLS section; Mode "preferred" only where allowPreferred.
+func (v *validator) tls(key string, t TLS, allowPreferred bool) {
+	modes := TLSModes()
+	if !allowPreferred {
+		modes = slices.DeleteFunc(slices.Clone(modes), func(m string) bool { return m == TLSPreferred })
+	}
+	if t.Mode != "" {
+		v.oneOf(key+".Mode", t.Mode, modes)
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		v.add(key, "Cert and Key go together: set both (the client certificate and its key) or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"CA", t.CA}, {"Cert", t.Cert}, {"Key", t.Key}} {
+		v.readable(key+"."+f.name, f.path)
+	}
+}
+
+// natsAuth checks a NATS authentication section; embedded is true for the
+// embedded server, which cannot check credentials files (JWTs).
+func (v *validator) natsAuth(key string, a NATSAuth, embedded bool) {
+	var kinds []string
+	if a.User != "" || a.Password != "" || a.PasswordFile != "" {
+		kinds = append(kinds, "User/Password")
+		if a.User == "" {
+			v.add(key+".User", "is required with a password")
+		}
+		if a.Password == "" && a.PasswordFile == "" {
+			v.add(key+".Password", "is required with User (or PasswordFile)")
+		}
+	}
+	if a.Token != "" || a.TokenFile != "" {
+		kinds = append(kinds, "Token")
+	}
+	if a.NKeySeedFile != "" {
+		kinds = append(kinds, "NKeySeedFile")
+		v.readable(key+".NKeySeedFile", a.NKeySeedFile)
+	}
+	if a.CredsFile != "" {
+		kinds = append(kinds, "CredsFile")
+		v.readable(key+".CredsFile", a.CredsFile)
+		if embedded {
+			v.add(key+".CredsFile", "the embedded server cannot check credentials files (they need a NATS operator); use User and Password, Token or NKeySeedFile")
+		}
+	}
+	if len(kinds) > 1 {
+		v.add(key, "sets %s; use one way to authenticate", strings.Join(kinds, " and "))
+	}
+}
+
+// readable checks that a file setting names a readable file.
+func (v *validator) readable(key, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		v.add(key, "cannot read %q: %v", path, unwrapPathError(err))
+		return
+	}
+	f.Close()
+}
+
+// isLoopback reports whether host only listens on this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) required(key, val string) bool {
@@ -233,25 +333,26 @@ func (v *validator) stanHost(key, h string) {
 	if !v.required(key, h) {
 		return
 	}
+	shown := redact.URL(h) // credentials in the URL are never echoed
 	if strings.Contains(h, "://") {
 		u, err := url.Parse(h)
 		if err != nil {
-			v.add(key, "%q is not a URL: %v", h, err)
+			v.add(key, "%q is not a URL", shown)
 			return
 		}
 		if u.Scheme != "nats" && u.Scheme != "tls" {
-			v.add(key, "%q: scheme %q is not supported; use nats:// or tls://", h, u.Scheme)
+			v.add(key, "%q: scheme %q is not supported; use nats:// or tls://", shown, u.Scheme)
 		}
 		if u.Hostname() == "" {
-			v.add(key, "%q has no host; use e.g. nats://127.0.0.1", h)
+			v.add(key, "%q has no host; use e.g. nats://127.0.0.1", shown)
 		}
 		if u.Path != "" && u.Path != "/" {
-			v.add(key, "%q has a path %q; use scheme://host[:port] only", h, u.Path)
+			v.add(key, "%q has a path %q; use scheme://host[:port] only", shown, u.Path)
 		}
 		return
 	}
 	if strings.ContainsAny(h, " \t/@") {
-		v.add(key, "%q is not a host name, IP address or nats:// URL", h)
+		v.add(key, "%q is not a host name, IP address or nats:// URL", shown)
 	}
 }
 

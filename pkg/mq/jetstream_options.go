@@ -12,6 +12,7 @@ const (
 	DefaultJetStreamStorage         = "file"
 	DefaultJetStreamReplicas        = 1
 	DefaultJetStreamDuplicateWindow = 2 * time.Minute
+	DefaultJetStreamMaxAge          = 7 * 24 * time.Hour
 	DefaultJetStreamMaxInflight     = 4096
 	DefaultJetStreamAckTimeout      = 30 * time.Second
 	DefaultJetStreamConnectTimeout  = 5 * time.Second

@@ -9,12 +9,12 @@ import (
 )
 
 // Mask replaces every secret.
-const Mask = "xxxxx"
+const Mask = "***"
 
 // URL hides the credentials of every URL in s, which may be a
 // comma-separated list (a NATS server list) and need not parse: a user
-// name stays and its password becomes Mask ("nats://alice:xxxxx@host"), a
-// bare token becomes Mask ("nats://xxxxx@host").
+// name stays and its password becomes Mask ("nats://alice:***@host"), a
+// bare token becomes Mask ("nats://***@host").
 func URL(s string) string {
 	if !strings.Contains(s, "@") {
 		return s
