@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"net"
@@ -405,5 +406,39 @@ func TestNATSJetStreamRestartKeepsData(t *testing.T) {
 	}
 	if info.State.Msgs != 1 {
 		t.Fatalf("stream holds %d messages after restart, want 1", info.State.Msgs)
+	}
+}
+
+// TestPKI: a client trusting one PKI accepts its server certificate for
+// 127.0.0.1 and rejects another PKI's.
+func TestPKI(t *testing.T) {
+	a, b := NewPKI(t), NewPKI(t)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", a.ServerTLS(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	good := a.ClientTLS(t)
+	c, err := tls.Dial("tcp", l.Addr().String(), good)
+	if err != nil {
+		t.Fatalf("a client of the same PKI: %v", err)
+	}
+	if na := c.ConnectionState().PeerCertificates[0].NotAfter; !na.Equal(a.NotAfter) {
+		t.Errorf("server certificate expires %v, want %v", na, a.NotAfter)
+	}
+	c.Close()
+	if c, err := tls.Dial("tcp", l.Addr().String(), b.ClientTLS(t)); err == nil {
+		c.Close()
+		t.Fatal("a client of another PKI accepted the server")
 	}
 }
