@@ -36,9 +36,11 @@ import (
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/doctor"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/producer"
+	"github.com/dbsync/dbsync/pkg/redact"
 	"github.com/dbsync/dbsync/pkg/storage"
 	"github.com/dbsync/dbsync/pkg/wiring"
 )
@@ -76,11 +78,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dbsync: invalid configuration: %v\n", err)
 		return 2
 	}
+	// Nothing this process prints carries a secret: the passwords and
+	// tokens of the config, and the credentials in any URL, are hidden in
+	// log lines (before and after formatting) and in commands' output.
+	secrets := redact.NewSecrets(cfg.Secrets()...)
+	stdout, stderr = secrets.Writer(stdout), secrets.Writer(stderr)
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dbsync: %v\n", err)
 		return 2
 	}
+	log.AddHook(secrets.Hook())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	switch cmd {
@@ -89,11 +97,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "doctor":
 		return runDoctor(ctx, cfg, stdout, log)
 	}
-	return stream(ctx, cfg, log)
+	return stream(ctx, cfg, secrets, log)
 }
 
 // stream runs the producer until a signal stops it.
-func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
+func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, log *logrus.Logger) int {
 	parts, err := wiring.Open(ctx, cfg, "dbsync producer", log)
 	if err != nil {
 		logFailure(log, err, "cannot start")
@@ -107,7 +115,7 @@ func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
 		Preflight: func(ctx context.Context, checkpoint *position.Position) error {
 			return doctor.Preflight(ctx, parts.Source, cfg.Mysql.ServerID, checkpoint, log)
 		},
-	}, producerOptions(cfg, parts.SourceConfig.SourceName), log)
+	}, producerOptions(cfg, parts.SourceConfig.SourceName, secrets), log)
 	if err != nil {
 		logFailure(log, err, "cannot start")
 		return 1
@@ -121,7 +129,7 @@ func stream(ctx context.Context, cfg *config.Config, log *logrus.Logger) int {
 }
 
 // producerOptions are the producer's settings from cfg.
-func producerOptions(cfg *config.Config, sourceName string) producer.Options {
+func producerOptions(cfg *config.Config, sourceName string, secrets *redact.Secrets) producer.Options {
 	opts := producer.Options{
 		SourceName:        sourceName,
 		Subject:           cfg.Subject,
@@ -139,6 +147,7 @@ func producerOptions(cfg *config.Config, sourceName string) producer.Options {
 	}
 	if !cfg.HTTP.Disabled {
 		opts.HTTPListen = cfg.HTTP.Listen
+		opts.HTTP = monitor.ServeOptions{Pprof: cfg.HTTP.Pprof, Redact: secrets.Text}
 	}
 	return opts
 }

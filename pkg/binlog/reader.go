@@ -17,6 +17,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // Row is one encoded row change.
@@ -292,7 +293,7 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 			r.tables = map[uint64]*table{}
 			r.infos = map[string]*infoTable{}
 			r.excluded = map[uint64]bool{}
-			r.log.WithFields(logrus.Fields{"schema": string(e.Schema), "query": truncate(q, 200), "position": fmt.Sprintf("%s:%d", st.file, h.LogPos)}).Info("DDL")
+			r.logDDL(string(e.Schema), q, fmt.Sprintf("%s:%d", st.file, h.LogPos))
 			return boundary(true), nil
 		}
 	case *replication.XIDEvent:
@@ -317,6 +318,16 @@ func mysqlGTID(e *replication.GTIDEvent) string {
 		return ""
 	}
 	return g
+}
+
+// logDDL logs a statement logged on its own by kind and object; its text,
+// which may hold other accounts' passwords (CREATE USER ... IDENTIFIED BY),
+// only at debug level and with those hidden.
+func (r *Reader) logDDL(schema, q, position string) {
+	sum := redact.SummarizeDDL(q)
+	l := r.log.WithFields(logrus.Fields{"schema": schema, "kind": sum.Kind, "object": sum.Object, "position": position})
+	l.Info("DDL")
+	l.WithField("query", truncate(redact.Statement(q), 200)).Debug("DDL text")
 }
 
 type queryClass int

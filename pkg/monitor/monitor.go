@@ -316,21 +316,40 @@ func (m *Monitor) Ready() error {
 	return errors.Join(problems...)
 }
 
-// Handler serves /metrics, /livez, /readyz and Go's /debug/pprof/
-// profiles.
-func (m *Monitor) Handler() http.Handler {
+// ServeOptions say what the operations listener serves.
+type ServeOptions struct {
+	// Pprof also serves Go's profiles under /debug/pprof/ (a profile or
+	// trace runs at most maxProfileSeconds).
+	Pprof bool
+	// Redact, when set, cleans the /readyz body (the errors it lists may
+	// quote a server's reply).
+	Redact func(string) string
+}
+
+// maxProfileSeconds caps /debug/pprof/profile and /debug/pprof/trace.
+const maxProfileSeconds = 30
+
+// Handler serves /metrics, /livez, /readyz and, with opts.Pprof, Go's
+// /debug/pprof/ profiles.
+func (m *Monitor) Handler(opts ServeOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", capSeconds(pprof.Profile))
+		mux.HandleFunc("/debug/pprof/trace", capSeconds(pprof.Trace))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := m.Ready(); err != nil {
+			body := err.Error()
+			if opts.Redact != nil {
+				body = opts.Redact(body)
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, err)
+			fmt.Fprintln(w, body)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -338,21 +357,51 @@ func (m *Monitor) Handler() http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves Handler until ctx is done. It returns
-// the listen error at once (e.g. the address is taken), naming the address.
-func (m *Monitor) Serve(ctx context.Context, addr string, log logrus.FieldLogger) error {
+// capSeconds limits a profile's "seconds" parameter to maxProfileSeconds.
+func capSeconds(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n, err := strconv.Atoi(r.FormValue("seconds")); err == nil && n > maxProfileSeconds {
+			q := r.URL.Query()
+			q.Set("seconds", strconv.Itoa(maxProfileSeconds))
+			r.URL.RawQuery = q.Encode()
+			r.Form = nil
+		}
+		h(w, r)
+	}
+}
+
+// Serve listens on addr and serves Handler(opts) until ctx is done, with
+// timeouts so a slow client cannot hold connections. It returns the listen
+// error at once (e.g. the address is taken), naming the address, and logs
+// what it serves.
+func (m *Monitor) Serve(ctx context.Context, addr string, opts ServeOptions, log logrus.FieldLogger) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("HTTP.Listen %s: %w (pick a free address or set HTTP.Disabled)", addr, err)
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	write := 10 * time.Second
+	if opts.Pprof {
+		write = (maxProfileSeconds + 10) * time.Second
+	}
+	srv := &http.Server{
+		Handler:           m.Handler(opts),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      write,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.WithField("addr", l.Addr().String()).Info("serving /metrics, /livez and /readyz")
+	paths := "/metrics, /livez, /readyz"
+	if opts.Pprof {
+		paths += ", /debug/pprof/ (HTTP.Pprof)"
+	}
+	log.WithFields(logrus.Fields{"addr": l.Addr().String(), "paths": paths}).Info("operations listener serving " + paths)
 	go func() { _ = srv.Serve(l) }()
 	return nil
 }

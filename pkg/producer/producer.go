@@ -63,8 +63,10 @@ type Options struct {
 	// and the broker's acknowledgement; 0 means unbounded.
 	MemoryBudget int
 	// HTTPListen is the address of /metrics, /livez and /readyz; empty
-	// serves none.
+	// serves none. HTTP says what else it serves (profiles) and how the
+	// /readyz body is cleaned of secrets.
 	HTTPListen string
+	HTTP       monitor.ServeOptions
 	// StallTimeout is how long the pipeline may make no progress while the
 	// source has changes before /livez fails; 0 never.
 	StallTimeout time.Duration
@@ -411,7 +413,7 @@ func (p *Producer) Run(ctx context.Context) error {
 // source connection of its own, until ctx is done.
 func (p *Producer) startMonitoring(ctx context.Context) error {
 	if p.opts.HTTPListen != "" {
-		if err := p.mon.Serve(ctx, p.opts.HTTPListen, p.log); err != nil {
+		if err := p.mon.Serve(ctx, p.opts.HTTPListen, p.opts.HTTP, p.log); err != nil {
 			return err
 		}
 	}
