@@ -24,6 +24,9 @@ type Options struct {
 	// MaxPayload is the largest message the server accepts, in bytes; 0
 	// means NATS' default (1 MiB).
 	MaxPayload int32
+	// MaxStore bounds JetStream's file storage in bytes; 0 means NATS'
+	// default (most of the disk).
+	MaxStore int64
 }
 
 // Server is a running embedded NATS server.
@@ -48,6 +51,9 @@ func Start(opts Options) (*Server, error) {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: opts.MaxPayload,
+	}
+	if opts.MaxStore > 0 {
+		sopts.JetStreamMaxStore = opts.MaxStore
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

@@ -14,8 +14,8 @@ func checkBroker(ctx context.Context, cfg *config.Config) Finding {
 	switch {
 	case err != nil:
 		return Finding{Check: CheckBroker, Status: FAIL, Detail: err.Error(), Fix: failure.Fix(err)}
-	case probe.Unchecked != nil:
-		return Finding{Check: CheckBroker, Status: WARN, Detail: probe.Unchecked.Error(), Fix: probe.UncheckedFix}
+	case probe.Warning != "":
+		return Finding{Check: CheckBroker, Status: WARN, Detail: probe.Detail + ": " + probe.Warning, Fix: probe.Fix}
 	}
 	return Finding{Check: CheckBroker, Status: OK, Detail: probe.Detail}
 }

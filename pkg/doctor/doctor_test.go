@@ -525,6 +525,16 @@ func TestRunJetStream(t *testing.T) {
 		t.Errorf("stream DOCTOR after Run: %v, want ErrStreamNotFound (Run must not create it)", err)
 	}
 
+	// A stream someone created without bounds: it would fill the volume.
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "DOCTOR", Subjects: []string{"dbsync.*.*"}}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run(t)
+	expect(t, r.Findings, CheckBroker, WARN, "stream \"DOCTOR\" keeps every message forever", "bound the stream")
+	if err := js.DeleteStream(context.Background(), "DOCTOR"); err != nil {
+		t.Fatal(err)
+	}
+
 	// The embedded broker is the producer's business.
 	e.set("JetStream", map[string]any{"Listen": "127.0.0.1:1"})
 	r = e.run(t)

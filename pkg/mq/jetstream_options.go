@@ -66,6 +66,13 @@ type JetStreamOptions struct {
 	// ConnectTimeout bounds connecting and each stream request of
 	// NewJetStream. Zero means DefaultJetStreamConnectTimeout.
 	ConnectTimeout time.Duration
+	// MaxAge is how long a created stream keeps a message. Zero means
+	// DefaultJetStreamMaxAge.
+	MaxAge time.Duration
+	// MaxBytes bounds a created stream's size; zero means no bound but
+	// MaxAge. A full stream refuses new messages (ErrStreamFull) rather
+	// than drop old ones a consumer may not have read.
+	MaxBytes int64
 }
 
 // withDefaults returns o with zero fields set to their defaults, or an error
@@ -115,6 +122,12 @@ func (o JetStreamOptions) withDefaults() (JetStreamOptions, error) {
 	if o.AckTimeout < 0 {
 		add("AckTimeout %v is negative; use a positive duration or 0 for the default %v", o.AckTimeout, DefaultJetStreamAckTimeout)
 	}
+	if o.MaxAge < 0 {
+		add("MaxAge %v is negative; use a positive duration or 0 for the default %v", o.MaxAge, DefaultJetStreamMaxAge)
+	}
+	if o.MaxBytes < 0 {
+		add("MaxBytes %d is negative; use a size in bytes, or 0 for no bound but MaxAge", o.MaxBytes)
+	}
 	if o.ConnectTimeout < 0 {
 		add("ConnectTimeout %v is negative; use a positive duration or 0 for the default %v", o.ConnectTimeout, DefaultJetStreamConnectTimeout)
 	}
@@ -139,6 +152,9 @@ func (o JetStreamOptions) withDefaults() (JetStreamOptions, error) {
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = DefaultJetStreamConnectTimeout
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultJetStreamMaxAge
 	}
 	return o, nil
 }

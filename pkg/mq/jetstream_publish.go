@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
 )
 
 // Publish sends msgs in order and returns nil only when the stream
@@ -434,6 +437,11 @@ func (j *JetStream) ackError(c *jsConnState, err error) error {
 		return fmt.Errorf("%w (raise the stream's max message size, or see Tables.OnUnpublishable): %w", ErrTooLarge, err)
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeWrongLastMsgID || apiErr.ErrorCode == jsErrCodeWrongLastSequence):
 		return fmt.Errorf("%w: %w", ErrChainBroken, err)
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeInsufficientResources ||
+		apiErr.ErrorCode == jsErrCodeStoreFailed && strings.Contains(apiErr.Description, "maximum")):
+		return failure.WithFix(fmt.Errorf("%w: stream %q: %w", ErrStreamFull, j.opts.Stream, err),
+			"let consumers catch up (messages older than the stream's max age go), or raise the stream's max bytes "+
+				"(nats stream edit --max-bytes) or the server's JetStream storage; the producer retries meanwhile and loses nothing")
 	}
 	return err
 }
@@ -445,6 +453,11 @@ const (
 	jsErrCodeHeaderTooBig      jetstream.ErrorCode = 10097 // JSStreamHeaderExceedsMaximumErr
 	jsErrCodeWrongLastMsgID    jetstream.ErrorCode = 10070 // JSStreamWrongLastMsgIDErrF
 	jsErrCodeWrongLastSequence jetstream.ErrorCode = 10071 // JSStreamWrongLastSequenceErrF
+	// jsErrCodeStoreFailed with "maximum bytes/messages exceeded": a full
+	// stream with discard new; jsErrCodeInsufficientResources: the
+	// server's storage is used up.
+	jsErrCodeStoreFailed           jetstream.ErrorCode = 10077 // JSStreamStoreFailedF
+	jsErrCodeInsufficientResources jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr
 )
 
 // failure builds the error of a failed Publish naming message m and logs

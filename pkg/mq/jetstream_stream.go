@@ -19,15 +19,23 @@ func (j *JetStream) streamConfig() jetstream.StreamConfig {
 	if j.opts.Storage == "memory" {
 		storage = jetstream.MemoryStorage
 	}
+	maxBytes := j.opts.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1 // no bound
+	}
 	return jetstream.StreamConfig{
 		Name:        j.opts.Stream,
 		Description: "dbsync row changes",
 		Subjects:    j.opts.Subjects,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		Storage:     storage,
-		Replicas:    j.opts.Replicas,
-		Duplicates:  j.opts.DuplicateWindow,
+		// A full stream refuses new changes (the producer waits and
+		// retries) instead of dropping old ones not yet read.
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     j.opts.MaxAge,
+		MaxBytes:   maxBytes,
+		Storage:    storage,
+		Replicas:   j.opts.Replicas,
+		Duplicates: j.opts.DuplicateWindow,
 	}
 }
 
@@ -60,6 +68,9 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 	}
 	if r := st.CachedInfo().Config.Retention; r != jetstream.LimitsPolicy {
 		j.log.WithField("retention", r.String()).Warn("mq: stream does not use limits retention; messages may be removed once consumed")
+	}
+	if warning := RetentionWarning(st.CachedInfo()); warning != "" {
+		j.log.WithField("stream", j.opts.Stream).Warn("mq: " + warning)
 	}
 	j.maxMsgSize.Store(int64(st.CachedInfo().Config.MaxMsgSize))
 	j.log.WithField("messages", st.CachedInfo().State.Msgs).Info("mq: using existing JetStream stream")
@@ -138,6 +149,9 @@ type StreamReport struct {
 	Exists bool
 	// Messages is how many messages the stream holds.
 	Messages uint64
+	// Retention is RetentionWarning's verdict on the stream: "" when it is
+	// bounded and not near its limit.
+	Retention string
 	// Unreadable is set when the account may use JetStream but the
 	// stream's information could not be read (a permission, a timeout):
 	// the stream was not checked.
@@ -180,7 +194,7 @@ func InspectJetStream(ctx context.Context, opts JetStreamOptions) (StreamReport,
 		return StreamReport{Unreadable: fmt.Errorf("NATS at %s: cannot read stream %s: %w", url, opts.Stream, err)}, nil
 	}
 	info := st.CachedInfo()
-	report := StreamReport{Exists: true, Messages: info.State.Msgs}
+	report := StreamReport{Exists: true, Messages: info.State.Msgs, Retention: RetentionWarning(info)}
 	return report, streamConflicts(opts, info.Config)
 }
 
@@ -247,4 +261,29 @@ func jsHeaderSize(idLen int) int {
 	expect := max(len(jetstream.ExpectedLastMsgIDHeader)+len(": \r\n")+idLen+16,
 		len(jetstream.ExpectedLastSeqHeader)+len(": \r\n")+20)
 	return status + msgID + expect
+}
+
+// nearFull is the share of a stream's MaxBytes at which RetentionWarning
+// speaks up.
+const nearFull = 0.8
+
+// RetentionWarning returns what is wrong with a stream's retention, or "":
+// it keeps messages forever (no MaxAge, MaxBytes or MaxMsgs, so the volume
+// fills), it drops old messages when full (DiscardOld with a size bound:
+// a slow consumer loses changes), or it holds 80% or more of its MaxBytes
+// (at the bound the broker refuses new changes and the producer waits).
+func RetentionWarning(info *jetstream.StreamInfo) string {
+	cfg, state := info.Config, info.State
+	switch {
+	case cfg.MaxAge == 0 && cfg.MaxBytes <= 0 && cfg.MaxMsgs <= 0:
+		return fmt.Sprintf("stream %q keeps every message forever (no max age, bytes or messages): the broker's volume fills; "+
+			"set a max age (nats stream edit %s --max-age 7d) or create it anew with JetStream.MaxAge", cfg.Name, cfg.Name)
+	case cfg.Discard == jetstream.DiscardOld && (cfg.MaxBytes > 0 || cfg.MaxMsgs > 0):
+		return fmt.Sprintf("stream %q drops its oldest messages when full (discard old): a consumer that falls behind loses changes; "+
+			"set discard new (nats stream edit %s --discard new)", cfg.Name, cfg.Name)
+	case cfg.MaxBytes > 0 && float64(state.Bytes) >= nearFull*float64(cfg.MaxBytes):
+		return fmt.Sprintf("stream %q holds %d of its %d bytes (max bytes): when full the broker refuses new changes and the producer waits; "+
+			"raise it (nats stream edit %s --max-bytes ...) or shorten the max age", cfg.Name, state.Bytes, cfg.MaxBytes, cfg.Name)
+	}
+	return ""
 }

@@ -199,15 +199,20 @@ func TestJetStreamCreatesStream(t *testing.T) {
 	if cfg.Duplicates != 90*time.Second {
 		t.Errorf("duplicate window %v, want 90s", cfg.Duplicates)
 	}
-	if cfg.Retention != jetstream.LimitsPolicy || cfg.Discard != jetstream.DiscardOld {
-		t.Errorf("retention %v discard %v, want limits/old", cfg.Retention, cfg.Discard)
+	// Limits retention, and a full stream refuses new messages rather
+	// than drop unread ones.
+	if cfg.Retention != jetstream.LimitsPolicy || cfg.Discard != jetstream.DiscardNew {
+		t.Errorf("retention %v discard %v, want limits/new", cfg.Retention, cfg.Discard)
 	}
 
-	// Defaults: file storage, 2m window.
+	// Defaults: file storage, 2m window, kept 7 days, no size bound.
 	newTestJetStream(t, srv, func(o *JetStreamOptions) { o.Stream = "DEFAULTS"; o.Subjects = []string{"d.*.*"} })
 	cfg = jsStreamInfo(t, srv, "DEFAULTS").Config
 	if cfg.Storage != jetstream.FileStorage || cfg.Duplicates != DefaultJetStreamDuplicateWindow || cfg.Replicas != 1 {
 		t.Errorf("default stream: storage %v, window %v, replicas %d", cfg.Storage, cfg.Duplicates, cfg.Replicas)
+	}
+	if cfg.MaxAge != DefaultJetStreamMaxAge || cfg.MaxBytes != -1 {
+		t.Errorf("default stream: max age %v, max bytes %d; want 7 days and no bound", cfg.MaxAge, cfg.MaxBytes)
 	}
 
 	// The existing stream with the same settings is accepted unchanged.

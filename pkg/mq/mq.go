@@ -49,6 +49,11 @@ var ErrRejected = failure.Permanent(errors.New("mq: the broker cannot accept thi
 // decides what happens to it, found before sending through SizeChecker.
 var ErrTooLarge = errors.New("mq: message larger than the broker accepts")
 
+// ErrStreamFull reports a message the broker refused because its stream, or
+// its storage, is full. Nothing was lost: the caller retries later, once
+// messages aged out or the limit was raised.
+var ErrStreamFull = errors.New("mq: the broker's stream or storage is full")
+
 // ErrChainBroken reports a message the broker refused because the message
 // sent before it is not the newest it holds: an earlier message was refused
 // or lost, or something else wrote to the stream. Nothing behind it was

@@ -90,6 +90,8 @@ func jetStreamOptions(cfg *config.Config, url string) mq.JetStreamOptions {
 		DuplicateWindow: cfg.JetStream.DuplicateWindow.Duration(),
 		MaxInflight:     cfg.JetStream.MaxInflight,
 		AckTimeout:      cfg.JetStream.AckTimeout.Duration(),
+		MaxAge:          cfg.JetStream.MaxAge.Duration(),
+		MaxBytes:        cfg.JetStream.MaxBytes,
 	}
 }
 
@@ -135,21 +137,36 @@ func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
 	}
 	port, _ := strconv.Atoi(portStr)
 	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded",
-		MaxPayload: int32(cfg.JetStream.MaxPayload)})
+		MaxPayload: int32(cfg.JetStream.MaxPayload), MaxStore: embeddedMaxStore(cfg)})
 	if err != nil {
 		return nil, failure.WithFix(err, "set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server")
 	}
 	return srv, nil
 }
 
+// embeddedMaxStore is the embedded server's storage bound: JetStream.MaxStore,
+// or half the free space of DataDir's filesystem (the checkpoint file
+// shares it), or 0 (NATS' default) when that cannot be read.
+func embeddedMaxStore(cfg *config.Config) int64 {
+	if cfg.JetStream.MaxStore > 0 {
+		return cfg.JetStream.MaxStore
+	}
+	dir := cfg.DataDir
+	if dir == "" {
+		dir = "."
+	}
+	return freeBytes(dir) / 2
+}
+
 // BrokerProbe is what ProbeBroker found about a broker that can be used.
 type BrokerProbe struct {
 	// Detail says what was found.
 	Detail string
-	// Unchecked is set when part of the broker could not be checked;
-	// UncheckedFix says how to let it be.
-	Unchecked    error
-	UncheckedFix string
+	// Warning, when set, is what should be looked at (part of the broker
+	// could not be checked, or the stream's retention loses changes or
+	// fills the disk), and Fix what to do about it.
+	Warning string
+	Fix     string
 }
 
 // ProbeBroker checks, creating nothing, that the configured broker can be
@@ -172,7 +189,8 @@ func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 		if dir == "" {
 			dir = "."
 		}
-		return BrokerProbe{Detail: fmt.Sprintf("embedded broker (started by the producer on %s, data in %s/nats)", cfg.JetStream.Listen, dir)}, nil
+		return BrokerProbe{Detail: fmt.Sprintf("embedded broker (started by the producer on %s, data in %s/nats, at most %d bytes)",
+			cfg.JetStream.Listen, dir, embeddedMaxStore(cfg))}, nil
 	}
 	opts := jetStreamOptions(cfg, cfg.JetStream.URL)
 	opts.ConnectTimeout = probeTimeout
@@ -182,12 +200,17 @@ func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 	}
 	u := redact.URL(cfg.JetStream.URL)
 	if report.Unreadable != nil {
-		return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s", u), Unchecked: report.Unreadable,
-			UncheckedFix: "check the account's permissions for the JetStream API ($JS.API.>)"}, nil
+		return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s", u), Warning: report.Unreadable.Error(),
+			Fix: "check the account's permissions for the JetStream API ($JS.API.>)"}, nil
 	}
 	stream := "will be created by the producer"
 	if report.Exists {
 		stream = fmt.Sprintf("exists (%d messages)", report.Messages)
 	}
-	return BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s; stream %s %s", u, cfg.JetStream.Stream, stream)}, nil
+	probe := BrokerProbe{Detail: fmt.Sprintf("NATS with JetStream at %s; stream %s %s", u, cfg.JetStream.Stream, stream)}
+	if report.Retention != "" {
+		probe.Warning = report.Retention
+		probe.Fix = "bound the stream (a max age that outlasts a consumer's outage), with discard new so a full stream refuses rather than drops"
+	}
+	return probe, nil
 }

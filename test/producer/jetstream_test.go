@@ -179,3 +179,53 @@ func TestJetStreamForeignMessageIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamAtMaxBytes: a stream that reaches JetStream.MaxBytes refuses
+// new changes; the producer says so clearly and retries, the doctor warns
+// that the stream is near its bound, and once the bound is raised every
+// change arrives, in order, none lost.
+func TestStreamAtMaxBytes(t *testing.T) {
+	t.Parallel()
+	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+	e.Set("JetStream.MaxBytes", 32<<10)
+	e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.docs (id INT PRIMARY KEY, body VARCHAR(2000))")
+	p := e.Start()
+	e2e.WaitLog(t, p, "binlog stream started")
+	const rows = 60 // about 2 KB per envelope: twice the bound
+	for i := 1; i <= rows; i++ {
+		e.DB.Exec(t, "INSERT INTO shop.docs VALUES ("+strconv.Itoa(i)+", REPEAT('x', 1500))")
+	}
+	e2e.WaitLog(t, p, "stream or storage is full")
+	_, doctorOut, _ := e.Command("doctor")
+	if !strings.Contains(doctorOut, "WARN") || !strings.Contains(doctorOut, "max bytes") {
+		t.Errorf("the doctor does not warn of the full stream:\n%s", doctorOut)
+	}
+	if !strings.Contains(p.Output(), "nats stream edit --max-bytes") {
+		t.Errorf("the producer's log does not say what to do:\n%s", p.Output())
+	}
+
+	js, err := jetstream.New(e.NATS.Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "DBSYNC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes = 8 << 20
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor("shop.docs", rows, 90*time.Second)
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, p.Output())
+	}
+	for i, env := range e.Read("shop.docs") {
+		if id := e2e.IntField(t, env.After, "id"); id != int64(i+1) {
+			t.Fatalf("message %d is row %d, want %d: a change was lost or reordered", i, id, i+1)
+		}
+	}
+}
