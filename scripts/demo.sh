@@ -50,7 +50,7 @@ pids+=($!)
 sql() { mariadb --no-defaults -uroot -h127.0.0.1 -P"$mysql_port" "$@"; }
 for _ in $(seq 100); do sql -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
 sql -e "SELECT 1" >/dev/null || { echo "MariaDB did not start:"; tail "$work/mariadb.err"; exit 1; }
-sql -e "CREATE USER dbsync@'%' IDENTIFIED BY 'dbsync';
+sql -e "CREATE USER dbsync@'%' IDENTIFIED BY 'demo-pw-7c2';
 	GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO dbsync@'%';
 	CREATE DATABASE shop;
 	CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), status ENUM('new','paid','shipped'), updated_at DATETIME(6));"
@@ -58,7 +58,7 @@ sql -e "CREATE USER dbsync@'%' IDENTIFIED BY 'dbsync';
 cat >"$work/config.json" <<JSON
 {
   "DataDir": "$work/producer",
-  "Mysql": {"Host": "127.0.0.1", "Port": "$mysql_port", "Username": "dbsync", "Password": "dbsync"},
+  "Mysql": {"Host": "127.0.0.1", "Port": "$mysql_port", "Username": "dbsync", "Password": "demo-pw-7c2"},
   "MQName": "jetstream",
   "JetStream": {"Listen": "127.0.0.1:$nats_port"},
   "Log": {"Level": "info"},

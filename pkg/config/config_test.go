@@ -115,7 +115,7 @@ func TestRepoConfigValidates(t *testing.T) {
 	}
 	// The example runs the embedded JetStream broker (no JetStream.URL).
 	if c.MQName != "jetstream" || c.JetStream.URL != "" || c.JetStream.Listen != DefaultJetStreamListen ||
-		c.Mysql.Username != "dbsync" || c.Mysql.Password != "dbsync" || c.ProName != DefaultJetStreamProName {
+		c.Mysql.Username != "dbsync" || c.Mysql.Password != "change-me" || c.ProName != DefaultJetStreamProName {
 		t.Errorf("config.json values changed: %+v", c.Redacted())
 	}
 	if c.JetStream != Defaults().JetStream {
