@@ -73,8 +73,9 @@ type Reader struct {
 	log    logrus.FieldLogger
 	tables map[uint64]*table
 	infos  map[string]*infoTable
-	// excluded caches table ids whose rows are not published.
-	excluded map[uint64]bool
+	// excluded caches table ids whose rows are not published, with the
+	// table each names.
+	excluded map[uint64]tableName
 	// prev holds, per table, the id of the last change handed on in this
 	// pass (the next envelope's "prev"); it outlives table maps and DDL.
 	prev map[[2]string]*string
@@ -102,9 +103,8 @@ func NewReader(cfg Config, src Catalog, log logrus.FieldLogger) *Reader {
 // in (its events are already in the binlog), sends that boundary, and returns
 // nil. Errors that retrying cannot fix are permanent (pkg/failure).
 func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan struct{}, out chan<- Event) error {
-	r.tables = map[uint64]*table{}
+	r.forgetTableIDs()
 	r.infos = map[string]*infoTable{}
-	r.excluded = map[uint64]bool{}
 	r.prev = map[[2]string]*string{}
 	r.history = start.History
 	collations, err := r.src.collationCharsets(ctx)
@@ -245,6 +245,10 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 			Position: position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history}}
 	}
 	switch e := ev.Event.(type) {
+	case *replication.FormatDescriptionEvent:
+		// A binlog file starts. The server that wrote it may have been
+		// restarted since the previous one: it numbers tables afresh.
+		r.forgetTableIDs()
 	case *replication.RotateEvent:
 		next := string(e.NextLogName)
 		if h.Timestamp == 0 || h.LogPos == 0 {
@@ -290,9 +294,8 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 			}
 			// DDL (or another statement logged on its own): the table
 			// definitions may have changed.
-			r.tables = map[uint64]*table{}
+			r.forgetTableIDs()
 			r.infos = map[string]*infoTable{}
-			r.excluded = map[uint64]bool{}
 			r.logDDL(string(e.Schema), q, fmt.Sprintf("%s:%d", st.file, h.LogPos))
 			return boundary(true), nil
 		}
@@ -368,18 +371,23 @@ func truncate(s string, n int) string {
 // Config.SkipUnpublishable accepts it: its rows are then handed on as
 // Unpublishable markers.
 func (r *Reader) mapTable(ctx context.Context, st *streamState, h *replication.EventHeader, tm *replication.TableMapEvent, collations map[uint64]string) error {
-	if _, ok := r.tables[tm.TableID]; ok {
+	// (The conversions in the comparisons do not allocate.)
+	if t, ok := r.tables[tm.TableID]; ok && t.db == string(tm.Schema) && t.name == string(tm.Table) {
 		return nil
 	}
-	if r.excluded[tm.TableID] {
+	if x, ok := r.excluded[tm.TableID]; ok && x.db == string(tm.Schema) && x.name == string(tm.Table) {
 		return nil
 	}
 	db, name := string(tm.Schema), string(tm.Table)
+	key := db + "." + name
+	// A table id names one table only while its server runs: drop what
+	// this id named before.
+	delete(r.tables, tm.TableID)
+	delete(r.excluded, tm.TableID)
 	if r.cfg.Include != nil && !r.cfg.Include(db, name) {
-		r.excluded[tm.TableID] = true
+		r.excluded[tm.TableID] = tableName{db, name}
 		return nil
 	}
-	key := db + "." + name
 	info, ok := r.infos[key]
 	if !ok {
 		var err error
@@ -409,6 +417,17 @@ func (r *Reader) mapTable(ctx context.Context, st *streamState, h *replication.E
 	return nil
 }
 
+// forgetTableIDs empties the caches keyed by table id: the ids a server
+// gives tables are valid only until it restarts (a new binlog file) and a
+// DDL may change what an id decodes to.
+func (r *Reader) forgetTableIDs() {
+	r.tables = map[uint64]*table{}
+	r.excluded = map[uint64]tableName{}
+}
+
+// tableName is a table's database and name.
+type tableName struct{ db, name string }
+
 // prevSlot returns the table's "last change id" slot of this pass.
 func (r *Reader) prevSlot(db, name string) *string {
 	k := [2]string{db, name}
@@ -422,7 +441,7 @@ func (r *Reader) prevSlot(db, name string) *string {
 
 // rows encodes the rows of one rows event into envelopes sharing one buffer.
 func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replication.RowsEvent) (*Event, error) {
-	if r.excluded[e.TableID] {
+	if _, skip := r.excluded[e.TableID]; skip {
 		return nil, nil
 	}
 	t, ok := r.tables[e.TableID]
