@@ -157,8 +157,12 @@ func (j *JetStream) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)
 	}
+	security, err := SecurityOptions(j.opts.Auth, j.opts.TLS)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err))
+	}
 	start := time.Now()
-	nc, err := nats.Connect(j.opts.URL,
+	nc, err := nats.Connect(j.opts.URL, append([]nats.Option{
 		nats.Name("dbsync-"+j.opts.Stream),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
@@ -190,11 +194,15 @@ func (j *JetStream) connect(ctx context.Context) error {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			j.log.WithError(err).Warn("mq: nats async error")
 		}),
-	)
+	}, security...)...)
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", redact.URL(j.opts.URL), ctxErr, err)
+		}
+		if isAuthFailure(err) {
+			return failure.WithFix(authError(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
+				"check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 		}
 		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
 			"check that the NATS server is running and reachable at that address")
