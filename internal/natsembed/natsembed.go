@@ -7,8 +7,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"strconv"
 	"time"
 

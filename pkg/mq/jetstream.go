@@ -163,7 +163,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 	}
 	start := time.Now()
 	nc, err := nats.Connect(j.opts.URL, append([]nats.Option{
-		nats.Name("dbsync-"+j.opts.Stream),
+		nats.Name("dbsync-" + j.opts.Stream),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(jsReconnectWait),

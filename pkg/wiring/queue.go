@@ -78,7 +78,6 @@ func authKind(a config.NATSAuth) string {
 	return "none"
 }
 
-
 // embeddedQueue is a JetStream queue on the NATS server the process runs
 // itself; closing it stops the server.
 type embeddedQueue struct {
