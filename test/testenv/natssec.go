@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -208,4 +209,103 @@ func mustPub(t testing.TB, kp nkeys.KeyPair) string {
 		t.Fatalf("testenv: nkey public key: %v", err)
 	}
 	return pub
+}
+
+// Credentials are what a NATS client authenticates with (the fields of
+// mq.NATSAuth and client.Config).
+type Credentials struct {
+	User, Password, Token, NKeySeedFile, CredsFile string
+}
+
+// NATSAuthCase is a server set-up for one kind of authentication with the
+// credentials of a producer (allowed everything), of a consumer (not
+// allowed to publish to the producer's subjects; zero for "token", which
+// has no per-user permissions) and wrong ones.
+type NATSAuthCase struct {
+	// Kind is "user/password", "token", "nkey" or "creds".
+	Kind     string
+	Security NATSSecurity
+	Producer Credentials
+	Consumer Credentials
+	Wrong    Credentials
+	// Secrets are every password, token, seed and creds file content of
+	// the case, which no error, log line or output may show.
+	Secrets []string
+}
+
+// NATSAuthCases returns one NATSAuthCase per kind of authentication, each
+// with TLS from pki when it is not nil. A consumer may not publish to
+// producerSubjects (e.g. "dbsync.>").
+func NATSAuthCases(t testing.TB, pki *PKI, producerSubjects ...string) []NATSAuthCase {
+	t.Helper()
+	consumerPerms := &natsembed.Permissions{PublishDeny: producerSubjects}
+	var cases []NATSAuthCase
+
+	adminPw, prodPw, consPw, wrongPw := RandomSecret(t), RandomSecret(t), RandomSecret(t), RandomSecret(t)
+	cases = append(cases, NATSAuthCase{
+		Kind: "user/password",
+		Security: NATSSecurity{PKI: pki, Auth: natsembed.Auth{Users: []natsembed.User{
+			{Name: "admin", Password: adminPw}, {Name: "producer", Password: prodPw},
+			{Name: "consumer", Password: consPw, Permissions: consumerPerms},
+		}}, Admin: []nats.Option{nats.UserInfo("admin", adminPw)}},
+		Producer: Credentials{User: "producer", Password: prodPw},
+		Consumer: Credentials{User: "consumer", Password: consPw},
+		Wrong:    Credentials{User: "producer", Password: wrongPw},
+		Secrets:  []string{adminPw, prodPw, consPw, wrongPw},
+	})
+
+	token, wrongToken := RandomSecret(t), RandomSecret(t)
+	cases = append(cases, NATSAuthCase{
+		Kind:     "token",
+		Security: NATSSecurity{PKI: pki, Auth: natsembed.Auth{Token: token}, Admin: []nats.Option{nats.Token(token)}},
+		Producer: Credentials{Token: token},
+		Wrong:    Credentials{Token: wrongToken},
+		Secrets:  []string{token, wrongToken},
+	})
+
+	adminSeedFile, adminPub, adminSeed := NKeyUser(t)
+	prodSeedFile, prodPub, prodSeed := NKeyUser(t)
+	consSeedFile, consPub, consSeed := NKeyUser(t)
+	wrongSeedFile, _, wrongSeed := NKeyUser(t)
+	adminNKey, err := nats.NkeyOptionFromSeed(adminSeedFile)
+	if err != nil {
+		t.Fatalf("testenv: admin nkey: %v", err)
+	}
+	cases = append(cases, NATSAuthCase{
+		Kind: "nkey",
+		Security: NATSSecurity{PKI: pki, Auth: natsembed.Auth{NKeys: []natsembed.NKeyUser{
+			{PublicKey: adminPub}, {PublicKey: prodPub}, {PublicKey: consPub, Permissions: consumerPerms},
+		}}, Admin: []nats.Option{adminNKey}},
+		Producer: Credentials{NKeySeedFile: prodSeedFile},
+		Consumer: Credentials{NKeySeedFile: consSeedFile},
+		Wrong:    Credentials{NKeySeedFile: wrongSeedFile},
+		Secrets:  []string{adminSeed, prodSeed, consSeed, wrongSeed},
+	})
+
+	op, other := NewOperator(t), NewOperator(t)
+	adminCreds, adminContent := op.UserCreds(t, "admin", nil)
+	prodCreds, prodContent := op.UserCreds(t, "producer", nil)
+	consCreds, consContent := op.UserCreds(t, "consumer", consumerPerms)
+	wrongCreds, wrongContent := other.UserCreds(t, "producer", nil)
+	cases = append(cases, NATSAuthCase{
+		Kind:     "creds",
+		Security: NATSSecurity{PKI: pki, Operator: op, Admin: []nats.Option{nats.UserCredentials(adminCreds)}},
+		Producer: Credentials{CredsFile: prodCreds},
+		Consumer: Credentials{CredsFile: consCreds},
+		Wrong:    Credentials{CredsFile: wrongCreds},
+		Secrets:  append(append(append(credsSecrets(adminContent), credsSecrets(prodContent)...), credsSecrets(consContent)...), credsSecrets(wrongContent)...),
+	})
+	return cases
+}
+
+// credsSecrets returns the nkey seed of a creds file's content (the JWT is
+// signed, not secret, but the seed is).
+func credsSecrets(content string) []string {
+	var out []string
+	for _, line := range strings.Split(content, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "SU") {
+			out = append(out, line)
+		}
+	}
+	return out
 }

@@ -52,7 +52,8 @@ func StartStan(t testing.TB) *Stan { return StartStanWith(t, NATSSecurity{}) }
 
 // StartStanWith is StartStan with a NATS server requiring sec's TLS and
 // authentication. The streaming server connects to its own NATS server
-// with sec.Admin (and TLS), which must then be allowed everything.
+// with sec.Admin (and TLS), or as the first of sec.Auth.Users, which must
+// be allowed everything.
 func StartStanWith(t testing.TB, sec NATSSecurity) *Stan {
 	t.Helper()
 	s := &Stan{Host: "127.0.0.1", ClusterID: StanClusterID, Dir: t.TempDir(), sec: sec}
@@ -118,6 +119,11 @@ func (s *Stan) start() error {
 		s.sec.Operator.apply(nOpts)
 	}
 	sOpts.NATSClientOpts = s.clientOpts
+	if users := s.sec.Auth.Users; len(users) > 0 {
+		// The streaming server sets its connection's user and password
+		// last, from these.
+		sOpts.Username, sOpts.Password = users[0].Name, users[0].Password
+	}
 
 	srv, err := stand.RunServerWithOpts(sOpts, nOpts)
 	if err != nil {
@@ -258,7 +264,7 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 	if !ok || info.Msgs == 0 {
 		return [][]byte{}
 	}
-	out, err := ReadStanSequences(s.URL(), s.ClusterID, channel, info.FirstSeq, info.LastSeq, stanReadTimeout)
+	out, err := ReadStanSequences(s.URL(), s.ClusterID, channel, info.FirstSeq, info.LastSeq, stanReadTimeout, s.clientOpts...)
 	if err != nil {
 		t.Fatalf("testenv: read nats streaming channel %q: %v", channel, err)
 	}
@@ -267,10 +273,11 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 
 // ReadStanSequences reads messages first..last of channel from the NATS
 // Streaming server at url with a fresh subscription, in order. It fails
-// when one arrives out of order or not all arrive within timeout.
-func ReadStanSequences(url, clusterID, channel string, first, last uint64, timeout time.Duration) ([][]byte, error) {
+// when one arrives out of order or not all arrive within timeout. opts are
+// added to the NATS connection's options (credentials, TLS).
+func ReadStanSequences(url, clusterID, channel string, first, last uint64, timeout time.Duration, opts ...nats.Option) ([][]byte, error) {
 	clientID := randomID("testenv-reader")
-	sc, err := stan.Connect(clusterID, clientID, stan.NatsURL(url), stan.ConnectWait(5*time.Second))
+	sc, err := stan.Connect(clusterID, clientID, stan.NatsURL(url), stan.ConnectWait(5*time.Second), stan.NatsOptions(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats streaming %s as %q: %w", url, clientID, err)
 	}
