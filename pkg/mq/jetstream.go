@@ -201,7 +201,7 @@ func (j *JetStream) connect(ctx context.Context) error {
 			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", redact.URL(j.opts.URL), ctxErr, err)
 		}
 		if isAuthFailure(err) {
-			return failure.WithFix(authError(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
+			return failure.WithFix(AuthError(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
 				"check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 		}
 		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),

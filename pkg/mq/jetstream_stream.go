@@ -179,7 +179,7 @@ func InspectJetStream(ctx context.Context, opts JetStreamOptions) (StreamReport,
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		if isAuthFailure(err) {
-			return StreamReport{}, failure.WithFix(authError(fmt.Errorf("cannot connect to NATS at %s: %w", url, err)),
+			return StreamReport{}, failure.WithFix(AuthError(fmt.Errorf("cannot connect to NATS at %s: %w", url, err)),
 				"check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 		}
 		return StreamReport{}, mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", url, err))

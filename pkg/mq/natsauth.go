@@ -131,11 +131,11 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// authError marks err with ErrUnauthorized when the server refused the
-// credentials (nats' authorization, expired or revoked errors) and with
-// ErrPermission on a permissions violation; other errors are returned as
-// they are.
-func authError(err error) error {
+// AuthError marks err, an error of a nats connection, with
+// ErrUnauthorized when the server refused the credentials (nats'
+// authorization, expired or revoked errors) and with ErrPermission on a
+// permissions violation; other errors are returned as they are.
+func AuthError(err error) error {
 	switch {
 	case err == nil:
 		return nil

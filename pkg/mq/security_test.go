@@ -197,7 +197,7 @@ func TestConsumerUserCannotPublishProducerSubjects(t *testing.T) {
 			}
 			select {
 			case err := <-asyncErr:
-				if !errors.Is(authError(err), ErrPermission) {
+				if !errors.Is(AuthError(err), ErrPermission) {
 					t.Errorf("publish refused with %v, want a permissions violation", err)
 				}
 			case <-time.After(5 * time.Second):
@@ -246,7 +246,7 @@ func stanConsumerCannotPublish(t *testing.T, srv *testenv.Stan, auth NATSAuth, t
 	}
 	select {
 	case err := <-asyncErr:
-		if !errors.Is(authError(err), ErrPermission) {
+		if !errors.Is(AuthError(err), ErrPermission) {
 			t.Errorf("publish refused with %v, want a permissions violation", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -384,7 +384,7 @@ func (s *Stan) Ping(ctx context.Context) error {
 func stanConnectError(err error) error {
 	switch {
 	case isAuthFailure(err):
-		return failure.WithFix(authError(err), "check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
+		return failure.WithFix(AuthError(err), "check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 	case errors.Is(err, stan.ErrConnectReqTimeout):
 		return failure.WithFix(err, "the NATS server answered but no streaming server with that cluster id did; "+
 			"check that the cluster id matches the streaming server's -cid")
