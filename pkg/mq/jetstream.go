@@ -112,7 +112,9 @@ func (c *jsConnState) isLost() bool {
 // both values and the fix.
 //
 // It fails fast, naming the URL and what to check, when the server is
-// unreachable or has JetStream disabled. ConnectTimeout (and ctx) bound
+// unreachable or has JetStream disabled, and with a permanent error
+// wrapping ErrUnauthorized (never showing the secret) when the server
+// refuses opts.Auth. opts.TLS, when set, is required. ConnectTimeout (and ctx) bound
 // connecting and each stream request. log receives structured entries with
 // the fields url and stream; a nil log discards them.
 func NewJetStream(ctx context.Context, opts JetStreamOptions, log logrus.FieldLogger) (*JetStream, error) {
@@ -192,6 +194,10 @@ func (j *JetStream) connect(ctx context.Context) error {
 		}),
 		// nats' default prints async errors to stderr; log them.
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				j.log.WithError(err).Error("mq: the NATS user may not do this: allow it to publish to the stream's subjects and $JS.API.>, and to subscribe to _INBOX.>")
+				return
+			}
 			j.log.WithError(err).Warn("mq: nats async error")
 		}),
 	}, security...)...)

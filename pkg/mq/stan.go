@@ -189,7 +189,10 @@ func (ss *stanSession) close() error {
 
 // NewStan validates opts, applies defaults and connects to the NATS
 // Streaming server. It fails with an error naming the URL, cluster id and
-// what to check when the broker is unreachable or refuses the connection.
+// what to check when the broker is unreachable or refuses the connection,
+// and with a permanent error wrapping ErrUnauthorized (never showing the
+// secret) when the NATS server refuses opts.Auth. opts.TLS, when set, is
+// required.
 // log receives structured entries with the fields url, cluster_id and
 // client_id; a nil log discards them.
 func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
@@ -269,6 +272,10 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 				l := s.log.WithError(err)
 				if ss.isLost() || ss.closing.Load() {
 					l.Debug("mq: nats async error on a closed connection")
+					return
+				}
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					l.Error("mq: the NATS user may not do this: allow it to publish to _STAN.> and to subscribe to _INBOX.> and _STAN.>")
 					return
 				}
 				l.Warn("mq: nats async error")

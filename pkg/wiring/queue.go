@@ -57,9 +57,13 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) 
 	}
 	log.WithFields(logrus.Fields{"url": srv.URL(), "store": embeddedStoreDir(cfg), "auth": authKind(cfg.JetStream.Auth)}).Warn(
 		"no JetStream.URL configured: started an EMBEDDED NATS server with JetStream inside the producer; consumers connect to it like to any NATS server")
-	opts, err := jetStreamOptions(cfg, srv.URL())
+	if cfg.JetStream.TLS.Effective(false) != config.TLSDisabled {
+		log.Warn("JetStream.TLS is ignored: it secures the connection to an external server (JetStream.URL); the embedded server has no certificate and listens without TLS")
+	}
+	plain := *cfg // the embedded server has no certificate: JetStream.TLS is for an external one
+	plain.JetStream.TLS = config.TLS{}
+	opts, err := jetStreamOptions(&plain, srv.URL())
 	if err == nil {
-		opts.TLS = nil // the embedded server has no certificate: JetStream.TLS is for an external one
 		var q *mq.JetStream
 		if q, err = mq.NewJetStream(ctx, opts, log); err == nil {
 			return embeddedQueue{JetStream: q, server: srv}, nil
