@@ -54,14 +54,15 @@ func natsAuthFix(key string, a config.NATSAuth, err error) error {
 	if !errors.Is(err, mq.ErrUnauthorized) {
 		return err
 	}
+	env := "DBSYNC_" + strings.ToUpper(strings.TrimSuffix(key, ".Auth")) + "_" // DBSYNC_JETSTREAM_, DBSYNC_STAN_
 	var fix string
 	switch a.Kind() {
 	case "":
 		fix = fmt.Sprintf("the NATS server requires authentication: set %s.User and %[1]s.PasswordFile, %[1]s.TokenFile, %[1]s.NKeySeedFile or %[1]s.CredsFile", key)
 	case "user/password":
-		fix = fmt.Sprintf("check %s.User (%q) and %[1]s.Password / %[1]s.PasswordFile: the NATS server refused them", key, a.User)
+		fix = fmt.Sprintf("check %s.User (%q) and %[1]s.Password / %[1]s.PasswordFile (%[3]sUSER, %[3]sPASSWORD, %[3]sPASSWORD_FILE): the NATS server refused them", key, a.User, env)
 	case "token":
-		fix = fmt.Sprintf("check %s.Token / %[1]s.TokenFile: the NATS server refused the token", key)
+		fix = fmt.Sprintf("check %s.Token / %[1]s.TokenFile (%[2]sTOKEN, %[2]sTOKEN_FILE): the NATS server refused the token", key, env)
 	case "nkey":
 		fix = fmt.Sprintf("check %s.NKeySeedFile (%q): the NATS server does not know its public key", key, a.NKeySeedFile)
 	case "creds":

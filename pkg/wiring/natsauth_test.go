@@ -30,6 +30,7 @@ func assertAuthFailure(t *testing.T, what string, err error, key string, secrets
 		t.Fatalf("%s: connected with wrong credentials", what)
 	}
 	fix := failure.Fix(err)
+	t.Logf("%s: %v; fix: %s", what, err, fix)
 	if !failure.IsPermanent(err) || !errors.Is(err, mq.ErrUnauthorized) {
 		t.Errorf("%s: %v is not a permanent mq.ErrUnauthorized", what, err)
 	}
@@ -73,6 +74,12 @@ func TestQueueAuthAndTLSFromConfig(t *testing.T) {
 			assertAuthFailure(t, "OpenQueue", err, "JetStream.Auth", tc.Secrets)
 			_, err = wiring.ProbeBroker(ctx, cfg)
 			assertAuthFailure(t, "ProbeBroker", err, "JetStream.Auth", tc.Secrets)
+			cfg.JetStream.Auth = config.NATSAuth{}
+			_, err = wiring.OpenQueue(ctx, cfg, nil)
+			assertAuthFailure(t, "OpenQueue without credentials", err, "JetStream.Auth", tc.Secrets)
+			if !strings.Contains(failure.Fix(err), "requires authentication") {
+				t.Errorf("no credentials: the fix does not say the server requires them: %q", failure.Fix(err))
+			}
 		})
 		t.Run(strings.ReplaceAll(tc.Kind, "/", "-")+"/stan", func(t *testing.T) {
 			srv := testenv.StartStanWith(t, tc.Security)
