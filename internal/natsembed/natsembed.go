@@ -4,12 +4,16 @@
 package natsembed
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // Options for an embedded server.
@@ -27,6 +31,94 @@ type Options struct {
 	// MaxStore bounds JetStream's file storage in bytes; 0 means NATS'
 	// default (most of the disk).
 	MaxStore int64
+	// Auth, when it names users, a token or nkeys, is required of every
+	// client.
+	Auth Auth
+	// TLS, when not nil, is the server's TLS configuration (its
+	// certificate, and ClientCAs/ClientAuth to check clients'); clients
+	// must then connect with TLS.
+	TLS *tls.Config
+	// Tune, when set, adjusts the server's options last (tests: operator
+	// mode with a memory account resolver).
+	Tune func(*server.Options)
+}
+
+// Auth is how the server authenticates clients: users with passwords, a
+// token, or nkey users (at most one kind, as in a NATS server config).
+type Auth struct {
+	Users []User
+	Token string
+	NKeys []NKeyUser
+}
+
+// User is a user/password client and what it may do.
+type User struct {
+	Name, Password string
+	// Permissions, when not nil, limits the user; nil allows everything.
+	Permissions *Permissions
+}
+
+// NKeyUser is a client authenticated by its nkey (the public key, "U...").
+type NKeyUser struct {
+	PublicKey   string
+	Permissions *Permissions
+}
+
+// Permissions lists the subjects a user may (Allow) or may not (Deny)
+// publish and subscribe to; empty lists do not restrict.
+type Permissions struct {
+	PublishAllow, PublishDeny     []string
+	SubscribeAllow, SubscribeDeny []string
+}
+
+func (p *Permissions) server() *server.Permissions {
+	if p == nil {
+		return nil
+	}
+	sp := &server.Permissions{}
+	if len(p.PublishAllow)+len(p.PublishDeny) > 0 {
+		sp.Publish = &server.SubjectPermission{Allow: p.PublishAllow, Deny: p.PublishDeny}
+	}
+	if len(p.SubscribeAllow)+len(p.SubscribeDeny) > 0 {
+		sp.Subscribe = &server.SubjectPermission{Allow: p.SubscribeAllow, Deny: p.SubscribeDeny}
+	}
+	return sp
+}
+
+// Apply sets a's users, token or nkeys on the server options o.
+func (a Auth) Apply(o *server.Options) {
+	for _, u := range a.Users {
+		o.Users = append(o.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions.server()})
+	}
+	for _, n := range a.NKeys {
+		o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: n.PublicKey, Permissions: n.Permissions.server()})
+	}
+	if a.Token != "" {
+		o.Authorization = a.Token
+	}
+}
+
+// NKeyPublic returns the public key ("U...") of the user nkey seed held in
+// seedFile. Its errors never quote the file's content.
+func NKeyPublic(seedFile string) (string, error) {
+	data, err := os.ReadFile(seedFile)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("cannot read %q: %w", seedFile, err)
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return "", fmt.Errorf("%q holds no valid nkey seed", seedFile)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", fmt.Errorf("%q holds no user nkey seed (one starting with SU)", seedFile)
+	}
+	return pub, nil
 }
 
 // Server is a running embedded NATS server.
@@ -54,6 +146,14 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.MaxStore > 0 {
 		sopts.JetStreamMaxStore = opts.MaxStore
+	}
+	opts.Auth.Apply(sopts)
+	if opts.TLS != nil {
+		sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, opts.TLS, 5
+		sopts.TLSVerify = opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
+	if opts.Tune != nil {
+		opts.Tune(sopts)
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

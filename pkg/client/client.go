@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/mq"
@@ -78,8 +79,22 @@ type Config struct {
 	// receives every change (broadcast) unless QueueGroup is set.
 	ClientID string
 	// Host is "nats://host" or "host"; Port is appended unless Host has one.
+	// A "tls://host" Host requires TLS.
 	Host string
 	Port string
+
+	// User and Password, Token, NKeySeedFile (a file holding the user's
+	// nkey seed) or CredsFile (a NATS credentials file): at most one way
+	// to authenticate to the NATS server; none sends no credentials. A
+	// server that refuses them makes NewClient fail with an error matching
+	// ErrUnauthorized, which never shows the secret.
+	User         string
+	Password     string
+	Token        string
+	NKeySeedFile string
+	CredsFile    string
+	// TLS secures the connection (see TLS for when it is on).
+	TLS TLS
 
 	// Broker is BrokerStan ("stan", the default) or BrokerJetStream
 	// ("jetstream").
@@ -167,10 +182,12 @@ const (
 
 // Client is a connection to the broker plus the subscriptions made on it.
 type Client struct {
-	cfg    Config
-	log    logrus.FieldLogger
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg Config
+	log logrus.FieldLogger
+	// security are the nats options of cfg's credentials and TLS.
+	security []nats.Option
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu        sync.Mutex
 	tr        transport
@@ -246,17 +263,21 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.DeadLetterSubject == "" {
 		cfg.DeadLetterSubject = "dbsync_poison." + cfg.ClientID
 	}
+	security, err := cfg.securityOptions(natsURL(cfg.Host, cfg.Port))
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = logrus.New()
 	}
 	c := &Client{cfg: cfg, log: log.WithField("client_id", cfg.ClientID), decoders: map[reflect.Type]*Decoder{},
-		reconnect: make(chan struct{}, 1)}
+		reconnect: make(chan struct{}, 1), security: security}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.Broker == BrokerJetStream {
 		// The NATS connection reconnects by itself and each subscription
 		// keeps pulling through outages.
-		tr, err := dialJetStream(cfg.jetstreamOptions(), c.log)
+		tr, err := dialJetStream(cfg.jetstreamOptions(security), c.log)
 		if err != nil {
 			c.cancel()
 			return nil, err
@@ -264,7 +285,7 @@ func NewClient(cfg Config) (*Client, error) {
 		c.tr = tr
 		return c, nil
 	}
-	tr, err := dialStan(cfg.stanOptions(), c.connectionLost, c.log)
+	tr, err := dialStan(cfg.stanOptions(security), c.connectionLost, c.log)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -332,7 +353,7 @@ func (c *Client) reconnectLoop() {
 			if !c.sleep(c.backoff(attempt)) {
 				return
 			}
-			tr, err := dialStan(c.cfg.stanOptions(), c.connectionLost, c.log)
+			tr, err := dialStan(c.cfg.stanOptions(c.security), c.connectionLost, c.log)
 			if err != nil {
 				c.log.WithError(err).Warn("reconnect failed")
 				continue
@@ -396,11 +417,11 @@ func (c *Client) decoder(t reflect.Type) (*Decoder, error) {
 }
 
 // stanOptions are the NATS Streaming transport's settings from c.
-func (c Config) stanOptions() stanOptions {
-	return stanOptions{URL: natsURL(c.Host, c.Port), ClusterID: c.ClusterID, ClientID: c.ClientID}
+func (c Config) stanOptions(security []nats.Option) stanOptions {
+	return stanOptions{URL: natsURL(c.Host, c.Port), ClusterID: c.ClusterID, ClientID: c.ClientID, Security: security}
 }
 
 // jetstreamOptions are the JetStream transport's settings from c.
-func (c Config) jetstreamOptions() jetstreamOptions {
-	return jetstreamOptions{URL: natsURL(c.Host, c.Port), Stream: c.Stream, ClientID: c.ClientID}
+func (c Config) jetstreamOptions(security []nats.Option) jetstreamOptions {
+	return jetstreamOptions{URL: natsURL(c.Host, c.Port), Stream: c.Stream, ClientID: c.ClientID, Security: security}
 }

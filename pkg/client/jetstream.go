@@ -14,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // Timings of the JetStream transport.
@@ -50,33 +53,37 @@ type jetstreamOptions struct {
 	URL      string
 	Stream   string
 	ClientID string
+	// Security are the nats options of the credentials and TLS.
+	Security []nats.Option
 }
 
 // dialJetStream connects to the NATS server at opts.URL. The connection
 // reconnects forever on its own; pulls fail meanwhile and are retried. It
 // fails when the server cannot be reached now.
 func dialJetStream(opts jetstreamOptions, log logrus.FieldLogger) (*jetstreamTransport, error) {
-	url := opts.URL
+	url := redact.URL(opts.URL)
 	log = log.WithFields(logrus.Fields{"url": url, "stream": opts.Stream})
-	nc, err := nats.Connect(url,
-		nats.Name("dbsync consumer "+opts.ClientID),
+	nc, err := nats.Connect(opts.URL, append([]nats.Option{
+		nats.Name("dbsync consumer " + opts.ClientID),
 		nats.Timeout(jsRequestTimeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		// No buffering while disconnected: a pull request flushed after
 		// its Fetch gave up would take a message nobody reads (stuck until
 		// AckWait), so publishes fail fast instead and the pull is retried.
 		nats.ReconnectBufSize(-1),
-		nats.PingInterval(5*time.Second),
+		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.WithError(err).Warn("disconnected from NATS; reconnecting")
 			}
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }))
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
+	}, opts.Security...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS JetStream at %s as client %q: %w (check Config.Host/Port)", url, opts.ClientID, err)
+		err = mq.AuthError(redact.Error(err, redact.Text))
+		return nil, fmt.Errorf("connect to NATS JetStream at %s as client %q: %w (%s)", url, opts.ClientID, err, connectFix(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -2,12 +2,17 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
 	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // stanTransport consumes from NATS Streaming.
@@ -20,20 +25,28 @@ type stanOptions struct {
 	URL       string
 	ClusterID string
 	ClientID  string
+	// Security are the nats options of the credentials and TLS.
+	Security []nats.Option
 }
 
 // dialStan connects to NATS Streaming; onLost is told when the connection
 // is lost for good.
 func dialStan(opts stanOptions, onLost func(error), log logrus.FieldLogger) (*stanTransport, error) {
-	url := opts.URL
+	url := redact.URL(opts.URL)
 	conn, err := stan.Connect(opts.ClusterID, opts.ClientID,
-		stan.NatsURL(url),
+		stan.NatsURL(opts.URL),
 		stan.ConnectWait(5*time.Second),
 		stan.Pings(1, 5),
-		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { onLost(err) }))
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) { onLost(err) }),
+		stan.NatsOptions(opts.Security...))
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS Streaming at %s (cluster %q) as client %q: %w (check Config.Host/Port/ClusterID; a ClientID must not be used by two running consumers)",
-			url, opts.ClusterID, opts.ClientID, err)
+		err = mq.AuthError(redact.Error(err, redact.Text))
+		fix := "check Config.Host/Port/ClusterID; a ClientID must not be used by two running consumers"
+		if errors.Is(err, ErrUnauthorized) {
+			fix = connectFix(err)
+		}
+		return nil, fmt.Errorf("connect to NATS Streaming at %s (cluster %q) as client %q: %w (%s)",
+			url, opts.ClusterID, opts.ClientID, err, fix)
 	}
 	log.WithFields(logrus.Fields{"url": url, "cluster_id": opts.ClusterID, "client_id": opts.ClientID}).Info("consumer connected to NATS Streaming")
 	return &stanTransport{conn: conn}, nil

@@ -112,7 +112,9 @@ func (c *jsConnState) isLost() bool {
 // both values and the fix.
 //
 // It fails fast, naming the URL and what to check, when the server is
-// unreachable or has JetStream disabled. ConnectTimeout (and ctx) bound
+// unreachable or has JetStream disabled, and with a permanent error
+// wrapping ErrUnauthorized (never showing the secret) when the server
+// refuses opts.Auth. opts.TLS, when set, is required. ConnectTimeout (and ctx) bound
 // connecting and each stream request. log receives structured entries with
 // the fields url and stream; a nil log discards them.
 func NewJetStream(ctx context.Context, opts JetStreamOptions, log logrus.FieldLogger) (*JetStream, error) {
@@ -157,9 +159,13 @@ func (j *JetStream) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)
 	}
+	security, err := SecurityOptions(j.opts.Auth, j.opts.TLS)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err))
+	}
 	start := time.Now()
-	nc, err := nats.Connect(j.opts.URL,
-		nats.Name("dbsync-"+j.opts.Stream),
+	nc, err := nats.Connect(j.opts.URL, append([]nats.Option{
+		nats.Name("dbsync-" + j.opts.Stream),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(jsReconnectWait),
@@ -188,13 +194,21 @@ func (j *JetStream) connect(ctx context.Context) error {
 		}),
 		// nats' default prints async errors to stderr; log them.
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				j.log.WithError(err).Error("mq: the NATS user may not do this: allow it to publish to the stream's subjects and $JS.API.>, and to subscribe to _INBOX.>")
+				return
+			}
 			j.log.WithError(err).Warn("mq: nats async error")
 		}),
-	)
+	}, security...)...)
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("mq: connect to NATS at %s: %w: %w", redact.URL(j.opts.URL), ctxErr, err)
+		}
+		if isAuthFailure(err) {
+			return failure.WithFix(AuthError(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
+				"check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 		}
 		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(j.opts.URL), err)),
 			"check that the NATS server is running and reachable at that address")

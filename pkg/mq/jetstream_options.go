@@ -1,6 +1,7 @@
 package mq
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,6 +74,11 @@ type JetStreamOptions struct {
 	// MaxAge. A full stream refuses new messages (ErrStreamFull) rather
 	// than drop old ones a consumer may not have read.
 	MaxBytes int64
+	// Auth is how to authenticate to the NATS server; the zero value sends
+	// no credentials.
+	Auth NATSAuth
+	// TLS, when not nil, requires a TLS connection checked by it.
+	TLS *tls.Config
 }
 
 // withDefaults returns o with zero fields set to their defaults, or an error
@@ -127,6 +133,9 @@ func (o JetStreamOptions) withDefaults() (JetStreamOptions, error) {
 	}
 	if o.MaxBytes < 0 {
 		add("MaxBytes %d is negative; use a size in bytes, or 0 for no bound but MaxAge", o.MaxBytes)
+	}
+	if err := o.Auth.check(); err != nil {
+		add("%v", err)
 	}
 	if o.ConnectTimeout < 0 {
 		add("ConnectTimeout %v is negative; use a positive duration or 0 for the default %v", o.ConnectTimeout, DefaultJetStreamConnectTimeout)

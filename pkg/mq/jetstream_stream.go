@@ -171,9 +171,17 @@ func InspectJetStream(ctx context.Context, opts JetStreamOptions) (StreamReport,
 		return StreamReport{}, err
 	}
 	url := redact.URL(opts.URL)
-	nc, err := nats.Connect(opts.URL, nats.Name("dbsync-doctor"), nats.Timeout(opts.ConnectTimeout), nats.NoReconnect())
+	security, err := SecurityOptions(opts.Auth, opts.TLS)
+	if err != nil {
+		return StreamReport{}, failure.Permanent(fmt.Errorf("mq: connect to NATS at %s: %w", url, err))
+	}
+	nc, err := nats.Connect(opts.URL, append([]nats.Option{nats.Name("dbsync-doctor"), nats.Timeout(opts.ConnectTimeout), nats.NoReconnect()}, security...)...)
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
+		if isAuthFailure(err) {
+			return StreamReport{}, failure.WithFix(AuthError(fmt.Errorf("cannot connect to NATS at %s: %w", url, err)),
+				"check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
+		}
 		return StreamReport{}, mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", url, err))
 	}
 	defer nc.Close()

@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,11 @@ type StanOptions struct {
 	// ConnectTimeout bounds connecting (TCP dial and the streaming connect
 	// request) and closing. Zero means DefaultStanConnectTimeout.
 	ConnectTimeout time.Duration
+	// Auth is how to authenticate to the NATS server; the zero value sends
+	// no credentials.
+	Auth NATSAuth
+	// TLS, when not nil, requires a TLS connection checked by it.
+	TLS *tls.Config
 }
 
 // withDefaults returns o with zero fields set to their defaults, or an error
@@ -78,6 +84,9 @@ func (o StanOptions) withDefaults() (StanOptions, error) {
 	}
 	if o.AckTimeout < 0 {
 		errs = append(errs, fmt.Errorf("mq: stan: AckTimeout %v is negative; use a positive duration or 0 for the default %v", o.AckTimeout, DefaultStanAckTimeout))
+	}
+	if err := o.Auth.check(); err != nil {
+		errs = append(errs, fmt.Errorf("mq: stan: %w", err))
 	}
 	if o.ConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("mq: stan: ConnectTimeout %v is negative; use a positive duration or 0 for the default %v", o.ConnectTimeout, DefaultStanConnectTimeout))
@@ -180,7 +189,10 @@ func (ss *stanSession) close() error {
 
 // NewStan validates opts, applies defaults and connects to the NATS
 // Streaming server. It fails with an error naming the URL, cluster id and
-// what to check when the broker is unreachable or refuses the connection.
+// what to check when the broker is unreachable or refuses the connection,
+// and with a permanent error wrapping ErrUnauthorized (never showing the
+// secret) when the NATS server refuses opts.Auth. opts.TLS, when set, is
+// required.
 // log receives structured entries with the fields url, cluster_id and
 // client_id; a nil log discards them.
 func NewStan(opts StanOptions, log logrus.FieldLogger) (*Stan, error) {
@@ -230,6 +242,10 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		lost: make(chan struct{}),
 		log:  s.log,
 	}
+	security, err := SecurityOptions(s.opts.Auth, s.opts.TLS)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("mq: connect to NATS Streaming at %s: %w", redact.URL(s.opts.URL), err))
+	}
 	start := time.Now()
 	sc, err := stan.Connect(s.opts.ClusterID, s.opts.ClientID,
 		stan.NatsURL(s.opts.URL),
@@ -242,7 +258,7 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) {
 			ss.markLost(err)
 		}),
-		stan.NatsOptions(
+		stan.NatsOptions(append([]nats.Option{
 			nats.Name(s.opts.ClientID),
 			nats.Timeout(timeout),
 			// A write to a broker that stopped reading fails after
@@ -258,6 +274,10 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 					l.Debug("mq: nats async error on a closed connection")
 					return
 				}
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					l.Error("mq: the NATS user may not do this: allow it to publish to _STAN.> and to subscribe to _INBOX.> and _STAN.>")
+					return
+				}
 				l.Warn("mq: nats async error")
 			}),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -266,7 +286,7 @@ func (s *Stan) connect(ctx context.Context) (*stanSession, error) {
 				}
 				ss.markLost(fmt.Errorf("nats disconnect: %w", err))
 			}),
-		),
+		}, security...)...),
 	)
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
@@ -363,12 +383,15 @@ func (s *Stan) Ping(ctx context.Context) error {
 	return nil
 }
 
-// stanConnectError gives a failed connection its fix: no NATS server
+// stanConnectError gives a failed connection its fix: the NATS server
+// refused the credentials (ErrUnauthorized, permanent), no NATS server
 // answered (ErrUnreachable), NATS answered but no streaming server of the
 // cluster id did, or the streaming server refused the client id (another
 // connection uses it). Other refusals are returned as they are.
 func stanConnectError(err error) error {
 	switch {
+	case isAuthFailure(err):
+		return failure.WithFix(AuthError(err), "check the credentials: the NATS server refused them (a wrong user, password, token, nkey or credentials file)")
 	case errors.Is(err, stan.ErrConnectReqTimeout):
 		return failure.WithFix(err, "the NATS server answered but no streaming server with that cluster id did; "+
 			"check that the cluster id matches the streaming server's -cid")
@@ -386,24 +409,39 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// ProbeStan connects to the NATS Streaming cluster clusterID at url as
-// clientID and disconnects, creating nothing. It fails with the errors
-// NewStan would: one wrapping ErrUnreachable when no NATS server answers,
-// one wrapping stan.ErrConnectReqTimeout when NATS answers but no streaming
-// server of that cluster id does.
-func ProbeStan(url, clusterID, clientID string, timeout time.Duration) error {
-	nc, err := nats.Connect(url, nats.Name(clientID), nats.Timeout(timeout), nats.NoReconnect())
+// ProbeStan connects to the NATS Streaming cluster opts.ClusterID at
+// opts.URL as opts.ClientID, with opts.Auth and opts.TLS, and disconnects,
+// creating nothing; opts.ConnectTimeout (default
+// DefaultStanConnectTimeout) bounds each step. It fails with the errors
+// NewStan would: one wrapping ErrUnauthorized when the server refuses the
+// credentials, ErrUnreachable when no NATS server answers,
+// stan.ErrConnectReqTimeout when NATS answers but no streaming server of
+// that cluster id does.
+func ProbeStan(opts StanOptions) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	security, err := SecurityOptions(opts.Auth, opts.TLS)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("mq: connect to NATS at %s: %w", redact.URL(opts.URL), err))
+	}
+	url, timeout := opts.URL, opts.ConnectTimeout
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(opts.ClientID), nats.Timeout(timeout), nats.NoReconnect()}, security...)...)
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
-		return failure.WithFix(mark(ErrUnreachable, fmt.Errorf("cannot connect to NATS at %s: %w", redact.URL(url), err)),
-			"check that the NATS Streaming server is running and reachable at that address")
+		err = fmt.Errorf("cannot connect to NATS at %s: %w", redact.URL(url), err)
+		if isAuthFailure(err) {
+			return stanConnectError(err)
+		}
+		return failure.WithFix(mark(ErrUnreachable, err), "check that the NATS Streaming server is running and reachable at that address")
 	}
 	defer nc.Close()
-	sc, err := stan.Connect(clusterID, clientID, stan.NatsConn(nc), stan.ConnectWait(timeout))
+	sc, err := stan.Connect(opts.ClusterID, opts.ClientID, stan.NatsConn(nc), stan.ConnectWait(timeout))
 	if err != nil {
 		err = redact.Error(err, redact.Text) // a URL in it may carry credentials
 		return stanConnectError(fmt.Errorf("NATS at %s answered, but NATS Streaming cluster %q did not accept a connection: %w",
-			redact.URL(url), clusterID, err))
+			redact.URL(url), opts.ClusterID, err))
 	}
 	return sc.Close()
 }

@@ -30,16 +30,24 @@ const probeTimeout = 5 * time.Second
 func OpenQueue(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (mq.MessageQueue, error) {
 	log = orDiscard(log)
 	if cfg.MQName != "jetstream" {
-		q, err := mq.NewStan(stanOptions(cfg), log)
+		opts, err := stanOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		q, err := mq.NewStan(opts, log)
 		if err != nil {
 			return nil, stanFix(cfg, err)
 		}
 		return q, nil
 	}
 	if cfg.JetStream.URL != "" {
-		q, err := mq.NewJetStream(ctx, jetStreamOptions(cfg, cfg.JetStream.URL), log)
+		opts, err := jetStreamOptions(cfg, cfg.JetStream.URL)
 		if err != nil {
-			return nil, jetStreamFix(err)
+			return nil, err
+		}
+		q, err := mq.NewJetStream(ctx, opts, log)
+		if err != nil {
+			return nil, jetStreamFix(cfg, err)
 		}
 		return q, nil
 	}
@@ -47,14 +55,31 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) 
 	if err != nil {
 		return nil, err
 	}
-	log.WithFields(logrus.Fields{"url": srv.URL(), "store": embeddedStoreDir(cfg)}).Warn(
+	log.WithFields(logrus.Fields{"url": srv.URL(), "store": embeddedStoreDir(cfg), "auth": authKind(cfg.JetStream.Auth)}).Warn(
 		"no JetStream.URL configured: started an EMBEDDED NATS server with JetStream inside the producer; consumers connect to it like to any NATS server")
-	q, err := mq.NewJetStream(ctx, jetStreamOptions(cfg, srv.URL()), log)
-	if err != nil {
-		srv.Shutdown()
-		return nil, err
+	if cfg.JetStream.TLS.Effective(false) != config.TLSDisabled {
+		log.Warn("JetStream.TLS is ignored: it secures the connection to an external server (JetStream.URL); the embedded server has no certificate and listens without TLS")
 	}
-	return embeddedQueue{JetStream: q, server: srv}, nil
+	plain := *cfg // the embedded server has no certificate: JetStream.TLS is for an external one
+	plain.JetStream.TLS = config.TLS{}
+	opts, err := jetStreamOptions(&plain, srv.URL())
+	if err == nil {
+		var q *mq.JetStream
+		if q, err = mq.NewJetStream(ctx, opts, log); err == nil {
+			return embeddedQueue{JetStream: q, server: srv}, nil
+		}
+		err = natsAuthFix("JetStream.Auth", cfg.JetStream.Auth, err)
+	}
+	srv.Shutdown()
+	return nil, err
+}
+
+// authKind names the authentication a configures, "none" when none.
+func authKind(a config.NATSAuth) string {
+	if k := a.Kind(); k != "" {
+		return k
+	}
+	return "none"
 }
 
 // embeddedQueue is a JetStream queue on the NATS server the process runs
@@ -70,17 +95,34 @@ func (q embeddedQueue) Close() error {
 	return err
 }
 
-func stanOptions(cfg *config.Config) mq.StanOptions {
+// stanOptions maps the Stan section to the publisher's options, Stan.Auth
+// and Stan.TLS included. A TLS file that cannot be loaded is an error
+// naming the setting.
+func stanOptions(cfg *config.Config) (mq.StanOptions, error) {
+	url := cfg.StanURL()
+	tlsConfig, err := natsTLS("Stan.TLS", cfg.Stan.TLS, url)
+	if err != nil {
+		return mq.StanOptions{}, err
+	}
 	return mq.StanOptions{
-		URL:         cfg.StanURL(),
+		URL:         url,
 		ClusterID:   cfg.Stan.ClusterID,
 		ClientID:    cfg.Stan.ClientID,
 		MaxInflight: cfg.Stan.MaxInflight,
 		AckTimeout:  cfg.Stan.AckTimeout.Duration(),
-	}
+		Auth:        natsAuth(cfg.Stan.Auth),
+		TLS:         tlsConfig,
+	}, nil
 }
 
-func jetStreamOptions(cfg *config.Config, url string) mq.JetStreamOptions {
+// jetStreamOptions maps the JetStream section to the publisher's options
+// for the server at url, JetStream.Auth and JetStream.TLS included. A TLS
+// file that cannot be loaded is an error naming the setting.
+func jetStreamOptions(cfg *config.Config, url string) (mq.JetStreamOptions, error) {
+	tlsConfig, err := natsTLS("JetStream.TLS", cfg.JetStream.TLS, url)
+	if err != nil {
+		return mq.JetStreamOptions{}, err
+	}
 	return mq.JetStreamOptions{
 		URL:             url,
 		Stream:          cfg.JetStream.Stream,
@@ -92,13 +134,17 @@ func jetStreamOptions(cfg *config.Config, url string) mq.JetStreamOptions {
 		AckTimeout:      cfg.JetStream.AckTimeout.Duration(),
 		MaxAge:          cfg.JetStream.MaxAge.Duration(),
 		MaxBytes:        cfg.JetStream.MaxBytes,
-	}
+		Auth:            natsAuth(cfg.JetStream.Auth),
+		TLS:             tlsConfig,
+	}, nil
 }
 
 // stanFix attaches the settings to check to a failed NATS Streaming
 // connection.
 func stanFix(cfg *config.Config, err error) error {
 	switch {
+	case errors.Is(err, mq.ErrUnauthorized):
+		return natsAuthFix("Stan.Auth", cfg.Stan.Auth, err)
 	case errors.Is(err, stan.ErrConnectReqTimeout):
 		return failure.WithFix(err, fmt.Sprintf("set Stan.ClusterID (DBSYNC_STAN_CLUSTER_ID) to the streaming server's cluster id (its -cid); %q got no answer", cfg.Stan.ClusterID))
 	case errors.Is(err, mq.ErrUnreachable):
@@ -112,8 +158,10 @@ func stanFix(cfg *config.Config, err error) error {
 
 // jetStreamFix attaches the settings to check to a failed connection to an
 // external NATS server.
-func jetStreamFix(err error) error {
+func jetStreamFix(cfg *config.Config, err error) error {
 	switch {
+	case errors.Is(err, mq.ErrUnauthorized):
+		return natsAuthFix("JetStream.Auth", cfg.JetStream.Auth, err)
 	case errors.Is(err, mq.ErrUnreachable):
 		return failure.WithFix(err, "start the NATS server there, or fix JetStream.URL (DBSYNC_JETSTREAM_URL); leave it empty to run the embedded broker")
 	case errors.Is(err, mq.ErrNoJetStream):
@@ -136,8 +184,12 @@ func startEmbeddedNATS(cfg *config.Config) (*natsembed.Server, error) {
 		return nil, failure.WithFix(fmt.Errorf("JetStream.Listen %q: %w", cfg.JetStream.Listen, err), "set JetStream.Listen to host:port, e.g. 127.0.0.1:4222")
 	}
 	port, _ := strconv.Atoi(portStr)
+	auth, err := embeddedAuth(cfg.JetStream.Auth)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := natsembed.Start(natsembed.Options{Host: host, Port: port, StoreDir: embeddedStoreDir(cfg), Name: "dbsync-embedded",
-		MaxPayload: int32(cfg.JetStream.MaxPayload), MaxStore: embeddedMaxStore(cfg)})
+		MaxPayload: int32(cfg.JetStream.MaxPayload), MaxStore: embeddedMaxStore(cfg), Auth: auth})
 	if err != nil {
 		return nil, failure.WithFix(err, "set JetStream.Listen to a free address, or JetStream.URL to use an external NATS server")
 	}
@@ -176,10 +228,15 @@ type BrokerProbe struct {
 // fix.
 func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 	if cfg.MQName != "jetstream" {
-		url := cfg.StanURL()
+		opts, err := stanOptions(cfg)
+		if err != nil {
+			return BrokerProbe{}, err
+		}
+		url := opts.URL
 		// A client id of its own: the producer's may be in use by a running producer.
-		clientID := fmt.Sprintf("%s-doctor-%d", cfg.Stan.ClientID, os.Getpid())
-		if err := mq.ProbeStan(url, cfg.Stan.ClusterID, clientID, probeTimeout); err != nil {
+		opts.ClientID = fmt.Sprintf("%s-doctor-%d", cfg.Stan.ClientID, os.Getpid())
+		opts.ConnectTimeout = probeTimeout
+		if err := mq.ProbeStan(opts); err != nil {
 			return BrokerProbe{}, stanFix(cfg, err)
 		}
 		return BrokerProbe{Detail: fmt.Sprintf("NATS Streaming at %s, cluster %q", redact.URL(url), cfg.Stan.ClusterID)}, nil
@@ -192,11 +249,14 @@ func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 		return BrokerProbe{Detail: fmt.Sprintf("embedded broker (started by the producer on %s, data in %s/nats, at most %d bytes)",
 			cfg.JetStream.Listen, dir, embeddedMaxStore(cfg))}, nil
 	}
-	opts := jetStreamOptions(cfg, cfg.JetStream.URL)
+	opts, err := jetStreamOptions(cfg, cfg.JetStream.URL)
+	if err != nil {
+		return BrokerProbe{}, err
+	}
 	opts.ConnectTimeout = probeTimeout
 	report, err := mq.InspectJetStream(ctx, opts)
 	if err != nil {
-		return BrokerProbe{}, jetStreamFix(err)
+		return BrokerProbe{}, jetStreamFix(cfg, err)
 	}
 	u := redact.URL(cfg.JetStream.URL)
 	if report.Unreadable != nil {

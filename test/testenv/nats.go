@@ -31,6 +31,8 @@ type NATSOptions struct {
 	// MaxPayload is the server's max_payload in bytes; 0 means NATS'
 	// default (1 MiB).
 	MaxPayload int32
+	// Security is the TLS and authentication the server requires.
+	Security NATSSecurity
 }
 
 // StartNATS starts a NATS server with JetStream; it is shut down at test
@@ -75,17 +77,20 @@ func (n *NATS) Restart(t testing.TB) {
 	if n.srv != nil {
 		t.Fatalf("testenv: nats on %s is already running", n.URL())
 	}
-	srv, err := natsembed.Start(natsembed.Options{Host: n.Host, Port: n.Port, StoreDir: n.Dir, Name: "testenv", MaxPayload: n.opts.MaxPayload})
+	sec := n.opts.Security
+	srv, err := natsembed.Start(natsembed.Options{Host: n.Host, Port: n.Port, StoreDir: n.Dir, Name: "testenv", MaxPayload: n.opts.MaxPayload,
+		Auth: sec.Auth, TLS: sec.serverTLS(t), Tune: sec.tune()})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	n.srv = srv
 }
 
-// Conn returns a plain NATS connection, closed at cleanup.
+// Conn returns a NATS connection with the Security's Admin options and
+// TLS, closed at cleanup.
 func (n *NATS) Conn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(n.URL())
+	nc, err := nats.Connect(n.URL(), n.opts.Security.clientOptions(t)...)
 	if err != nil {
 		t.Fatalf("testenv: connect to %s: %v", n.URL(), err)
 	}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/stan.go"
 )
 
@@ -33,8 +35,11 @@ type Stan struct {
 	// Dir is the file store directory.
 	Dir string
 
-	mu  sync.Mutex
-	srv *stand.StanServer // nil while shut down
+	sec        NATSSecurity
+	serverTLS  *tls.Config
+	clientOpts []nats.Option
+	mu         sync.Mutex
+	srv        *stand.StanServer // nil while shut down
 }
 
 // StartStan starts a NATS Streaming server (cluster id "test-cluster") on a
@@ -43,9 +48,17 @@ type Stan struct {
 // timeout, 3 misses) so that a client that died without closing is dropped
 // within seconds and its client ID can be reused at once. The server is shut
 // down at test cleanup. It fails the test when the server cannot start.
-func StartStan(t testing.TB) *Stan {
+func StartStan(t testing.TB) *Stan { return StartStanWith(t, NATSSecurity{}) }
+
+// StartStanWith is StartStan with a NATS server requiring sec's TLS and
+// authentication. The streaming server connects to its own NATS server
+// with sec.Admin (and TLS), or as the first of sec.Auth.Users, which must
+// be allowed everything.
+func StartStanWith(t testing.TB, sec NATSSecurity) *Stan {
 	t.Helper()
-	s := &Stan{Host: "127.0.0.1", ClusterID: StanClusterID, Dir: t.TempDir()}
+	s := &Stan{Host: "127.0.0.1", ClusterID: StanClusterID, Dir: t.TempDir(), sec: sec}
+	// Built once: start has no testing.TB.
+	s.serverTLS, s.clientOpts = sec.serverTLS(t), sec.clientOptions(t)
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -97,6 +110,20 @@ func (s *Stan) start() error {
 	nOpts.NoLog = true
 	nOpts.NoSigs = true
 	nOpts.HTTPPort = 0
+	s.sec.Auth.Apply(nOpts)
+	if s.serverTLS != nil {
+		nOpts.TLS, nOpts.TLSConfig, nOpts.TLSTimeout = true, s.serverTLS, 5
+		nOpts.TLSVerify = s.sec.VerifyClients
+	}
+	if s.sec.Operator != nil {
+		s.sec.Operator.apply(nOpts)
+	}
+	sOpts.NATSClientOpts = s.clientOpts
+	if users := s.sec.Auth.Users; len(users) > 0 {
+		// The streaming server sets its connection's user and password
+		// last, from these.
+		sOpts.Username, sOpts.Password = users[0].Name, users[0].Password
+	}
 
 	srv, err := stand.RunServerWithOpts(sOpts, nOpts)
 	if err != nil {
@@ -157,7 +184,7 @@ func (s *Stan) Conn(t testing.TB, clientID string) stan.Conn {
 	if clientID == "" {
 		clientID = randomID("testenv")
 	}
-	sc, err := stan.Connect(s.ClusterID, clientID, stan.NatsURL(s.URL()), stan.ConnectWait(5*time.Second))
+	sc, err := stan.Connect(s.ClusterID, clientID, stan.NatsURL(s.URL()), stan.ConnectWait(5*time.Second), stan.NatsOptions(s.clientOpts...))
 	if err != nil {
 		t.Fatalf("testenv: connect to nats streaming %s as %q: %v", s.URL(), clientID, err)
 	}
@@ -237,7 +264,7 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 	if !ok || info.Msgs == 0 {
 		return [][]byte{}
 	}
-	out, err := ReadStanSequences(s.URL(), s.ClusterID, channel, info.FirstSeq, info.LastSeq, stanReadTimeout)
+	out, err := ReadStanSequences(s.URL(), s.ClusterID, channel, info.FirstSeq, info.LastSeq, stanReadTimeout, s.clientOpts...)
 	if err != nil {
 		t.Fatalf("testenv: read nats streaming channel %q: %v", channel, err)
 	}
@@ -246,10 +273,11 @@ func (s *Stan) ReadChannel(t testing.TB, channel string) [][]byte {
 
 // ReadStanSequences reads messages first..last of channel from the NATS
 // Streaming server at url with a fresh subscription, in order. It fails
-// when one arrives out of order or not all arrive within timeout.
-func ReadStanSequences(url, clusterID, channel string, first, last uint64, timeout time.Duration) ([][]byte, error) {
+// when one arrives out of order or not all arrive within timeout. opts are
+// added to the NATS connection's options (credentials, TLS).
+func ReadStanSequences(url, clusterID, channel string, first, last uint64, timeout time.Duration, opts ...nats.Option) ([][]byte, error) {
 	clientID := randomID("testenv-reader")
-	sc, err := stan.Connect(clusterID, clientID, stan.NatsURL(url), stan.ConnectWait(5*time.Second))
+	sc, err := stan.Connect(clusterID, clientID, stan.NatsURL(url), stan.ConnectWait(5*time.Second), stan.NatsOptions(opts...))
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats streaming %s as %q: %w", url, clientID, err)
 	}
