@@ -479,6 +479,10 @@ func TestWiringCatchesMistakes(t *testing.T) {
 			m := int32(0o444)
 			secretVolume(t, b, "secrets").DefaultMode = &m
 		}, "defaultMode must be set without access for others"},
+		{"secret mode decimal", func(t *testing.T, b *base) {
+			m := int32(440) // 0670: 0440 written as a decimal number
+			secretVolume(t, b, "secrets").DefaultMode = &m
+		}, "defaultMode must be set without access for others"},
 		{"no NATS auth", func(t *testing.T, b *base) {
 			setConfig(t, b, `"NKeySeedFile": "/run/dbsync/secrets/nats.nk"`, ``)
 		}, "JetStream.Auth is empty"},

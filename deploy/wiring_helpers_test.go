@@ -542,8 +542,10 @@ func checkWorkloads(b *base, fail func(string, ...any)) {
 				kind, name, items, objs = "ConfigMap", v.ConfigMap.Name, v.ConfigMap.Items, b.ConfigMaps
 			case v.Secret != nil:
 				kind, name, items, objs = "Secret", v.Secret.SecretName, v.Secret.Items, b.Secrets
-				if m := v.Secret.DefaultMode; m == nil || *m&0o007 != 0 {
-					fail("%s: volume %q: secret.defaultMode must be set without access for others (e.g. 0440, readable by fsGroup)", at, v.Name)
+				// Readable by the pod's group (fsGroup), not writable, nothing
+				// for others; in YAML 0440 is octal.
+				if m := v.Secret.DefaultMode; m == nil || *m&0o007 != 0 || *m&0o222 != 0 || *m&0o040 == 0 {
+					fail("%s: volume %q: secret.defaultMode must be set without access for others, read-only and readable by the group (0440: fsGroup reads it)", at, v.Name)
 				}
 			default:
 				continue
