@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,18 +30,9 @@ type built struct {
 // kustomize) and decodes every object strictly. kubectl must be on PATH.
 func kustomizeBuild(t *testing.T, dir string) *built {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
+	out, err := runKustomize(t, dir)
 	if err != nil {
-		t.Fatalf("kubectl is not on PATH; the test builds the kustomizations with its embedded kustomize (install kubectl >= 1.27): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
+		t.Fatal(err)
 	}
 	docs, _, err := splitYAML(out)
 	if err != nil {
@@ -89,6 +81,45 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 		b.Namespaces[tm.Kind+"/"+tm.Metadata.Name] = tm.Metadata.Namespace
 	}
 	return b
+}
+
+// runKustomize runs `kubectl kustomize dir` and returns its output, or an
+// error with its stderr.
+func runKustomize(t *testing.T, dir string) ([]byte, error) {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH; the test builds the kustomizations with its embedded kustomize (install kubectl >= 1.27): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize %s: %w\n%s", dir, err, stderr.String())
+	}
+	return out, nil
+}
+
+// TestOverlayNeedsSecretFiles checks that the example overlay does not
+// build while a secret file is missing: nothing is applied with a
+// placeholder.
+func TestOverlayNeedsSecretFiles(t *testing.T) {
+	dir, _ := exampleDir(t)
+	missing := filepath.Join(dir, overlayDir, "secrets", "producer.nk")
+	if err := os.Remove(missing); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runKustomize(t, filepath.Join(dir, overlayDir)); err == nil {
+		t.Errorf("kubectl kustomize built the example overlay without secrets/producer.nk")
+	} else if !strings.Contains(err.Error(), "producer.nk") {
+		t.Errorf("kubectl kustomize without secrets/producer.nk: the error does not name the file: %v", err)
+	}
+	if _, err := loadBase(filepath.Join(dir, overlayDir)); err == nil || !strings.Contains(err.Error(), "producer.nk") {
+		t.Errorf("loadBase without secrets/producer.nk: %v, want an error naming the file", err)
+	}
 }
 
 // TestKustomizeBuild builds the base and the example overlay (its secret
