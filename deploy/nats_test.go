@@ -464,6 +464,26 @@ func TestNATSPermissions(t *testing.T) {
 		}
 	}
 
+	// The SDK's dead letter subject is allowed (its stream is the
+	// operator's). Violations are reported in order, so once the one of a
+	// denied marker publish is in, one for the dead letter would be too.
+	poison := "dbsync_poison.shop-app"
+	if err := cnc.Publish(poison, []byte(`{}`)); err != nil {
+		t.Errorf("consumer: publish to %s: %v", poison, err)
+	}
+	marker := cfg.ProName + "marker.denied"
+	if err := cnc.Publish(marker, []byte(`{}`)); err == nil {
+		cnc.Flush()
+	}
+	cv.waitFor(t, "a consumer", "publish to the producer's subjects", marker)
+	cv.mu.Lock()
+	for _, e := range cv.errs {
+		if strings.Contains(e, poison) {
+			t.Errorf("a consumer may not publish to its dead letter subject %s: %s", poison, e)
+		}
+	}
+	cv.mu.Unlock()
+
 	denied("a consumer", cv, "publish to the producer's subjects through JetStream", subject, func(ctx context.Context) error {
 		_, err := cjs.Publish(ctx, subject, []byte(`{"forged":true}`))
 		return err
