@@ -1,14 +1,14 @@
 package deploy
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -83,22 +83,19 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 	return b
 }
 
-// runKustomize runs `kubectl kustomize dir` and returns its output, or an
-// error with its stderr.
+// runKustomize builds the kustomization in dir with kustomize's own Go
+// library (the kustomize kubectl embeds) and returns the YAML, or the
+// build's error.
 func runKustomize(t *testing.T, dir string) ([]byte, error) {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		t.Fatalf("kubectl is not on PATH; the test builds the kustomizations with its embedded kustomize (install kubectl >= 1.27): %v", err)
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := res.AsYaml()
 	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize %s: %w\n%s", dir, err, stderr.String())
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
 	return out, nil
 }
