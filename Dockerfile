@@ -3,8 +3,8 @@
 # dbsync container image: a static producer binary (plus the consumer, handy
 # for debugging: `kubectl exec dbsync-0 -- /consumer -url ...`) on distroless.
 #
-#   docker build -t dbsync:latest .
-#   docker run --rm -v "$PWD/config.json:/etc/dbsync/config.json:ro" dbsync:latest
+#   docker build -t registry.example.com/dbsync:v1.0.0 .    # the tag deploy/base pins
+#   docker run --rm -v "$PWD/config.json:/etc/dbsync/config.json:ro" registry.example.com/dbsync:v1.0.0
 #
 # deploy/deploy_test.go parses this file and builds the binary with the exact
 # `go build` command of the RUN lines below; keep one `go build` per RUN line.

@@ -23,9 +23,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbsync/dbsync/pkg/config"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/dbsync/dbsync/pkg/config"
 )
 
 // baseDir is the kustomize base, relative to this package.
@@ -310,7 +312,8 @@ func TestBaseDecodesStrictly(t *testing.T) {
 		{"StatefulSet", keysOf(b.StatefulSets), "dbsync-nats"},
 		{"Service", keysOf(b.Services), "dbsync-nats"},
 		{"ConfigMap", keysOf(b.ConfigMaps), "dbsync-config"},
-		{"Secret", keysOf(b.Secrets), "dbsync"},
+		{"ConfigMap", keysOf(b.ConfigMaps), "dbsync-nats-config"},
+		{"NetworkPolicy", keysOf(b.NetworkPolicies), "dbsync-default-deny"},
 	} {
 		if !slices.Contains(want.have, want.name) {
 			t.Errorf("%s: no %s %q (have %v)", baseDir, want.kind, want.name, want.have)
@@ -318,13 +321,11 @@ func TestBaseDecodesStrictly(t *testing.T) {
 	}
 }
 
-// TestBaseWiring checks that the base's pieces fit together and fit the
-// image (see checkWiring).
+// TestBaseWiring checks that the pieces of the application (the example
+// overlay on the base, its secret files filled in) fit together and fit
+// the image (see checkWiring).
 func TestBaseWiring(t *testing.T) {
-	b, err := loadBase(baseDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, _ := exampleApp(t)
 	for _, p := range checkWiring(b, loadDockerfile(t)) {
 		t.Error(p)
 	}
@@ -400,12 +401,29 @@ func TestLoadBaseRejectsMistakes(t *testing.T) {
 // something.
 func TestWiringCatchesMistakes(t *testing.T) {
 	df := loadDockerfile(t)
+	dir, _ := exampleDir(t)
 	setConfig := func(t *testing.T, b *base, old, new string) {
 		cm := b.ConfigMaps["dbsync-config"]
 		if !strings.Contains(cm.Data["config.json"], old) {
 			t.Fatalf("test setup: config.json has no %q", old)
 		}
 		cm.Data["config.json"] = strings.Replace(cm.Data["config.json"], old, new, 1)
+	}
+	secretVolume := func(t *testing.T, b *base, name string) *corev1.SecretVolumeSource {
+		for _, v := range b.StatefulSets[producerSet].Obj.Spec.Template.Spec.Volumes {
+			if v.Name == name && v.Secret != nil {
+				return v.Secret
+			}
+		}
+		t.Fatalf("test setup: no secret volume %q", name)
+		return nil
+	}
+	np := func(t *testing.T, b *base, name string) *networkingv1.NetworkPolicy {
+		ls, ok := b.NetworkPolicies[name]
+		if !ok {
+			t.Fatalf("test setup: no NetworkPolicy %q", name)
+		}
+		return ls.Obj
 	}
 	for _, tc := range []struct {
 		name   string
@@ -434,9 +452,51 @@ func TestWiringCatchesMistakes(t *testing.T) {
 			setConfig(t, b, `"MQName": "jetstream"`, `"MQName": "kafka"`)
 		}, "MQName"},
 		{"password in ConfigMap", func(t *testing.T, b *base) {
-			setConfig(t, b, `"Password": ""`, `"Password": "secret"`)
-		}, "Mysql.Password is set"},
-		{"data dir off the volume", func(t *testing.T, b *base) {
+			setConfig(t, b, `"PasswordFile": "/run/dbsync/secrets/mysql-password"`, `"Password": "secret"`)
+		}, "Mysql.Password is set; keep secrets out of the ConfigMap"},
+		{"nats token in ConfigMap", func(t *testing.T, b *base) {
+			setConfig(t, b, `"NKeySeedFile": "/run/dbsync/secrets/nats.nk"`, `"Token": "secret"`)
+		}, "JetStream.Auth.Token is set"},
+		{"no password source", func(t *testing.T, b *base) {
+			setConfig(t, b, `"PasswordFile": "/run/dbsync/secrets/mysql-password",`, ``)
+		}, "the MySQL password must come from a Secret"},
+		{"secret file not mounted", func(t *testing.T, b *base) {
+			setConfig(t, b, `/run/dbsync/secrets/nats.nk`, `/etc/nats/nats.nk`)
+		}, `"/etc/nats/nats.nk" is under no volumeMount`},
+		{"secret file not in the secret", func(t *testing.T, b *base) {
+			setConfig(t, b, `/run/dbsync/secrets/nats.nk`, `/run/dbsync/secrets/producer.nk`)
+		}, `JetStream.Auth.NKeySeedFile: cannot read "/run/dbsync/secrets/producer.nk"`},
+		{"secret file in the ConfigMap volume", func(t *testing.T, b *base) {
+			setConfig(t, b, `/run/dbsync/secrets/nats.nk`, `/etc/dbsync/config.json`)
+		}, `JetStream.Auth.NKeySeedFile "/etc/dbsync/config.json" is not in a Secret volume`},
+		{"secret volume key missing", func(t *testing.T, b *base) {
+			secretVolume(t, b, "secrets").Items[0].Key = "password"
+		}, `names key "password"`},
+		{"secret missing", func(t *testing.T, b *base) {
+			secretVolume(t, b, "secrets").SecretName = "mysql"
+		}, `Secret "mysql"`},
+		{"secret readable by others", func(t *testing.T, b *base) {
+			m := int32(0o444)
+			secretVolume(t, b, "secrets").DefaultMode = &m
+		}, "defaultMode must be set without access for others"},
+		{"secret mode decimal", func(t *testing.T, b *base) {
+			m := int32(440) // 0670: 0440 written as a decimal number
+			secretVolume(t, b, "secrets").DefaultMode = &m
+		}, "defaultMode must be set without access for others"},
+		{"no NATS auth", func(t *testing.T, b *base) {
+			setConfig(t, b, `"NKeySeedFile": "/run/dbsync/secrets/nats.nk"`, ``)
+		}, "JetStream.Auth is empty"},
+		{"NATS without TLS", func(t *testing.T, b *base) {
+			setConfig(t, b, `"CA": "/run/dbsync/nats-ca/ca.crt"`, `"Mode": "disabled"`)
+			setConfig(t, b, `tls://dbsync-nats`, `nats://dbsync-nats`)
+		}, `JetStream.TLS is "disabled"`},
+		{"MySQL TLS unverified", func(t *testing.T, b *base) {
+			setConfig(t, b, `"Mode": "verify_identity"`, `"Mode": "preferred"`)
+		}, `Mysql.TLS.Mode is "preferred"`},
+		{"pprof on", func(t *testing.T, b *base) {
+			setConfig(t, b, `"Pprof": false`, `"Pprof": true`)
+		}, "HTTP.Pprof is on"},
+		{"data dir not on the volume", func(t *testing.T, b *base) {
 			setConfig(t, b, `"DataDir": "/data"`, `"DataDir": "/var/lib/dbsync"`)
 		}, `bolt checkpoint file "/var/lib/dbsync/pos.db"`},
 		{"listen port not a container port", func(t *testing.T, b *base) {
@@ -449,40 +509,63 @@ func TestWiringCatchesMistakes(t *testing.T) {
 			producerOf(t, b).ReadinessProbe.HTTPGet.Path = "/healthz"
 		}, `readinessProbe.httpGet.path is "/healthz"`},
 		{"unknown env var", func(t *testing.T, b *base) {
-			producerOf(t, b).Env[0].Name = "DBSYNC_MYSQL_PASSWD"
+			c := producerOf(t, b)
+			c.Env = append(c.Env, corev1.EnvVar{Name: "DBSYNC_MYSQL_PASSWD", Value: "x"})
 		}, "env DBSYNC_MYSQL_PASSWD is not a variable pkg/config reads"},
-		{"secret key missing", func(t *testing.T, b *base) {
-			producerOf(t, b).Env[0].ValueFrom.SecretKeyRef.Key = "password"
-		}, `names key "password"`},
-		{"secret missing", func(t *testing.T, b *base) {
-			producerOf(t, b).Env[0].ValueFrom.SecretKeyRef.Name = "mysql"
-		}, `names Secret "mysql", which the base does not define`},
-		{"no password source", func(t *testing.T, b *base) {
-			producerOf(t, b).Env = nil
-		}, "DBSYNC_MYSQL_PASSWORD must come from the Secret"},
+		{"env secret missing", func(t *testing.T, b *base) {
+			c := producerOf(t, b)
+			c.Env = append(c.Env, corev1.EnvVar{Name: "DBSYNC_REDIS_PASSWORD", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis"}, Key: "password"}}})
+		}, `names Secret "redis", which the base does not define`},
 		{"broker host", func(t *testing.T, b *base) {
-			setConfig(t, b, "nats://dbsync-nats:4222", "nats://nats:4222")
+			setConfig(t, b, "tls://dbsync-nats:4222", "tls://nats:4222")
 		}, `names host "nats", which is no Service`},
 		{"broker port", func(t *testing.T, b *base) {
-			setConfig(t, b, "nats://dbsync-nats:4222", "nats://dbsync-nats:4223")
+			setConfig(t, b, "tls://dbsync-nats:4222", "tls://dbsync-nats:4223")
 		}, "uses port 4223"},
 		{"image user", func(t *testing.T, b *base) {
 			*b.StatefulSets[producerSet].Obj.Spec.Template.Spec.SecurityContext.RunAsUser = 1000
 		}, "differs from the image's USER 65532"},
 		{"no GOMEMLIMIT", func(t *testing.T, b *base) {
 			c := producerOf(t, b)
-			c.Env = c.Env[:len(c.Env)-1]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
 		}, "env GOMEMLIMIT is not set"},
+		{"GOMEMLIMIT at the limit", func(t *testing.T, b *base) {
+			c := producerOf(t, b)
+			c.Env[slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })].Value = "512MiB"
+		}, "is 100% of the memory limit"},
 		{"GOMEMLIMIT from requests", func(t *testing.T, b *base) {
 			c := producerOf(t, b)
-			c.Env[len(c.Env)-1].ValueFrom.ResourceFieldRef.Resource = "requests.memory"
+			c.Env[slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })] = corev1.EnvVar{Name: "GOMEMLIMIT",
+				ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: producerContainer, Resource: "requests.memory"}}}
 		}, "GOMEMLIMIT must come from the container's own memory limit"},
 		{"service selects nothing", func(t *testing.T, b *base) {
 			b.Services["dbsync-nats"].Obj.Spec.Selector = map[string]string{"app": "nats"}
 		}, "selects no pod template"},
+		{"no default deny", func(t *testing.T, b *base) {
+			delete(b.NetworkPolicies, "dbsync-default-deny")
+		}, "no default-deny NetworkPolicy"},
+		{"NATS open to the namespace", func(t *testing.T, b *base) {
+			np(t, b, "dbsync-nats").Spec.Ingress[0].From = nil
+		}, "an unlabelled pod of the namespace reaches NATS"},
+		{"NATS port not admitted", func(t *testing.T, b *base) {
+			np(t, b, "dbsync-nats").Spec.Ingress[0].Ports[0].Port = ptrTo(intstr.FromInt32(4223))
+		}, "is admitted by no NetworkPolicy ingress rule"},
+		{"operations port open", func(t *testing.T, b *base) {
+			np(t, b, "dbsync-producer").Spec.Ingress[0].From = nil
+		}, "operations port 8080 is reachable from a pod of its own namespace"},
+		{"producer egress anywhere", func(t *testing.T, b *base) {
+			np(t, b, "dbsync-producer").Spec.Egress[0].Ports = nil
+		}, "may connect to port 443 anywhere"},
+		{"no DNS", func(t *testing.T, b *base) {
+			np(t, b, "dbsync-nats-clients").Spec.Egress = np(t, b, "dbsync-nats-clients").Spec.Egress[:1]
+		}, "cannot reach the cluster DNS"},
+		{"producer not a NATS client", func(t *testing.T, b *base) {
+			delete(b.StatefulSets[producerSet].Obj.Spec.Template.Labels, "dbsync.io/nats-client")
+		}, "the producer cannot reach NATS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := loadBase(baseDir)
+			b, err := loadBase(filepath.Join(dir, overlayDir))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -497,6 +580,8 @@ func TestWiringCatchesMistakes(t *testing.T) {
 		})
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // producerOf returns the producer container of a loaded base.
 func producerOf(t *testing.T, b *base) *corev1.Container {

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -40,6 +41,7 @@ type labelSet struct {
 type generator struct {
 	Name     string            `json:"name"`
 	Behavior string            `json:"behavior,omitempty"`
+	Type     string            `json:"type,omitempty"`
 	Files    []string          `json:"files,omitempty"`
 	Literals []string          `json:"literals,omitempty"`
 	Options  *generatorOptions `json:"options,omitempty"`
@@ -71,15 +73,19 @@ type dataObject struct {
 	Data  map[string]string
 }
 
-// base is deploy/base loaded: the kustomization and every object of its
-// resources and generators, by kind and name.
+// base is a kustomization directory loaded: the kustomization and every
+// object of its resources (directories among them loaded the same way,
+// their objects merged in) and generators, by kind and name.
 type base struct {
-	Dir           string // the directory, as given to loadBase
-	Kustomization kustomization
-	StatefulSets  map[string]located[appsv1.StatefulSet]
-	Services      map[string]located[corev1.Service]
-	ConfigMaps    map[string]dataObject
-	Secrets       map[string]dataObject
+	Dir             string // the directory, as given to loadBase
+	Kustomization   kustomization
+	StatefulSets    map[string]located[appsv1.StatefulSet]
+	Services        map[string]located[corev1.Service]
+	NetworkPolicies map[string]located[networkingv1.NetworkPolicy]
+	ConfigMaps      map[string]dataObject
+	Secrets         map[string]dataObject
+	// Bases are the loaded directories among the resources.
+	Bases []*base
 }
 
 // generatorFile splits a generator "files" entry ("key=path" or "path")
@@ -91,11 +97,16 @@ func generatorFile(entry string) (key, p string) {
 	return path.Base(entry), entry
 }
 
-// listedFiles returns the files the kustomization names: resources and
-// generator files, as slash paths relative to the base directory.
-func (k kustomization) listedFiles() []string {
+// listedFiles returns the files the kustomization names: resources that
+// are not directories and generator files, as slash paths relative to the
+// kustomization's directory dir.
+func (k kustomization) listedFiles(dir string) []string {
 	var out []string
-	out = append(out, k.Resources...)
+	for _, r := range k.Resources {
+		if !isDir(filepath.Join(dir, filepath.FromSlash(r))) {
+			out = append(out, r)
+		}
+	}
 	for _, g := range append(append([]generator(nil), k.ConfigMapGenerator...), k.SecretGenerator...) {
 		for _, f := range g.Files {
 			_, p := generatorFile(f)
@@ -105,15 +116,20 @@ func (k kustomization) listedFiles() []string {
 	return out
 }
 
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
 // filesUnder returns every regular file under dir as slash paths relative
-// to dir, sorted.
+// to dir, sorted, except dot files (.gitignore).
 func filesUnder(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() {
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, p)
@@ -148,10 +164,11 @@ func splitYAML(data []byte) (docs [][]byte, index []int, err error) {
 
 // wantAPIVersion is the apiVersion each supported kind must carry.
 var wantAPIVersion = map[string]string{
-	"StatefulSet": "apps/v1",
-	"Service":     "v1",
-	"ConfigMap":   "v1",
-	"Secret":      "v1",
+	"StatefulSet":   "apps/v1",
+	"Service":       "v1",
+	"ConfigMap":     "v1",
+	"Secret":        "v1",
+	"NetworkPolicy": "networking.k8s.io/v1",
 }
 
 // loadBase reads dir/kustomization.yaml and every file it lists, decoding
@@ -162,11 +179,12 @@ var wantAPIVersion = map[string]string{
 // names) in one error.
 func loadBase(dir string) (*base, error) {
 	b := &base{
-		Dir:          dir,
-		StatefulSets: map[string]located[appsv1.StatefulSet]{},
-		Services:     map[string]located[corev1.Service]{},
-		ConfigMaps:   map[string]dataObject{},
-		Secrets:      map[string]dataObject{},
+		Dir:             dir,
+		StatefulSets:    map[string]located[appsv1.StatefulSet]{},
+		Services:        map[string]located[corev1.Service]{},
+		NetworkPolicies: map[string]located[networkingv1.NetworkPolicy]{},
+		ConfigMaps:      map[string]dataObject{},
+		Secrets:         map[string]dataObject{},
 	}
 	var problems []string
 	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -195,7 +213,7 @@ func loadBase(dir string) (*base, error) {
 		isPresent[f] = true
 	}
 	listed := map[string]bool{"kustomization.yaml": true}
-	for _, f := range k.listedFiles() {
+	for _, f := range k.listedFiles(dir) {
 		clean := path.Clean(f)
 		if listed[clean] {
 			fail("%s: %q is listed twice", kpath, f)
@@ -211,9 +229,23 @@ func loadBase(dir string) (*base, error) {
 		}
 	}
 
-	// Resources, decoded strictly by kind.
+	// Resources, decoded strictly by kind; a directory is a base of its own.
 	seen := map[string]string{}
 	for _, r := range k.Resources {
+		if isDir(rel(r)) {
+			sub, err := loadBase(rel(r))
+			if err != nil {
+				fail("%s: resource %q: %v", kpath, r, err)
+				continue
+			}
+			b.Bases = append(b.Bases, sub)
+			mergeInto(b.StatefulSets, sub.StatefulSets, "StatefulSet", seen, fail)
+			mergeInto(b.Services, sub.Services, "Service", seen, fail)
+			mergeInto(b.NetworkPolicies, sub.NetworkPolicies, "NetworkPolicy", seen, fail)
+			mergeData(b.ConfigMaps, sub.ConfigMaps, "ConfigMap", seen, fail)
+			mergeData(b.Secrets, sub.Secrets, "Secret", seen, fail)
+			continue
+		}
 		if !isPresent[path.Clean(r)] {
 			continue // reported above
 		}
@@ -249,7 +281,7 @@ func loadBase(dir string) (*base, error) {
 			}
 			where = fmt.Sprintf("%s, %s %q", where, tm.Kind, tm.Metadata.Name)
 			if want, ok := wantAPIVersion[tm.Kind]; !ok {
-				fail("%s: kind %q is not one the test decodes (StatefulSet, Service, ConfigMap, Secret); add it to loadBase", where, tm.Kind)
+				fail("%s: kind %q is not one the test decodes (%s); add it to loadBase", where, tm.Kind, strings.Join(keysOf(wantAPIVersion), ", "))
 				continue
 			} else if tm.APIVersion != want {
 				fail("%s: apiVersion %q, want %q", where, tm.APIVersion, want)
@@ -270,6 +302,11 @@ func loadBase(dir string) (*base, error) {
 				o := &appsv1.StatefulSet{}
 				if derr = yaml.UnmarshalStrict(doc, o); derr == nil {
 					b.StatefulSets[o.Name] = located[appsv1.StatefulSet]{where, o}
+				}
+			case "NetworkPolicy":
+				o := &networkingv1.NetworkPolicy{}
+				if derr = yaml.UnmarshalStrict(doc, o); derr == nil {
+					b.NetworkPolicies[o.Name] = located[networkingv1.NetworkPolicy]{where, o}
 				}
 			case "Service":
 				o := &corev1.Service{}
@@ -348,6 +385,31 @@ func loadBase(dir string) (*base, error) {
 		return b, fmt.Errorf("%s: %d problem(s):\n  %s", dir, len(problems), strings.Join(problems, "\n  "))
 	}
 	return b, nil
+}
+
+// mergeInto adds the objects of a sub-base; a name defined twice is a
+// problem.
+func mergeInto[T any](into, from map[string]located[T], kind string, seen map[string]string, fail func(string, ...any)) {
+	for name, o := range from {
+		if prev, dup := seen[kind+"/"+name]; dup {
+			fail("%s: %s/%s is also defined in %s", o.Where, kind, name, prev)
+			continue
+		}
+		seen[kind+"/"+name] = o.Where
+		into[name] = o
+	}
+}
+
+// mergeData is mergeInto for ConfigMaps and Secrets.
+func mergeData(into, from map[string]dataObject, kind string, seen map[string]string, fail func(string, ...any)) {
+	for name, o := range from {
+		if prev, dup := seen[kind+"/"+name]; dup {
+			fail("%s: %s/%s is also defined in %s", o.Where, kind, name, prev)
+			continue
+		}
+		seen[kind+"/"+name] = o.Where
+		into[name] = o
+	}
 }
 
 // selects reports whether selector (non-empty) matches labels.

@@ -1,18 +1,22 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/dbsync/dbsync/pkg/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/dbsync/dbsync/pkg/config"
 )
 
 // The producer's StatefulSet and container in the base.
@@ -190,18 +194,53 @@ func checkWiring(b *base, df *dockerfile) []string {
 		return problems
 	}
 
-	// The config loads as the producer would load it, with no environment.
+	// No secret in the ConfigMap: passwords and tokens come from files of
+	// a Secret volume (or the environment).
 	src := fmt.Sprintf("ConfigMap %q key %q (%s)", vol.ConfigMap.Name, key, cm.Where)
-	cfg, err := config.Parse([]byte(data), src, nil)
+	for _, k := range secretKeysSet([]byte(data)) {
+		fail("%s: %s is set; keep secrets out of the ConfigMap: name a file of a Secret volume (%sFile) or use its DBSYNC_* variable from a secretKeyRef", src, k, k)
+	}
+
+	// The config loads as the producer would load it in the pod, with no
+	// environment: every file it names must be mounted at that path (the
+	// mounted ConfigMaps and Secrets are laid out under a temporary root,
+	// and the config's paths moved there).
+	root, err := os.MkdirTemp("", "dbsync-pod-")
 	if err != nil {
 		fail("%v", err)
 		return problems
 	}
-	if cfg.Mysql.Password != "" {
-		fail("%s: Mysql.Password is set; keep it empty and put the password in the Secret (DBSYNC_MYSQL_PASSWORD)", src)
+	defer os.RemoveAll(root)
+	for _, p := range podFS(b, s, *c, root) {
+		fail("%s", p)
 	}
-	if cfg.Redis.Password != "" {
-		fail("%s: Redis.Password is set; keep it empty and put the password in the Secret (DBSYNC_REDIS_PASSWORD)", src)
+	rooted, unmounted := rootPaths(data, *c, root)
+	for _, p := range unmounted {
+		fail("%s: %q is under no volumeMount of %s (mounts: %s): the producer would not find it", src, p, cat, describeMounts(*c))
+	}
+	cfg, err := config.Parse([]byte(rooted), src, nil)
+	if err != nil {
+		fail("%s", strings.ReplaceAll(err.Error(), filepath.ToSlash(root), ""))
+		return problems
+	}
+	for _, f := range []struct{ key, path string }{
+		{"Mysql.PasswordFile", cfg.Mysql.PasswordFile},
+		{"Redis.PasswordFile", cfg.Redis.PasswordFile},
+		{"JetStream.Auth.PasswordFile", cfg.JetStream.Auth.PasswordFile},
+		{"JetStream.Auth.TokenFile", cfg.JetStream.Auth.TokenFile},
+		{"JetStream.Auth.NKeySeedFile", cfg.JetStream.Auth.NKeySeedFile},
+		{"JetStream.Auth.CredsFile", cfg.JetStream.Auth.CredsFile},
+		{"JetStream.TLS.Key", cfg.JetStream.TLS.Key},
+		{"Mysql.TLS.Key", cfg.Mysql.TLS.Key},
+	} {
+		if f.path == "" {
+			continue
+		}
+		p := fromRoot(f.path, root)
+		m, _ := mountOf(*c, p)
+		if v, ok := volumeOf(pod, m.Name); !ok || v.Secret == nil {
+			fail("%s: %s %q is not in a Secret volume (it is in volumeMount %q): a secret must not live in a ConfigMap or the image", src, f.key, p, m.Name)
+		}
 	}
 
 	// The data directory and the bolt file are on the volume claim.
@@ -217,12 +256,12 @@ func checkWiring(b *base, df *dockerfile) []string {
 		}
 		return corev1.VolumeMount{}, false
 	}
-	if _, ok := onClaim(cfg.DataDir); !ok {
-		fail("%s: DataDir %q is not under a writable volumeMount of a volumeClaimTemplate (%s; mounts: %s): local state would be lost with the pod", src, cfg.DataDir, cat, describeMounts(*c))
+	if dataDir := fromRoot(cfg.DataDir, root); !onClaimOK(onClaim(dataDir)) {
+		fail("%s: DataDir %q is not under a writable volumeMount of a volumeClaimTemplate (%s; mounts: %s): local state would be lost with the pod", src, dataDir, cat, describeMounts(*c))
 	}
 	if cfg.Storage.DaoName == "bolt" {
-		if _, ok := onClaim(cfg.BoltPath()); !ok {
-			fail("%s: the bolt checkpoint file %q (DataDir + Bolt.File) is not under a writable volumeMount of a volumeClaimTemplate (%s; mounts: %s): the checkpoint would be lost with the pod", src, cfg.BoltPath(), cat, describeMounts(*c))
+		if bolt := fromRoot(cfg.BoltPath(), root); !onClaimOK(onClaim(bolt)) {
+			fail("%s: the bolt checkpoint file %q (DataDir + Bolt.File) is not under a writable volumeMount of a volumeClaimTemplate (%s; mounts: %s): the checkpoint would be lost with the pod", src, bolt, cat, describeMounts(*c))
 		}
 	}
 
@@ -276,14 +315,7 @@ func checkWiring(b *base, df *dockerfile) []string {
 	for _, e := range c.Env {
 		set[e.Name] = e
 		if e.Name == "GOMEMLIMIT" {
-			if r := e.ValueFrom; r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
-				r.ResourceFieldRef.ContainerName != c.Name {
-				fail("%s: env GOMEMLIMIT must come from the container's own memory limit (valueFrom.resourceFieldRef limits.memory, containerName %s)", cat, c.Name)
-			}
-			if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
-				fail("%s: GOMEMLIMIT is taken from a memory limit the container does not set", cat)
-			}
-			continue
+			continue // checkMemLimit
 		}
 		key, known := overrides[e.Name]
 		if !known {
@@ -299,9 +331,7 @@ func checkWiring(b *base, df *dockerfile) []string {
 			checkRef(cat, "env "+e.Name+" configMapKeyRef", "ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Key, b.ConfigMaps, fail)
 		}
 	}
-	if _, ok := set["GOMEMLIMIT"]; !ok {
-		fail("%s: env GOMEMLIMIT is not set; take it from the container's memory limit (valueFrom.resourceFieldRef limits.memory) so the Go runtime collects before an OOM kill", cat)
-	}
+	checkMemLimit(cat, *c, fail)
 	for _, ef := range c.EnvFrom {
 		var name, kind string
 		var objs map[string]dataObject
@@ -324,18 +354,110 @@ func checkWiring(b *base, df *dockerfile) []string {
 			}
 		}
 	}
-	if cfg.Mysql.Password == "" {
-		if e, ok := set["DBSYNC_MYSQL_PASSWORD"]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			fail("%s: env DBSYNC_MYSQL_PASSWORD must come from the Secret (valueFrom.secretKeyRef): %s has no Mysql.Password", cat, src)
-		}
+	if e, ok := set["DBSYNC_MYSQL_PASSWORD"]; cfg.Mysql.PasswordFile == "" && (!ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+		fail("%s: the MySQL password must come from a Secret: set Mysql.PasswordFile to a file of a Secret volume in %s, or env DBSYNC_MYSQL_PASSWORD from a secretKeyRef", cat, src)
 	}
 
 	// The broker address names the NATS Service and one of its ports, and
 	// that port reaches a container port of the pods it selects.
 	if cfg.MQName == "jetstream" {
 		checkJetStreamURL(b, cfg, src, fail)
+		if cfg.JetStream.Auth.Kind() == "" {
+			fail("%s: JetStream.Auth is empty; the producer must authenticate to NATS (NKeySeedFile, CredsFile or User and PasswordFile from a Secret volume)", src)
+		}
+		if u, err := url.Parse(cfg.JetStream.URL); err == nil && cfg.JetStream.TLS.Effective(u.Scheme == "tls") != config.TLSVerifyIdentity {
+			fail("%s: JetStream.TLS is %q; want verify_identity (JetStream.TLS.CA from a Secret volume, a tls:// URL) so the broker's certificate is checked", src, cfg.JetStream.TLS.Effective(u.Scheme == "tls"))
+		}
 	}
+	if m := cfg.Mysql.TLS.Mode; m != config.TLSVerifyIdentity && m != config.TLSVerifyCA {
+		fail("%s: Mysql.TLS.Mode is %q; want verify_identity (or verify_ca) with Mysql.TLS.CA, so the source's certificate is checked", src, m)
+	}
+	if cfg.HTTP.Pprof {
+		fail("%s: HTTP.Pprof is on; profiles expose internals and cost CPU, keep it off in the deployment", src)
+	}
+	checkNetworkPolicies(b, s, *c, cfg, fail)
 	return problems
+}
+
+func onClaimOK(_ corev1.VolumeMount, ok bool) bool { return ok }
+
+// secretKeysSet returns the key paths of config JSON holding a non-empty
+// Password or Token.
+func secretKeysSet(data []byte) []string {
+	var v any
+	if json.Unmarshal(data, &v) != nil {
+		return nil // config.Parse reports it
+	}
+	var out []string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range keysOf(m) {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			if s, ok := m[k].(string); ok && s != "" && (strings.EqualFold(k, "Password") || strings.EqualFold(k, "Token")) {
+				out = append(out, p)
+			}
+			walk(p, m[k])
+		}
+	}
+	walk("", v)
+	return out
+}
+
+// checkMemLimit requires GOMEMLIMIT on container c: from its own memory
+// limit (resourceFieldRef limits.memory), or a literal 80-95% of it.
+func checkMemLimit(cat string, c corev1.Container, fail func(string, ...any)) {
+	limit, hasLimit := c.Resources.Limits[corev1.ResourceMemory]
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+	if i < 0 {
+		fail("%s: env GOMEMLIMIT is not set; set it to ~90%% of the memory limit (or valueFrom.resourceFieldRef limits.memory) so the Go runtime collects before an OOM kill", cat)
+		return
+	}
+	if !hasLimit {
+		fail("%s: GOMEMLIMIT is set but the container has no memory limit", cat)
+		return
+	}
+	e := c.Env[i]
+	if r := e.ValueFrom; r != nil {
+		if r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" || r.ResourceFieldRef.ContainerName != c.Name {
+			fail("%s: env GOMEMLIMIT must come from the container's own memory limit (valueFrom.resourceFieldRef limits.memory, containerName %s) or be ~90%% of it", cat, c.Name)
+		}
+		return
+	}
+	n, err := parseMemLimit(e.Value)
+	if err != nil {
+		fail("%s: env GOMEMLIMIT %q: %v", cat, e.Value, err)
+		return
+	}
+	if lim := limit.Value(); n < lim*80/100 || n > lim*95/100 {
+		fail("%s: env GOMEMLIMIT %q is %d%% of the memory limit %s; want 80-95%% (change them together)", cat, e.Value, n*100/lim, limit.String())
+	}
+}
+
+// parseMemLimit parses a GOMEMLIMIT value the way the Go runtime does:
+// bytes with an optional B, KiB, MiB, GiB or TiB suffix.
+func parseMemLimit(v string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = num, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a size the Go runtime reads (e.g. 460MiB)")
+	}
+	return n * mult, nil
 }
 
 // checkJetStreamURL checks JetStream.URL against the Services of the base.
@@ -412,6 +534,30 @@ func checkWorkloads(b *base, fail func(string, ...any)) {
 		volumes := map[string]bool{}
 		for _, v := range s.Spec.Template.Spec.Volumes {
 			volumes[v.Name] = true
+			var kind, name string
+			var items []corev1.KeyToPath
+			var objs map[string]dataObject
+			switch {
+			case v.ConfigMap != nil:
+				kind, name, items, objs = "ConfigMap", v.ConfigMap.Name, v.ConfigMap.Items, b.ConfigMaps
+			case v.Secret != nil:
+				kind, name, items, objs = "Secret", v.Secret.SecretName, v.Secret.Items, b.Secrets
+				// Readable by the pod's group (fsGroup), not writable, nothing
+				// for others; in YAML 0440 is octal.
+				if m := v.Secret.DefaultMode; m == nil || *m&0o007 != 0 || *m&0o222 != 0 || *m&0o040 == 0 {
+					fail("%s: volume %q: secret.defaultMode must be set without access for others, read-only and readable by the group (0440: fsGroup reads it)", at, v.Name)
+				}
+			default:
+				continue
+			}
+			for _, it := range items {
+				checkRef(at, fmt.Sprintf("volume %q item", v.Name), kind, name, it.Key, objs, fail)
+			}
+			if len(items) == 0 {
+				if _, ok := objs[name]; !ok {
+					fail("%s: volume %q names %s %q, which the base does not define nor the overlay generate (%ss: %s)", at, v.Name, kind, name, kind, keysOf(objs))
+				}
+			}
 		}
 		for _, t := range s.Spec.VolumeClaimTemplates {
 			volumes[t.Name] = true
@@ -435,6 +581,14 @@ func checkWorkloads(b *base, fail func(string, ...any)) {
 			}
 			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 				fail("%s: resources need requests.cpu, requests.memory and limits.memory", cat)
+			}
+			for _, e := range c.Env {
+				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil && (r.SecretKeyRef.Optional == nil || !*r.SecretKeyRef.Optional) {
+					checkRef(cat, "env "+e.Name+" secretKeyRef", "Secret", r.SecretKeyRef.Name, r.SecretKeyRef.Key, b.Secrets, fail)
+				}
+				if r := e.ValueFrom; r != nil && r.ConfigMapKeyRef != nil && (r.ConfigMapKeyRef.Optional == nil || !*r.ConfigMapKeyRef.Optional) {
+					checkRef(cat, "env "+e.Name+" configMapKeyRef", "ConfigMap", r.ConfigMapKeyRef.Name, r.ConfigMapKeyRef.Key, b.ConfigMaps, fail)
+				}
 			}
 		}
 	}

@@ -1,0 +1,220 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// built is the output of a kustomize build, decoded strictly.
+type built struct {
+	StatefulSets    map[string]*appsv1.StatefulSet
+	Services        map[string]*corev1.Service
+	NetworkPolicies map[string]*networkingv1.NetworkPolicy
+	ConfigMaps      map[string]*corev1.ConfigMap
+	Secrets         map[string]*corev1.Secret
+	Namespaces      map[string]string // kind/name -> namespace
+}
+
+// kustomizeBuild runs `kubectl kustomize dir` (kubectl's embedded
+// kustomize) and decodes every object strictly. kubectl must be on PATH.
+func kustomizeBuild(t *testing.T, dir string) *built {
+	t.Helper()
+	out, err := runKustomize(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, _, err := splitYAML(out)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: output: %v", dir, err)
+	}
+	b := &built{
+		StatefulSets: map[string]*appsv1.StatefulSet{}, Services: map[string]*corev1.Service{},
+		NetworkPolicies: map[string]*networkingv1.NetworkPolicy{}, ConfigMaps: map[string]*corev1.ConfigMap{},
+		Secrets: map[string]*corev1.Secret{}, Namespaces: map[string]string{},
+	}
+	for i, doc := range docs {
+		var tm struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			t.Fatalf("kubectl kustomize %s: object %d: %v", dir, i+1, err)
+		}
+		var obj any
+		switch tm.Kind {
+		case "StatefulSet":
+			o := &appsv1.StatefulSet{}
+			b.StatefulSets[tm.Metadata.Name], obj = o, o
+		case "Service":
+			o := &corev1.Service{}
+			b.Services[tm.Metadata.Name], obj = o, o
+		case "NetworkPolicy":
+			o := &networkingv1.NetworkPolicy{}
+			b.NetworkPolicies[tm.Metadata.Name], obj = o, o
+		case "ConfigMap":
+			o := &corev1.ConfigMap{}
+			b.ConfigMaps[tm.Metadata.Name], obj = o, o
+		case "Secret":
+			o := &corev1.Secret{}
+			b.Secrets[tm.Metadata.Name], obj = o, o
+		default:
+			t.Errorf("kubectl kustomize %s: %s %q is a kind the test does not decode", dir, tm.Kind, tm.Metadata.Name)
+			continue
+		}
+		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			t.Errorf("kubectl kustomize %s: %s %q: strict decoding: %v", dir, tm.Kind, tm.Metadata.Name, err)
+		}
+		b.Namespaces[tm.Kind+"/"+tm.Metadata.Name] = tm.Metadata.Namespace
+	}
+	return b
+}
+
+// runKustomize builds the kustomization in dir with kustomize's own Go
+// library (the kustomize kubectl embeds) and returns the YAML, or the
+// build's error.
+func runKustomize(t *testing.T, dir string) ([]byte, error) {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	out, err := res.AsYaml()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	return out, nil
+}
+
+// TestOverlayNeedsSecretFiles checks that the example overlay does not
+// build while a secret file is missing: nothing is applied with a
+// placeholder.
+func TestOverlayNeedsSecretFiles(t *testing.T) {
+	dir, _ := exampleDir(t)
+	missing := filepath.Join(dir, overlayDir, "secrets", "producer.nk")
+	if err := os.Remove(missing); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runKustomize(t, filepath.Join(dir, overlayDir)); err == nil {
+		t.Errorf("kubectl kustomize built the example overlay without secrets/producer.nk")
+	} else if !strings.Contains(err.Error(), "producer.nk") {
+		t.Errorf("kubectl kustomize without secrets/producer.nk: the error does not name the file: %v", err)
+	}
+	if _, err := loadBase(filepath.Join(dir, overlayDir)); err == nil || !strings.Contains(err.Error(), "producer.nk") {
+		t.Errorf("loadBase without secrets/producer.nk: %v, want an error naming the file", err)
+	}
+}
+
+// TestKustomizeBuild builds the base and the example overlay (its secret
+// files filled in) with kubectl's kustomize and checks the result: the base
+// yields no Secret; the overlay's Secrets and ConfigMaps get hashed names
+// and every reference of the base's workloads is rewritten to them (so a
+// Secret of the plain name is never touched); every image is the pinned
+// one; everything lands in the overlay's namespace.
+func TestKustomizeBuild(t *testing.T) {
+	base := kustomizeBuild(t, baseDir)
+	for name := range base.Secrets {
+		t.Errorf("kubectl kustomize %s yields Secret %q: the base must not create Secrets", baseDir, name)
+	}
+
+	dir, sec := exampleDir(t)
+	b := kustomizeBuild(t, filepath.Join(dir, overlayDir))
+	src, err := loadBase(filepath.Join(dir, overlayDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, ns := range b.Namespaces {
+		if ns != src.Kustomization.Namespace {
+			t.Errorf("%s is in namespace %q, want %q", id, ns, src.Kustomization.Namespace)
+		}
+	}
+
+	// Generated objects: hashed names, one per generator.
+	generatedName := func(kind, name string, names []string) string {
+		t.Helper()
+		var found []string
+		for _, n := range names {
+			if strings.HasPrefix(n, name+"-") && len(n) > len(name)+1 && !strings.Contains(n[len(name)+1:], "-") {
+				found = append(found, n)
+			}
+			if n == name {
+				t.Errorf("%s %q has no content hash in its name: it would replace one of the same name", kind, n)
+			}
+		}
+		if len(found) != 1 {
+			t.Errorf("%s %q: generated as %q, want exactly one hashed name", kind, name, found)
+			return ""
+		}
+		return found[0]
+	}
+	for _, g := range src.Kustomization.SecretGenerator {
+		n := generatedName("Secret", g.Name, keysOf(b.Secrets))
+		if s := b.Secrets[n]; s != nil && g.Type != "" && string(s.Type) != g.Type {
+			t.Errorf("Secret %q has type %q, want %q", n, s.Type, g.Type)
+		}
+	}
+	for _, g := range src.Kustomization.ConfigMapGenerator {
+		generatedName("ConfigMap", g.Name, keysOf(b.ConfigMaps))
+	}
+	if n := generatedName("Secret", "dbsync-producer", keysOf(b.Secrets)); n != "" {
+		if got := string(b.Secrets[n].Data["mysql-password"]); strings.TrimRight(got, "\n") != sec.MysqlPassword {
+			t.Errorf("Secret %q key mysql-password does not hold the file's content", n)
+		}
+	}
+
+	// What the images: of the base make of the bare names.
+	pinnedImages := map[string]bool{}
+	for _, im := range src.Bases[0].Kustomization.Images {
+		name := im.Name
+		if im.NewName != "" {
+			name = im.NewName
+		}
+		if im.Digest != "" {
+			pinnedImages[name+"@"+im.Digest] = true
+		} else {
+			pinnedImages[name+":"+im.NewTag] = true
+		}
+	}
+
+	// Every reference resolves to an object of the build.
+	for _, s := range b.StatefulSets {
+		at := fmt.Sprintf("StatefulSet %q", s.Name)
+		for _, v := range s.Spec.Template.Spec.Volumes {
+			if v.Secret != nil && b.Secrets[v.Secret.SecretName] == nil {
+				t.Errorf("%s: volume %q mounts Secret %q, which the build does not hold (Secrets: %s)", at, v.Name, v.Secret.SecretName, keysOf(b.Secrets))
+			}
+			if v.ConfigMap != nil && b.ConfigMaps[v.ConfigMap.Name] == nil {
+				t.Errorf("%s: volume %q mounts ConfigMap %q, which the build does not hold (ConfigMaps: %s)", at, v.Name, v.ConfigMap.Name, keysOf(b.ConfigMaps))
+			}
+		}
+		pod := s.Spec.Template.Spec
+		for _, c := range append(append([]corev1.Container(nil), pod.InitContainers...), pod.Containers...) {
+			for _, e := range c.Env {
+				if r := e.ValueFrom; r != nil && r.ConfigMapKeyRef != nil && b.ConfigMaps[r.ConfigMapKeyRef.Name] == nil {
+					t.Errorf("%s, container %q: env %s names ConfigMap %q, which the build does not hold", at, c.Name, e.Name, r.ConfigMapKeyRef.Name)
+				}
+				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil && b.Secrets[r.SecretKeyRef.Name] == nil {
+					t.Errorf("%s, container %q: env %s names Secret %q, which the build does not hold", at, c.Name, e.Name, r.SecretKeyRef.Name)
+				}
+			}
+
+			if !pinnedImages[c.Image] {
+				t.Errorf("%s, container %q: image %q after the build, want one of the pinned %s", at, c.Name, c.Image, keysOf(pinnedImages))
+			}
+		}
+	}
+}
