@@ -28,6 +28,15 @@ var ErrUnavailable = errors.New("checkpoint store is unavailable")
 // another running process (a producer, an admin command) holds the store.
 var ErrHeld = errors.New("checkpoint store is held by a running producer")
 
+// ErrLeaseLost is wrapped by errors from Save and Delete of a store whose
+// lease (Leaser) another process took, and by Lease.Err once the lease is
+// lost: the checkpoint was not written, and the process must stop writing
+// and publishing, since another producer now owns the checkpoint. It is
+// permanent (failure.IsPermanent) and carries a fix.
+var ErrLeaseLost = failure.WithFix(failure.Permanent(errors.New("checkpoint lease lost")),
+	"run one producer per source (one replica, one checkpoint key); this one stopped without writing the checkpoint. "+
+		"If the other producer is the one you mean to run, nothing to do; otherwise stop it and restart this one, which takes the lease again")
+
 // recoverHint is part of every ErrCorrupt message.
 const recoverHint = "dbsync will not guess a position"
 
