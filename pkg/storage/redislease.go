@@ -25,8 +25,20 @@ func (s *RedisStore) leaseKey() string { return s.key + leaseSuffix }
 // A lease that vanished from the server (it lapsed while its holder was
 // frozen or cut off, or redis restarted without persistence) is taken
 // again by its old owner only while the checkpoint is still the value that
-// owner last read or wrote, or is gone too: then nobody wrote it since,
-// and the owner's view of it is still the newest.
+// owner last read or wrote, or one it wrote (its "owner" field; a reply
+// lost on the way), or is gone too: then nobody wrote it since, and the
+// owner's view of it is still the newest.
+
+// oursLua defines ours(cp, known, owner): whether the checkpoint value cp
+// (a GET reply) is gone, is known, or was written by owner.
+const oursLua = `
+local function ours(cp, known, owner)
+  if type(cp) ~= "string" or cp == known then return true end
+  local ok, rec = pcall(cjson.decode, cp)
+  return ok and type(rec) == "table" and rec.owner == owner
+end
+`
+
 var (
 	// acquireLease: KEYS lease, checkpoint; ARGV owner, ttl ms. Replies
 	// {1, checkpoint value or ""} or {0, holder}.
@@ -39,15 +51,14 @@ end
 return {0, redis.call("GET", KEYS[1]) or ""}`)
 
 	// refreshLease: KEYS lease, checkpoint; ARGV owner, ttl ms, known.
-	refreshLease = redis.NewScript(`
+	refreshLease = redis.NewScript(oursLua + `
 local holder = redis.call("GET", KEYS[1])
 if holder == ARGV[1] then
   redis.call("PEXPIRE", KEYS[1], ARGV[2])
   return {1, ""}
 end
 if holder then return {0, holder} end
-local cp = redis.pcall("GET", KEYS[2])
-if type(cp) == "string" and cp ~= ARGV[3] then return {0, ""} end
+if not ours(redis.pcall("GET", KEYS[2]), ARGV[3], ARGV[1]) then return {0, ""} end
 redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
 return {1, ""}`)
 
@@ -59,14 +70,13 @@ return {1, ""}`)
 	// fencedWrite: KEYS checkpoint, lease; ARGV op ("set" or "del"),
 	// value, owner ("": the writer holds no lease, and nobody may), known,
 	// ttl ms.
-	fencedWrite = redis.NewScript(`
+	fencedWrite = redis.NewScript(oursLua + `
 local holder = redis.call("GET", KEYS[2])
 if ARGV[3] == "" then
   if holder then return {0, holder} end
 elseif holder ~= ARGV[3] then
   if holder then return {0, holder} end
-  local cp = redis.pcall("GET", KEYS[1])
-  if type(cp) == "string" and cp ~= ARGV[4] then return {0, ""} end
+  if not ours(redis.pcall("GET", KEYS[1]), ARGV[4], ARGV[3]) then return {0, ""} end
   redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[5])
 end
 if ARGV[1] == "del" then

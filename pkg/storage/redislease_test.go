@@ -148,6 +148,14 @@ func TestRedisLeaseVanished(t *testing.T) {
 	if ttl, _ := raw.PTTL(ctx, "v:lease").Result(); ttl <= 0 {
 		t.Errorf("re-taken lease has no expiry: %v", ttl)
 	}
+	// The holder's last save applied, but its reply was lost: the
+	// checkpoint is not the value the store knows, but names the holder.
+	raw.Del(ctx, "v:lease")
+	mine, _ := encodeCheckpointBy(position.Position{File: "mysql-bin.000001", Pos: 250}, time.Now(), "holder #1")
+	raw.Set(ctx, "v", mine, 0)
+	if err := s.Save(ctx, want); err != nil {
+		t.Fatalf("Save after the lease vanished, the checkpoint being the holder's: %v", err)
+	}
 	// Everything vanished (a restart without persistence): taken again.
 	raw.Del(ctx, "v:lease", "v")
 	if err := s.Save(ctx, want); err != nil {
