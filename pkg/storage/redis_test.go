@@ -339,7 +339,7 @@ func TestRedisACLUser(t *testing.T) {
 	})
 	ctx := testCtx(t)
 	s := openRedisT(t, RedisOptions{Addr: r.Addr(), Username: "dbsync", Password: pw, Key: "dbsync:ckpt"})
-	l := acquireT(t, s, "acl #1", 300*time.Millisecond)
+	l := acquireT(t, s, "acl #1", 900*time.Millisecond)
 	want := position.Position{File: "mysql-bin.000005", Pos: 55}
 	if err := s.Save(ctx, want); err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func TestRedisACLUser(t *testing.T) {
 	if got, err := s.Get(ctx); err != nil || got != want {
 		t.Fatalf("Get = %v, %v", got, err)
 	}
-	time.Sleep(time.Second) // a few refreshes
+	time.Sleep(2 * time.Second) // a few refreshes, or the lease would have lapsed
 	if err := l.Err(); err != nil {
 		t.Fatalf("lease refreshed by the ACL user: %v", err)
 	}

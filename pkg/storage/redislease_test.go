@@ -183,7 +183,7 @@ func TestRedisLeaseRefresh(t *testing.T) {
 	ctx := testCtx(t)
 	raw := r.Client(t)
 	s := openRedisT(t, RedisOptions{Addr: r.Addr(), Key: "r"})
-	const ttl = 600 * time.Millisecond
+	const ttl = 1500 * time.Millisecond
 	l := acquireT(t, s, "holder #1", ttl)
 	if err := s.Save(ctx, position.Position{File: "mysql-bin.000001", Pos: 100}); err != nil {
 		t.Fatal(err)
