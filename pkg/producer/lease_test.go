@@ -35,7 +35,7 @@ func (l *fakeLease) Err() error {
 func (l *fakeLease) lose(holder string, withChannel bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.err = fmt.Errorf("checkpoint store: %w to %q: another producer took the checkpoint", storage.ErrLeaseLost, holder)
+	l.err = &storage.LeaseLostError{Where: "checkpoint store", Holder: holder, Owner: l.Owner()}
 	if withChannel {
 		close(l.lost)
 	}

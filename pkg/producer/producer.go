@@ -456,7 +456,13 @@ func (p *Producer) stopLost(err error) error {
 	if fix := failure.Fix(err); fix != "" {
 		entry = entry.WithField("fix", fix)
 	}
-	entry.Error("checkpoint lease lost: another producer took the checkpoint; stopping at once (nothing more is published or saved)")
+	msg := "checkpoint lease lost: another process wrote the checkpoint; stopping (nothing more is published or saved)"
+	var lost *storage.LeaseLostError
+	if errors.As(err, &lost) && lost.Holder != "" {
+		entry = entry.WithField("holder", lost.Holder)
+		msg = "lease lost to " + lost.Holder + ": another producer took the checkpoint; stopping (nothing more is published or saved)"
+	}
+	entry.Error(msg)
 	return fmt.Errorf("stopped streaming: %w", err)
 }
 

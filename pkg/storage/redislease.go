@@ -183,13 +183,7 @@ func (l *redisLease) markLost(holder string) error {
 	if l.lostErr != nil {
 		return l.lostErr
 	}
-	if holder != "" {
-		l.lostErr = fmt.Errorf("%s: %w to %q: another producer took the checkpoint (this process held it as %q)",
-			l.s.where(), ErrLeaseLost, holder, l.owner)
-	} else {
-		l.lostErr = fmt.Errorf("%s: %w: it lapsed, and another process wrote the checkpoint since (this process held it as %q)",
-			l.s.where(), ErrLeaseLost, l.owner)
-	}
+	l.lostErr = &LeaseLostError{Where: l.s.where(), Holder: holder, Owner: l.owner}
 	close(l.lost)
 	l.s.log.WithError(l.lostErr).WithField("holder", holder).Error("checkpoint lease lost")
 	return l.lostErr
