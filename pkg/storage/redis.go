@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,7 @@ type RedisStore struct {
 	db     int
 	key    string
 	user   string
+	tls    bool
 	log    logrus.FieldLogger
 
 	mu sync.Mutex
@@ -117,7 +119,7 @@ func OpenRedis(ctx context.Context, opts RedisOptions, log logrus.FieldLogger) (
 	if user == "" {
 		user = "default"
 	}
-	s := &RedisStore{client: client, addr: opts.Addr, db: opts.DB, key: opts.Key, user: user, log: log}
+	s := &RedisStore{client: client, addr: opts.Addr, db: opts.DB, key: opts.Key, user: user, tls: opts.TLS != nil, log: log}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
 		return nil, s.classify("cannot connect", err)
@@ -173,7 +175,11 @@ func (s *RedisStore) classify(what string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: %s: %w", s.where(), what, err)
 	}
-	return fmt.Errorf("%s: %s: server unreachable or not answering: %w", s.where(), what, mark(ErrUnavailable, err))
+	hint := ""
+	if !s.tls && errors.Is(err, io.EOF) {
+		hint = " (a server that speaks only TLS closes plaintext connections like this: then set Redis.TLS)"
+	}
+	return fmt.Errorf("%s: %s: server unreachable or not answering%s: %w", s.where(), what, hint, mark(ErrUnavailable, err))
 }
 
 // classifyTLS returns the TLS failure in err, or nil when err is not one:

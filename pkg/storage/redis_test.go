@@ -324,7 +324,7 @@ func TestRedisTLS(t *testing.T) {
 	if err == nil {
 		t.Fatal("a plaintext client on the TLS port succeeded")
 	}
-	assertContains(t, err, r.Addr())
+	assertContains(t, err, r.Addr(), "Redis.TLS")
 }
 
 // TestRedisACLUser: an ACL user allowed only the checkpoint's keys and the
