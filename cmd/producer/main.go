@@ -110,6 +110,7 @@ func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, lo
 	defer parts.Close()
 	p, err := producer.New(ctx, producer.Components{
 		Store:     parts.Store,
+		Lease:     parts.Lease,
 		OpenQueue: func(ctx context.Context) (mq.MessageQueue, error) { return wiring.OpenQueue(ctx, cfg, log) },
 		Source:    producer.BinlogSource(parts.Source, parts.SourceConfig, log),
 		Preflight: func(ctx context.Context, checkpoint *position.Position) error {
@@ -246,18 +247,18 @@ func openAdmin(ctx context.Context, cfg *config.Config, sourceFailure string, lo
 	if err != nil {
 		return nil, nil, nil, refuseIfHeld(err)
 	}
-	releaseStore, err := wiring.HoldStore(ctx, store, "dbsync admin")
+	lease, err := wiring.HoldStore(ctx, store, "dbsync admin")
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, refuseIfHeld(err)
 	}
 	src, err := wiring.ConnectSource(ctx, cfg, log)
 	if err != nil {
-		releaseStore()
+		lease.Release()
 		store.Close()
 		return nil, nil, nil, fmt.Errorf("%s: %w", sourceFailure, err)
 	}
-	return store, src, func() { src.Close(); releaseStore(); store.Close() }, nil
+	return store, src, func() { src.Close(); lease.Release(); store.Close() }, nil
 }
 
 func refuseIfHeld(err error) error {

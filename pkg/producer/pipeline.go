@@ -26,8 +26,10 @@ type pipeline struct {
 	batcher *batcher
 	queue   mq.MessageQueue
 	store   storage.PositionStorager
-	log     logrus.FieldLogger
-	mon     *monitor.Monitor
+	// lease, when not nil, must be held and confirmed before each send.
+	lease storage.Lease
+	log   logrus.FieldLogger
+	mon   *monitor.Monitor
 	// budget is the pass's memory budget; acknowledged batches give their
 	// bytes back.
 	budget *budget
@@ -123,6 +125,15 @@ func (p *pipeline) publish(ctx context.Context, batches <-chan *batch, cp *check
 		}
 		sb := sentBatch{b: b, pending: noPending{}, start: time.Now()}
 		if len(b.msgs) > 0 {
+			if p.lease != nil {
+				if err := p.lease.Err(); err != nil {
+					// Lost: another producer owns the checkpoint now.
+					// Unconfirmed: it may; wait until the store answers.
+					sendErr = fmt.Errorf("not publishing %d messages (first %s) without the checkpoint lease: %w", len(b.msgs), b.msgs[0].ID, err)
+					abort(sendErr)
+					break
+				}
+			}
 			pending, err := sender.Send(ctx, b.msgs)
 			if err != nil {
 				p.mon.PublishFailed(err)

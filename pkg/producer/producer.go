@@ -29,6 +29,11 @@ type Components struct {
 	// Store holds the checkpoint. Whoever opened it holds it (bolt's file
 	// lock, a redis lease), so no other process writes it meanwhile.
 	Store storage.PositionStorager
+	// Lease, when set, is the store's lease (a redis lease): once it is
+	// lost the producer publishes nothing more and Run returns its error
+	// at once; while it is unconfirmed (the store does not answer) nothing
+	// is published. Nil for a store held exclusively (bolt).
+	Lease storage.Lease
 	// OpenQueue connects the broker. New calls it only once the checkpoint
 	// and the source passed their checks, so a refused start creates no
 	// stream and starts no embedded server.
@@ -107,6 +112,7 @@ type Producer struct {
 	opts  Options
 	log   logrus.FieldLogger
 	store storage.PositionStorager
+	lease storage.Lease
 	src   Source
 	queue mq.MessageQueue
 	mon   *monitor.Monitor
@@ -122,7 +128,7 @@ type Producer struct {
 // loudly.
 func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
-	p := &Producer{opts: opts, log: log, store: c.Store, src: c.Source, mon: monitor.New(opts.StallTimeout)}
+	p := &Producer{opts: opts, log: log, store: c.Store, lease: c.Lease, src: c.Source, mon: monitor.New(opts.StallTimeout)}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -350,19 +356,27 @@ func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, erro
 // saves the checkpoint, within Options.DrainTimeout; that returns nil. After
 // a failure it resumes from the last checkpoint with backoff; it returns an
 // error only for failures retrying cannot fix (purged binlog, wrong
-// credentials, corrupt checkpoint, undecodable table) or when the graceful
-// stop could not complete.
+// credentials, corrupt checkpoint, undecodable table, a lost lease) or when
+// the graceful stop could not complete. When the store's lease is lost
+// (Components.Lease) it stops at once, without draining: nothing more is
+// published or saved, and it returns an error wrapping
+// storage.ErrLeaseLost.
 func (p *Producer) Run(ctx context.Context) error {
-	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHard()
+	hard, cancelHard := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelHard(nil)
+	lost := p.leaseLost()
 	go func() {
 		select {
+		case <-lost:
+			cancelHard(p.lease.Err())
 		case <-ctx.Done():
 			t := time.NewTimer(p.opts.DrainTimeout)
 			defer t.Stop()
 			select {
 			case <-t.C:
-				cancelHard()
+				cancelHard(nil)
+			case <-lost:
+				cancelHard(p.lease.Err())
 			case <-hard.Done():
 			}
 		case <-hard.Done():
@@ -376,6 +390,12 @@ func (p *Producer) Run(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := p.runOnce(hard, ctx.Done())
+		if lostErr := p.lostError(lost); lostErr != nil {
+			return p.stopLost(lostErr)
+		}
+		if errors.Is(err, storage.ErrLeaseLost) {
+			return p.stopLost(err) // a refused save or send found it first
+		}
 		if isFatal(err) {
 			return err
 		}
@@ -399,6 +419,8 @@ func (p *Producer) Run(ctx context.Context) error {
 		p.log.WithError(err).WithFields(fields).Warn("streaming failed; resuming from the last checkpoint")
 		select {
 		case <-time.After(backoff):
+		case <-lost:
+			return p.stopLost(p.lease.Err())
 		case <-ctx.Done():
 			p.log.WithField("checkpoint", p.mon.Checkpoint().String()).
 				Warn("stopped while waiting to resume: messages published after the last checkpoint are published again at the next start")
@@ -406,6 +428,42 @@ func (p *Producer) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, p.opts.RetryMax)
 	}
+}
+
+// leaseLost is the lease's Lost channel; nil (never ready) without a
+// lease.
+func (p *Producer) leaseLost() <-chan struct{} {
+	if p.lease == nil {
+		return nil
+	}
+	return p.lease.Lost()
+}
+
+// lostError returns the lease's error once lost is closed, else nil.
+func (p *Producer) lostError(lost <-chan struct{}) error {
+	select {
+	case <-lost:
+		return p.lease.Err()
+	default:
+		return nil
+	}
+}
+
+// stopLost logs why the producer stops on a lost lease and returns err
+// (wrapping storage.ErrLeaseLost) to stop Run.
+func (p *Producer) stopLost(err error) error {
+	entry := p.log.WithError(err).WithField("checkpoint", p.mon.Checkpoint().String())
+	if fix := failure.Fix(err); fix != "" {
+		entry = entry.WithField("fix", fix)
+	}
+	msg := "checkpoint lease lost: another process wrote the checkpoint; stopping (nothing more is published or saved)"
+	var lost *storage.LeaseLostError
+	if errors.As(err, &lost) && lost.Holder != "" {
+		entry = entry.WithField("holder", lost.Holder)
+		msg = "lease lost to " + lost.Holder + ": another producer took the checkpoint; stopping (nothing more is published or saved)"
+	}
+	entry.Error(msg)
+	return fmt.Errorf("stopped streaming: %w", err)
 }
 
 // startMonitoring serves /metrics, /livez and /readyz (unless no
@@ -502,6 +560,7 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		},
 		queue:  p.queue,
 		store:  p.store,
+		lease:  p.lease,
 		log:    p.log,
 		mon:    p.mon,
 		budget: mem,

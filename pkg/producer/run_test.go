@@ -15,6 +15,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/mq/mqtest"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/producer"
+	"github.com/dbsync/dbsync/pkg/storage"
 	"github.com/dbsync/dbsync/pkg/storage/storagetest"
 )
 
@@ -36,6 +37,12 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*producer.Options)) *rig {
 	t.Helper()
+	return newRigWith(t, mod, nil)
+}
+
+// newRigWith is newRig with the store's lease (nil for none).
+func newRigWith(t *testing.T, mod func(*producer.Options), lease storage.Lease) *rig {
+	t.Helper()
 	r := &rig{t: t, src: newFakeSource(), store: storagetest.NewMemory("checkpoint"), queue: mqtest.NewRecorder()}
 	start := position.Position{File: fakeFile, Pos: 4, History: "h1"}
 	if err := r.store.Save(context.Background(), start); err != nil {
@@ -55,6 +62,7 @@ func newRig(t *testing.T, mod func(*producer.Options)) *rig {
 	}
 	p, err := producer.New(context.Background(), producer.Components{
 		Store:     r.store,
+		Lease:     lease,
 		OpenQueue: func(context.Context) (mq.MessageQueue, error) { return r.queue, nil },
 		Source:    r.src,
 	}, opts, testLog(t))

@@ -19,9 +19,11 @@ const maxQuote = 120
 
 // record is the stored form of a checkpoint:
 //
-//	{"file":"mysql-bin.000002","pos":1234,"gtid":"0-1-42","history":"3f9a0c12b7d4","saved_at":"2024-05-01T10:00:00.123456789Z","v":1}
+//	{"file":"mysql-bin.000002","pos":1234,"gtid":"0-1-42","history":"3f9a0c12b7d4","saved_at":"2024-05-01T10:00:00.123456789Z","v":1,"owner":"dbsync producer@host pid 7 #5f0c..."}
 //
-// "history" is absent in checkpoints written before it existed.
+// "history" is absent in checkpoints written before it existed; "owner",
+// the lease owner that wrote it (Leaser), in checkpoints written without a
+// lease.
 type record struct {
 	File    *string    `json:"file"`
 	Pos     *uint32    `json:"pos"`
@@ -29,18 +31,25 @@ type record struct {
 	History string     `json:"history,omitempty"`
 	SavedAt *time.Time `json:"saved_at"`
 	V       *int       `json:"v"`
+	Owner   string     `json:"owner,omitempty"`
 }
 
 // encodeCheckpoint renders pos as the stored JSON value. It fails when pos
 // cannot be resumed from (position.Validate), so a bad position is never
 // written.
 func encodeCheckpoint(pos position.Position, now time.Time) ([]byte, error) {
+	return encodeCheckpointBy(pos, now, "")
+}
+
+// encodeCheckpointBy is encodeCheckpoint recording owner ("" for none) as
+// the writer.
+func encodeCheckpointBy(pos position.Position, now time.Time, owner string) ([]byte, error) {
 	if err := pos.Validate(); err != nil {
 		return nil, fmt.Errorf("refusing to save checkpoint: %w", err)
 	}
 	v := formatVersion
 	t := now.UTC()
-	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v})
+	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v, Owner: owner})
 }
 
 // decodeCheckpoint parses a stored value strictly: unknown fields, missing

@@ -30,3 +30,18 @@ func TestRedisKeepsTheContract(t *testing.T) {
 		return s
 	})
 }
+
+func TestRedisKeepsTheLeaseContract(t *testing.T) {
+	r := testenv.StartRedis(t)
+	storagetest.RunLeaser(t, func(t *testing.T, name string) storage.PositionStorager {
+		s, err := storage.OpenRedis(t.Context(), storage.RedisOptions{Addr: r.Addr(), Key: "dbsync:test:" + name}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, func(t *testing.T, name string) {
+		if err := r.Client(t).Del(t.Context(), "dbsync:test:"+name+":lease").Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

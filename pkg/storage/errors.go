@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/sirupsen/logrus"
@@ -27,6 +28,38 @@ var ErrUnavailable = errors.New("checkpoint store is unavailable")
 // ErrHeld is wrapped by errors from OpenBolt and Leaser.AcquireLease when
 // another running process (a producer, an admin command) holds the store.
 var ErrHeld = errors.New("checkpoint store is held by a running producer")
+
+// ErrLeaseLost is wrapped by errors from Save and Delete of a store whose
+// lease (Leaser) another process took, and by Lease.Err once the lease is
+// lost: the checkpoint was not written, and the process must stop writing
+// and publishing, since another producer now owns the checkpoint. It is
+// permanent (failure.IsPermanent) and carries a fix.
+var ErrLeaseLost = failure.WithFix(failure.Permanent(errors.New("checkpoint lease lost")),
+	"run one producer per source (one replica, one checkpoint key); this one stopped without writing the checkpoint. "+
+		"If the other producer is the one you mean to run, nothing to do; otherwise stop it and restart this one, which takes the lease again")
+
+// LeaseLostError is the error of a lost lease (it wraps ErrLeaseLost):
+// which checkpoint, who holds the lease now, and who held it. Callers that
+// say who took over find it with errors.As.
+type LeaseLostError struct {
+	// Where names the checkpoint ("redis checkpoint at ...").
+	Where string
+	// Holder is the lease's new owner; "" when the lease lapsed and nobody
+	// holds it, but another process wrote the checkpoint since.
+	Holder string
+	// Owner is the id the lease was held under.
+	Owner string
+}
+
+func (e *LeaseLostError) Error() string {
+	if e.Holder != "" {
+		return fmt.Sprintf("%s: %v to %q: another producer took the checkpoint (this process held it as %q)", e.Where, ErrLeaseLost, e.Holder, e.Owner)
+	}
+	return fmt.Sprintf("%s: %v: it lapsed, and another process wrote the checkpoint since (this process held it as %q)", e.Where, ErrLeaseLost, e.Owner)
+}
+
+// Unwrap returns ErrLeaseLost, so the error is permanent and has its fix.
+func (e *LeaseLostError) Unwrap() error { return ErrLeaseLost }
 
 // recoverHint is part of every ErrCorrupt message.
 const recoverHint = "dbsync will not guess a position"

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/test/testenv"
 )
@@ -280,5 +281,114 @@ func TestRedisHungServer(t *testing.T) {
 	}
 	if took > 5*time.Second {
 		t.Errorf("OpenRedis with default timeouts took %v, want < 5s", took)
+	}
+}
+
+// TestRedisTLS: the store works over TLS with the server's certificate
+// checked against the test CA (and a client certificate the server
+// requires); a server certificate of another CA, and a plaintext client on
+// the TLS port, are refused with a permanent error naming Redis.TLS.
+func TestRedisTLS(t *testing.T) {
+	pki := testenv.NewPKI(t)
+	r := testenv.StartRedisWith(t, testenv.RedisOptions{PKI: pki, VerifyClients: true})
+	ctx := testCtx(t)
+	s := openRedisT(t, RedisOptions{Addr: r.Addr(), Key: "tls", TLS: r.TLS.Clone()})
+	l := acquireT(t, s, "tls #1", time.Minute)
+	want := position.Position{File: "mysql-bin.000004", Pos: 44, GTID: "0-1-4"}
+	if err := s.Save(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx); err != nil || got != want {
+		t.Fatalf("Get over TLS = %v, %v", got, err)
+	}
+	l.Release()
+
+	untrusted := testenv.NewPKI(t).ClientTLS(t)
+	untrusted.ServerName = "127.0.0.1"
+	_, err := OpenRedis(ctx, RedisOptions{Addr: r.Addr(), TLS: untrusted}, testLogger(t))
+	t.Logf("another CA: %v", err)
+	assertContains(t, err, r.Addr(), "Redis.TLS", "not trusted")
+	if !failure.IsPermanent(err) || failure.Fix(err) == "" || errors.Is(err, ErrUnavailable) {
+		t.Errorf("an untrusted certificate must be permanent, with a fix, not unavailable: %v", err)
+	}
+
+	wrongName := r.TLS.Clone()
+	wrongName.ServerName = "redis.example.com"
+	_, err = OpenRedis(ctx, RedisOptions{Addr: r.Addr(), TLS: wrongName}, testLogger(t))
+	t.Logf("wrong name: %v", err)
+	assertContains(t, err, "Redis.TLS")
+
+	start := time.Now()
+	_, err = OpenRedis(ctx, RedisOptions{Addr: r.Addr()}, testLogger(t))
+	t.Logf("plaintext on the TLS port after %v: %v", time.Since(start), err)
+	if err == nil {
+		t.Fatal("a plaintext client on the TLS port succeeded")
+	}
+	assertContains(t, err, r.Addr(), "Redis.TLS")
+}
+
+// TestRedisACLUser: an ACL user allowed only the checkpoint's keys and the
+// store's commands (RedisACL) can do everything the store does; a wrong
+// password, or another key, is a permanent error naming the settings and
+// never the password.
+func TestRedisACLUser(t *testing.T) {
+	const pw, wrong = "acl-Pw-91f3", "not-the-Pw-77"
+	r := testenv.StartRedisWith(t, testenv.RedisOptions{
+		Password: "admin-Pw-5c2e",
+		Users:    []string{"dbsync on >" + pw + " " + RedisACL("dbsync:ckpt")},
+	})
+	ctx := testCtx(t)
+	s := openRedisT(t, RedisOptions{Addr: r.Addr(), Username: "dbsync", Password: pw, Key: "dbsync:ckpt"})
+	l := acquireT(t, s, "acl #1", 900*time.Millisecond)
+	want := position.Position{File: "mysql-bin.000005", Pos: 55}
+	if err := s.Save(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx); err != nil || got != want {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	time.Sleep(2 * time.Second) // a few refreshes, or the lease would have lapsed
+	if err := l.Err(); err != nil {
+		t.Fatalf("lease refreshed by the ACL user: %v", err)
+	}
+	l.Release()
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	noSecret := func(err error) {
+		t.Helper()
+		for _, secret := range []string{pw, wrong, "admin-Pw-5c2e"} {
+			if strings.Contains(err.Error(), secret) || strings.Contains(failure.Fix(err), secret) {
+				t.Errorf("error reveals a password: %v (fix: %s)", err, failure.Fix(err))
+			}
+		}
+	}
+	for _, c := range []struct{ name, user, pw string }{{"wrong password", "dbsync", wrong}, {"unknown user", "nobody", pw}, {"no password", "dbsync", ""}} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := OpenRedis(ctx, RedisOptions{Addr: r.Addr(), Username: c.user, Password: c.pw}, testLogger(t))
+			t.Logf("error: %v", err)
+			assertContains(t, err, r.Addr(), "rejected the credentials", "Redis.Username", "Redis.Password")
+			if !failure.IsPermanent(err) || errors.Is(err, ErrUnavailable) || !strings.Contains(failure.Fix(err), "Redis.PasswordFile") {
+				t.Errorf("a refused login must be permanent, with a fix naming the settings: %v (fix: %s)", err, failure.Fix(err))
+			}
+			noSecret(err)
+		})
+	}
+
+	// Another key is out of the user's reach.
+	other := openRedisT(t, RedisOptions{Addr: r.Addr(), Username: "dbsync", Password: pw, Key: "other"})
+	err := other.Save(ctx, want)
+	t.Logf("another key: %v (fix: %s)", err, failure.Fix(err))
+	assertContains(t, err, "ACL", `"dbsync"`, "Redis.Username")
+	if !failure.IsPermanent(err) || !strings.Contains(failure.Fix(err), "ACL SETUSER dbsync") {
+		t.Errorf("a missing permission must be permanent with the ACL fix: %v (fix: %s)", err, failure.Fix(err))
+	}
+	noSecret(err)
+}
+
+func TestRedisACLPattern(t *testing.T) {
+	if got := RedisACL("a*b"); !strings.Contains(got, `~a\*b `) || !strings.Contains(got, `~a\*b:lease `) {
+		t.Errorf("RedisACL(a*b) = %q", got)
 	}
 }

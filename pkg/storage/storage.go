@@ -39,9 +39,37 @@ type PositionStorager interface {
 // (redis). Whoever writes the checkpoint holds the lease, so a second
 // producer, or an admin command, cannot write it at the same time. A store
 // opened exclusively (bolt's file lock) needs none.
+//
+// Once a store holds a lease, its Save and Delete are fenced: they write
+// only while the lease is still this owner's, and fail with an error
+// wrapping ErrLeaseLost otherwise. A store that took no lease writes only
+// while nobody holds one.
 type Leaser interface {
-	// AcquireLease holds the store for owner until release is called (it
-	// lapses ttl after a crash). It fails with an error wrapping ErrHeld,
-	// naming the holder, while another owner holds it.
-	AcquireLease(ctx context.Context, owner string, ttl time.Duration) (release func(), err error)
+	// AcquireLease holds the store for owner (an id unique to this
+	// process) until the lease's Release; it lapses ttl after the holder
+	// stops refreshing it (a crash, a frozen process, a lost network). It
+	// fails with an error wrapping ErrHeld, naming the holder, while
+	// another owner holds it.
+	AcquireLease(ctx context.Context, owner string, ttl time.Duration) (Lease, error)
+}
+
+// Lease is a lease held on a store (Leaser.AcquireLease). It is refreshed
+// in the background until Release. Its methods are safe for concurrent use.
+type Lease interface {
+	// Owner is the id the lease is held under.
+	Owner() string
+	// Lost is closed once the lease is known to be lost: another owner
+	// holds it, or it lapsed and another process wrote the checkpoint
+	// since. A lost lease is never regained.
+	Lost() <-chan struct{}
+	// Err returns nil while the lease is held and was confirmed within its
+	// ttl. Once Lost is closed it returns an error wrapping ErrLeaseLost
+	// that names the new holder; while the lease could not be confirmed
+	// for longer than it is guaranteed (the store unreachable) it returns
+	// an error wrapping ErrUnavailable: the holder must not act on the
+	// store's behalf (publish) until the lease is confirmed again.
+	Err() error
+	// Release stops refreshing the lease and gives it back when it is
+	// still this owner's. Calling it again does nothing.
+	Release()
 }

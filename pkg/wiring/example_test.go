@@ -25,12 +25,12 @@ func ExampleOpenStore() {
 		return
 	}
 	defer store.Close()
-	release, err := wiring.HoldStore(ctx, store, "example") // a redis lease; bolt's file lock needs none
+	lease, err := wiring.HoldStore(ctx, store, "example") // a redis lease; bolt's file lock needs none
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer release()
+	defer lease.Release()
 	if err := store.Save(ctx, position.Position{File: "mysql-bin.000001", Pos: 4}); err != nil {
 		fmt.Println(err)
 	}

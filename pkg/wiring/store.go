@@ -2,6 +2,8 @@ package wiring
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -34,14 +36,25 @@ func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger, 
 	log = orDiscard(log)
 	switch cfg.Storage.DaoName {
 	case "redis":
+		mode := cfg.Redis.TLS.Effective(false)
+		tlsConfig, err := clientTLS("Redis.TLS", cfg.Redis.TLS, mode, cfg.Redis.Host)
+		if err != nil {
+			return nil, err
+		}
 		store, err := storage.OpenRedis(ctx, storage.RedisOptions{
 			Addr:     cfg.RedisAddr(),
+			Username: cfg.Redis.Username,
 			Password: cfg.Redis.Password,
+			TLS:      tlsConfig,
 			DB:       cfg.Redis.DB,
 			Key:      cfg.Storage.PosKey,
 		}, log)
 		if err != nil {
-			return nil, failure.WithFix(err, "start Redis there, or fix Redis.Host, Redis.Port and Redis.Password (DBSYNC_REDIS_HOST, DBSYNC_REDIS_PORT, DBSYNC_REDIS_PASSWORD)")
+			if failure.Fix(err) != "" {
+				return nil, err // the store named the setting to fix
+			}
+			return nil, failure.WithFix(err, "start Redis there, or fix Redis.Host, Redis.Port, Redis.Username and Redis.Password "+
+				"(DBSYNC_REDIS_HOST, DBSYNC_REDIS_PORT, DBSYNC_REDIS_USERNAME, DBSYNC_REDIS_PASSWORD)")
 		}
 		return store, nil
 	default:
@@ -83,21 +96,42 @@ func DescribeStore(cfg *config.Config) string {
 }
 
 // HoldStore takes store's lease for role when the store has one
-// (storage.Leaser), so no other process writes the checkpoint while it is
-// held; release gives it back. A store without a lease (bolt's file lock is
-// held while it is open) gets a release that does nothing. It fails with an
-// error wrapping storage.ErrHeld, naming the holder, while another process
-// holds it.
-func HoldStore(ctx context.Context, store storage.PositionStorager, role string) (release func(), err error) {
+// (storage.Leaser), under an owner id no other process (nor another call)
+// has, so no other process writes the checkpoint while it is held: the
+// store's Save fails with storage.ErrLeaseLost once another took it, and
+// the lease's Lost channel closes. Release gives it back. A store without a
+// lease (bolt's file lock is held while it is open) gets a lease that is
+// never lost. It fails with an error wrapping storage.ErrHeld, naming the
+// holder, while another process holds it.
+func HoldStore(ctx context.Context, store storage.PositionStorager, role string) (storage.Lease, error) {
 	l, ok := store.(storage.Leaser)
 	if !ok {
-		return func() {}, nil
+		return exclusive{}, nil
 	}
-	return l.AcquireLease(ctx, leaseOwner(role), leaseTTL)
+	owner, err := leaseOwner(role)
+	if err != nil {
+		return nil, err
+	}
+	return l.AcquireLease(ctx, owner, leaseTTL)
 }
 
-// leaseOwner names this process in a lease.
-func leaseOwner(role string) string {
+// leaseOwner is a lease owner id for role: random, so that every process
+// (every incarnation of a pod, whatever its host name and pid) holds its
+// own, with the role, host and pid for humans.
+func leaseOwner(role string) (string, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fmt.Errorf("make a checkpoint lease id: %w", err)
+	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s %s pid %d", role, host, os.Getpid())
+	return fmt.Sprintf("%s@%s pid %d #%s", role, host, os.Getpid(), hex.EncodeToString(id[:])), nil
 }
+
+// exclusive is the lease of a store opened exclusively (bolt's file lock):
+// held while the store is open, never lost.
+type exclusive struct{}
+
+func (exclusive) Owner() string         { return "" }
+func (exclusive) Lost() <-chan struct{} { return nil }
+func (exclusive) Err() error            { return nil }
+func (exclusive) Release()              {}

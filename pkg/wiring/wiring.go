@@ -31,8 +31,9 @@ type Components struct {
 	// SourceConfig how to open more (the binlog stream, the monitor's).
 	Source       *binlog.Source
 	SourceConfig binlog.Config
-
-	releaseStore func()
+	// Lease is the store's lease (see HoldStore): the producer stops at
+	// once when it is lost. Close releases it.
+	Lease storage.Lease
 }
 
 // Open connects the checkpoint store (and holds it for role: a redis lease;
@@ -48,7 +49,7 @@ func Open(ctx context.Context, cfg *config.Config, role string, log logrus.Field
 	if c.Store, err = OpenStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	if c.releaseStore, err = HoldStore(ctx, c.Store, role); err != nil {
+	if c.Lease, err = HoldStore(ctx, c.Store, role); err != nil {
 		return nil, err
 	}
 	if c.SourceConfig, err = SourceConfig(cfg); err != nil {
@@ -67,9 +68,9 @@ func (c *Components) Close() error {
 		c.Source.Close()
 		c.Source = nil
 	}
-	if c.releaseStore != nil {
-		c.releaseStore()
-		c.releaseStore = nil
+	if c.Lease != nil {
+		c.Lease.Release()
+		c.Lease = nil
 	}
 	if c.Store == nil {
 		return nil

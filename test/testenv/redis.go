@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,8 +20,9 @@ const (
 	redisStopTimeout  = 30 * time.Second
 )
 
-// Redis is a redis-server started by StartRedis or StartRedisWithPassword,
-// listening on Host:Port (127.0.0.1). Password is "" when none is required.
+// Redis is a redis-server started by StartRedis, StartRedisWithPassword or
+// StartRedisWith, listening on Host:Port (127.0.0.1). Password is the
+// default user's, "" when none is required.
 type Redis struct {
 	Host     string
 	Port     int
@@ -28,10 +31,30 @@ type Redis struct {
 	Dir string
 	// LogFile is the server's log.
 	LogFile string
+	// TLS is the client side of the server's TLS (trusting the test CA,
+	// presenting the client certificate, ServerName 127.0.0.1); nil when
+	// the server speaks plaintext.
+	TLS *tls.Config
 
+	opts RedisOptions
 	bin  string
 	mu   sync.Mutex
 	proc *Child
+}
+
+// RedisOptions configure StartRedisWith.
+type RedisOptions struct {
+	// Password is the default user's password ("" for none).
+	Password string
+	// PKI, when set, makes the server speak TLS only, with PKI's server
+	// certificate (Port is its tls-port; the plaintext port is off).
+	PKI *PKI
+	// VerifyClients makes a TLS server require a client certificate of
+	// PKI's CA.
+	VerifyClients bool
+	// Users are ACL users besides default, each the rules of one line of
+	// an ACL file after "user": "dbsync on >pw ~key ~key:lease +get".
+	Users []string
 }
 
 // StartRedis starts redis-server without a password on a free loopback
@@ -48,13 +71,39 @@ func StartRedis(t testing.TB) *Redis {
 // ("" for none).
 func StartRedisWithPassword(t testing.TB, password string) *Redis {
 	t.Helper()
+	return StartRedisWith(t, RedisOptions{Password: password})
+}
+
+// StartRedisWith is StartRedis with TLS and ACL users as opts say. With
+// Users, the users (and default, with opts.Password or none) are written to
+// an ACL file in Dir the server loads.
+func StartRedisWith(t testing.TB, opts RedisOptions) *Redis {
+	t.Helper()
 	dir := t.TempDir()
 	r := &Redis{
 		Host:     "127.0.0.1",
-		Password: password,
+		Password: opts.Password,
 		Dir:      dir,
 		LogFile:  filepath.Join(dir, "redis.log"),
+		opts:     opts,
 		bin:      mustFindBinary(t, "redis-server", "redis-server"),
+	}
+	if opts.PKI != nil {
+		r.TLS = opts.PKI.ClientTLS(t)
+		r.TLS.ServerName = r.Host
+	}
+	if len(opts.Users) > 0 {
+		def := "user default on nopass ~* &* +@all"
+		if opts.Password != "" {
+			def = "user default on >" + opts.Password + " ~* &* +@all"
+		}
+		lines := []string{def}
+		for _, u := range opts.Users {
+			lines = append(lines, "user "+u)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatalf("testenv: write the redis ACL file: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		r.mu.Lock()
@@ -85,27 +134,51 @@ func (r *Redis) Addr() string {
 	return addr(r.Host, r.Port)
 }
 
-// Client returns a go-redis client for the server (with its password),
-// closed at test cleanup.
+// Client returns a go-redis client for the server (as default, with its
+// password; over TLS when the server speaks it), closed at test cleanup.
 func (r *Redis) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password, TLSConfig: r.clientTLS()})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
+// clientTLS is a copy of r.TLS (nil for none).
+func (r *Redis) clientTLS() *tls.Config {
+	if r.TLS == nil {
+		return nil
+	}
+	return r.TLS.Clone()
+}
+
 // args is the redis-server command line.
 func (r *Redis) args() []string {
-	a := []string{
-		"--port", strconv.Itoa(r.Port),
+	a := []string{"--port", strconv.Itoa(r.Port)}
+	if p := r.opts.PKI; p != nil {
+		auth := "no"
+		if r.opts.VerifyClients {
+			auth = "yes"
+		}
+		a = []string{
+			"--port", "0",
+			"--tls-port", strconv.Itoa(r.Port),
+			"--tls-cert-file", p.ServerCert,
+			"--tls-key-file", p.ServerKey,
+			"--tls-ca-cert-file", p.CA,
+			"--tls-auth-clients", auth,
+		}
+	}
+	a = append(a,
 		"--bind", r.Host,
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", r.Dir,
 		"--logfile", r.LogFile,
 		"--daemonize", "no",
-	}
-	if r.Password != "" {
+	)
+	if len(r.opts.Users) > 0 {
+		a = append(a, "--aclfile", filepath.Join(r.Dir, "users.acl"))
+	} else if r.Password != "" {
 		a = append(a, "--requirepass", r.Password)
 	}
 	return a
@@ -136,7 +209,7 @@ func (r *Redis) start() error {
 	}
 
 	c := redis.NewClient(&redis.Options{
-		Addr: r.Addr(), Password: r.Password,
+		Addr: r.Addr(), Password: r.Password, TLSConfig: r.clientTLS(),
 		DialTimeout: time.Second, MaxRetries: -1,
 	})
 	defer c.Close()
@@ -171,7 +244,7 @@ func (r *Redis) Stop(t testing.TB) {
 		return
 	}
 	began := time.Now()
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password, TLSConfig: r.clientTLS(), MaxRetries: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), redisStopTimeout)
 	// SHUTDOWN closes the connection instead of replying: an I/O error is
 	// the expected outcome, the exit below is what counts.

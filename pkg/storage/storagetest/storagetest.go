@@ -1,6 +1,8 @@
 // Package storagetest holds the contract every storage.PositionStorager
-// keeps, as a suite an implementation runs on itself (Run), and an
-// in-memory store (Memory) for the tests of code that keeps a checkpoint.
+// keeps, as a suite an implementation runs on itself (Run), the contract of
+// a store several processes share under a lease (RunLeaser: fenced saves),
+// and an in-memory store (Memory) for the tests of code that keeps a
+// checkpoint.
 //
 // A new store passes Run before anything else uses it:
 //
