@@ -1,0 +1,239 @@
+package binlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dbsync/dbsync/pkg/failure"
+)
+
+// ErrClearTextPassword is matched (errors.Is) by the error of a connection
+// that was dropped because the server asked for the password in clear text
+// (an auth switch to mysql_clear_password) over an unencrypted connection:
+// dbsync never sends it so.
+var ErrClearTextPassword = errors.New("the server asked for the password in clear text (mysql_clear_password) over an unencrypted connection; dbsync refused to send it")
+
+// MySQL server error codes of a server that refuses unencrypted connections
+// (require_secure_transport=ON): MySQL's and MariaDB's.
+const (
+	errSecureTransportMySQL   = 3159 // ER_SECURE_TRANSPORT_REQUIRED (MySQL)
+	errSecureTransportMariaDB = 4151 // ER_SECURE_TRANSPORT_REQUIRED (MariaDB)
+)
+
+// tlsOptional reports whether a server that does not offer TLS is
+// connected to unencrypted (TLS mode "preferred").
+func (c *Config) tlsOptional() bool { return c.TLSMode == "preferred" }
+
+// tlsModeName is the TLS mode as the messages name it.
+func (c *Config) tlsModeName() string {
+	switch {
+	case c.TLSMode != "":
+		return c.TLSMode
+	case c.TLS != nil:
+		return "required"
+	}
+	return "disabled"
+}
+
+// connectClient opens a client connection with Config.TLS, refusing to
+// send the password in clear text over an unencrypted connection. With TLS
+// mode "preferred", a server that does not offer TLS is connected to
+// unencrypted (logged at info); in the other TLS modes it is refused. prepare
+// is applied to the connection before the handshake. Errors name the
+// address and carry a fix; a refusal retrying cannot change is permanent.
+func (c *Config) connectClient(ctx context.Context, log logrus.FieldLogger, prepare func(*client.Conn) error) (*client.Conn, error) {
+	conn, err := c.connectOnce(ctx, c.TLS, prepare)
+	if err != nil && c.TLS != nil && c.tlsOptional() && serverLacksTLS(err) {
+		log.WithField("addr", c.addr()).Info("the server offers no TLS: connecting unencrypted, as TLS mode preferred allows")
+		conn, err = c.connectOnce(ctx, nil, prepare)
+	}
+	return conn, err
+}
+
+// connectOnce opens one connection, with TLS when tlsCfg is set.
+func (c *Config) connectOnce(ctx context.Context, tlsCfg *tls.Config, prepare func(*client.Conn) error) (*client.Conn, error) {
+	timeout := c.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	guard := &authGuard{}
+	conn, err := client.ConnectWithDialer(ctx, "", c.addr(), c.User, c.Password, "", guard.dialer(timeout, tlsCfg == nil),
+		func(cc *client.Conn) error {
+			cc.SetTLSConfig(tlsCfg)
+			if prepare != nil {
+				return prepare(cc)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, c.connectError(err, tlsCfg != nil, guard)
+	}
+	return conn, nil
+}
+
+// connectError classifies the error of a failed connection attempt: a
+// clear-text password request, a server without TLS, a certificate that
+// was not accepted and a server that requires TLS are permanent errors with
+// their fix; others are returned as they are.
+func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
+	var me *mysql.MyError
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var badName x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case guard.refused():
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s, user %q: %w", c.addr(), c.User, ErrClearTextPassword)),
+			"give the account an authentication plugin that does not send the password in clear (mysql_native_password, caching_sha2_password, ed25519), "+
+				"or encrypt the connection: enable TLS on the server and set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA")
+	case withTLS && serverLacksTLS(err):
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s does not offer TLS, which Mysql.TLS.Mode %q requires", c.addr(), c.tlsModeName())),
+			"enable TLS on the server (ssl_cert and ssl_key in its config file), or on a trusted network set Mysql.TLS.Mode to preferred or disabled")
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &badName), errors.As(err, &invalid),
+		withTLS && strings.Contains(err.Error(), "is not signed by the configured CA"):
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s: TLS (Mysql.TLS.Mode %q): the server's certificate was not accepted: %w", c.addr(), c.tlsModeName(), err)),
+			"point Mysql.TLS.CA at the CA that signed the server's certificate, and Mysql.TLS.ServerName (default Mysql.Host) at a name the certificate carries")
+	case errors.As(err, &me) && (me.Code == errSecureTransportMySQL || me.Code == errSecureTransportMariaDB) ||
+		!withTLS && strings.Contains(err.Error(), "require_secure_transport"):
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s refuses unencrypted connections (the server has require_secure_transport=ON) and Mysql.TLS.Mode is %q: %w",
+			c.addr(), c.tlsModeName(), err)),
+			"set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA (the CA that signed the server's certificate), or at least to required")
+	}
+	return err
+}
+
+// serverLacksTLS reports whether err is go-mysql's refusal of a server
+// whose handshake does not offer TLS (no CLIENT_SSL capability).
+func serverLacksTLS(err error) bool {
+	return strings.Contains(err.Error(), "does not support TLS")
+}
+
+// tlsState returns the TLS state of conn, nil when it is not encrypted.
+func tlsState(conn *client.Conn) *tls.ConnectionState {
+	if conn == nil || conn.Conn == nil {
+		return nil
+	}
+	if tc, ok := conn.Conn.Conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		return &st
+	}
+	return nil
+}
+
+// tlsFields are the log fields describing a connection's encryption.
+func tlsFields(st *tls.ConnectionState) logrus.Fields {
+	if st == nil {
+		return logrus.Fields{"tls": "off"}
+	}
+	return logrus.Fields{"tls": tls.VersionName(st.Version), "cipher": tls.CipherSuiteName(st.CipherSuite)}
+}
+
+// authGuard watches the unencrypted connections it dials and drops one
+// whose server asks for the password in clear text, before the client
+// answers.
+type authGuard struct {
+	tripped atomic.Bool
+}
+
+// refused reports whether a connection was dropped for asking for the
+// clear-text password.
+func (g *authGuard) refused() bool { return g.tripped.Load() }
+
+// dialer dials TCP with timeout; with watch the connection is inspected
+// until authentication ends.
+func (g *authGuard) dialer(timeout time.Duration, watch bool) client.Dialer {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: timeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil || !watch {
+			return conn, err
+		}
+		return &guardConn{Conn: conn, guard: g}, nil
+	}
+}
+
+// clearPasswordSwitch is the start of an auth switch request (0xFE) to
+// mysql_clear_password.
+var clearPasswordSwitch = append([]byte{mysql.EOF_HEADER}, []byte(mysql.AUTH_CLEAR_PASSWORD+"\x00")...)
+
+// guardConn follows the server's packets of the connection phase: the
+// initial handshake, then auth switch / more data packets until OK or ERR.
+// An auth switch request to mysql_clear_password closes the connection and
+// fails the read that would have delivered it, so the client never sees it
+// and never sends the password.
+type guardConn struct {
+	net.Conn
+	guard *authGuard
+
+	done    bool    // authentication ended: pass everything through
+	packets int     // packets seen
+	hdr     [4]byte // the current packet's header, as far as read
+	hdrN    int
+	left    int    // payload bytes of the current packet not yet seen
+	head    []byte // the first bytes of the current payload
+}
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.done || n == 0 {
+		return n, err
+	}
+	if c.inspect(p[:n]) {
+		c.guard.tripped.Store(true)
+		_ = c.Conn.Close()
+		return 0, ErrClearTextPassword
+	}
+	return n, err
+}
+
+// inspect follows the packets in b and reports whether one is an auth
+// switch request to mysql_clear_password.
+func (c *guardConn) inspect(b []byte) bool {
+	for len(b) > 0 && !c.done {
+		if c.hdrN < 4 {
+			k := copy(c.hdr[c.hdrN:], b)
+			c.hdrN += k
+			b = b[k:]
+			if c.hdrN < 4 {
+				return false
+			}
+			c.left = int(c.hdr[0]) | int(c.hdr[1])<<8 | int(c.hdr[2])<<16
+			c.head = c.head[:0]
+		}
+		k := min(c.left, len(b))
+		if want := len(clearPasswordSwitch) - len(c.head); want > 0 {
+			c.head = append(c.head, b[:min(k, want)]...)
+		}
+		c.left -= k
+		b = b[k:]
+		if c.packets > 0 && len(c.head) > 0 {
+			switch c.head[0] {
+			case mysql.OK_HEADER, mysql.ERR_HEADER:
+				if c.left == 0 {
+					c.done = true
+				}
+			case mysql.EOF_HEADER:
+				if bytes.HasPrefix(c.head, clearPasswordSwitch) {
+					return true
+				}
+			}
+		}
+		if c.left == 0 {
+			c.packets++
+			c.hdrN = 0
+		}
+	}
+	return false
+}
