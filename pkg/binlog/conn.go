@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,12 @@ import (
 // (an auth switch to mysql_clear_password) over an unencrypted connection:
 // dbsync never sends it so.
 var ErrClearTextPassword = errors.New("the server asked for the password in clear text (mysql_clear_password) over an unencrypted connection; dbsync refused to send it")
+
+// ErrPlaintextLoginRefused is matched (errors.Is) by the error of a login
+// refused over an unencrypted connection by a server that offers TLS: the
+// server may require secure transport (MariaDB then answers "Access
+// denied"), or the credentials are wrong.
+var ErrPlaintextLoginRefused = errors.New("a server with require_secure_transport=ON refuses every unencrypted login this way")
 
 // MySQL server error codes of a server that refuses unencrypted connections
 // (require_secure_transport=ON): MySQL's and MariaDB's.
@@ -54,16 +61,22 @@ func (c *Config) tlsModeName() string {
 // is applied to the connection before the handshake. Errors name the
 // address and carry a fix; a refusal retrying cannot change is permanent.
 func (c *Config) connectClient(ctx context.Context, log logrus.FieldLogger, prepare func(*client.Conn) error) (*client.Conn, error) {
-	conn, err := c.connectOnce(ctx, c.TLS, prepare)
-	if err != nil && c.TLS != nil && c.tlsOptional() && serverLacksTLS(err) {
+	tlsCfg := c.TLS
+	conn, guard, err := c.connectOnce(ctx, tlsCfg, prepare)
+	if err != nil && tlsCfg != nil && c.tlsOptional() && serverLacksTLS(err) {
 		log.WithField("addr", c.addr()).Info("the server offers no TLS: connecting unencrypted, as TLS mode preferred allows")
-		conn, err = c.connectOnce(ctx, nil, prepare)
+		tlsCfg = nil
+		conn, guard, err = c.connectOnce(ctx, nil, prepare)
 	}
-	return conn, err
+	if err != nil {
+		return nil, c.connectError(err, tlsCfg != nil, guard)
+	}
+	return conn, nil
 }
 
-// connectOnce opens one connection, with TLS when tlsCfg is set.
-func (c *Config) connectOnce(ctx context.Context, tlsCfg *tls.Config, prepare func(*client.Conn) error) (*client.Conn, error) {
+// connectOnce opens one connection, with TLS when tlsCfg is set; guard
+// watched it.
+func (c *Config) connectOnce(ctx context.Context, tlsCfg *tls.Config, prepare func(*client.Conn) error) (*client.Conn, *authGuard, error) {
 	timeout := c.ConnectTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -77,16 +90,14 @@ func (c *Config) connectOnce(ctx context.Context, tlsCfg *tls.Config, prepare fu
 			}
 			return nil
 		})
-	if err != nil {
-		return nil, c.connectError(err, tlsCfg != nil, guard)
-	}
-	return conn, nil
+	return conn, guard, err
 }
 
 // connectError classifies the error of a failed connection attempt: a
 // clear-text password request, a server without TLS, a certificate that
-// was not accepted and a server that requires TLS are permanent errors with
-// their fix; others are returned as they are.
+// was not accepted, a server that requires TLS, and a login refused
+// unencrypted by a server that offers TLS are permanent errors with their
+// fix; others are returned as they are.
 func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
 	var me *mysql.MyError
 	var certErr *tls.CertificateVerificationError
@@ -110,6 +121,12 @@ func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s refuses unencrypted connections (the server has require_secure_transport=ON) and Mysql.TLS.Mode is %q: %w",
 			c.addr(), c.tlsModeName(), err)),
 			"set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA (the CA that signed the server's certificate), or at least to required")
+	case !withTLS && guard.serverOffersTLS() && IsRefusedLogin(err):
+		// MariaDB answers an unencrypted login to a server with
+		// require_secure_transport=ON with a plain "Access denied".
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s refused user %q over an unencrypted connection (Mysql.TLS.Mode %q) although it offers TLS: %w: %w", c.addr(), c.User, c.tlsModeName(), ErrPlaintextLoginRefused, err)),
+			"if the server requires secure transport (SELECT @@require_secure_transport), set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA; "+
+				"otherwise check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD)")
 	}
 	return err
 }
@@ -144,8 +161,13 @@ func tlsFields(st *tls.ConnectionState) logrus.Fields {
 // whose server asks for the password in clear text, before the client
 // answers.
 type authGuard struct {
-	tripped atomic.Bool
+	tripped   atomic.Bool
+	offersTLS atomic.Bool
 }
+
+// serverOffersTLS reports whether the server's initial handshake offered
+// TLS (CLIENT_SSL) on an unencrypted connection the guard watched.
+func (g *authGuard) serverOffersTLS() bool { return g.offersTLS.Load() }
 
 // refused reports whether a connection was dropped for asking for the
 // clear-text password.
@@ -213,7 +235,7 @@ func (c *guardConn) inspect(b []byte) bool {
 			c.head = c.head[:0]
 		}
 		k := min(c.left, len(b))
-		if want := len(clearPasswordSwitch) - len(c.head); want > 0 {
+		if want := maxHead - len(c.head); want > 0 {
 			c.head = append(c.head, b[:min(k, want)]...)
 		}
 		c.left -= k
@@ -231,9 +253,34 @@ func (c *guardConn) inspect(b []byte) bool {
 			}
 		}
 		if c.left == 0 {
+			if c.packets == 0 && c.guard != nil && handshakeOffersTLS(c.head) {
+				c.guard.offersTLS.Store(true)
+			}
 			c.packets++
 			c.hdrN = 0
 		}
 	}
 	return false
+}
+
+// maxHead is how much of a packet's payload the guard keeps: enough for
+// the initial handshake's capability flags and an auth switch's plugin
+// name.
+const maxHead = 160
+
+// handshakeOffersTLS reports whether the start of an initial handshake v10
+// payload has the CLIENT_SSL capability.
+func handshakeOffersTLS(p []byte) bool {
+	if len(p) < 2 || p[0] != mysql.ClassicProtocolVersion {
+		return false
+	}
+	end := bytes.IndexByte(p[1:], 0)
+	if end < 0 {
+		return false
+	}
+	pos := 1 + end + 1 + 4 + 8 + 1 // version, NUL, connection id, scramble, filler
+	if len(p) < pos+2 {
+		return false
+	}
+	return binary.LittleEndian.Uint16(p[pos:])&uint16(mysql.CLIENT_SSL) != 0
 }

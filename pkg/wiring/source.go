@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -70,7 +71,7 @@ func connectSource(ctx context.Context, cfg *config.Config, scfg binlog.Config, 
 	if err == nil {
 		return src, nil
 	}
-	if binlog.IsRefusedLogin(err) {
+	if binlog.IsRefusedLogin(err) && !errors.Is(err, binlog.ErrPlaintextLoginRefused) {
 		user := sqlQuote(cfg.Mysql.Username)
 		return nil, failure.WithFix(err, fmt.Sprintf("check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD); to create the account: "+
 			"CREATE USER %s@'%%' IDENTIFIED BY '...'; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", user, user))
