@@ -85,6 +85,9 @@ type Source struct {
 	serverID   uint32
 	collations map[uint64]string
 	tls        *tls.ConnectionState
+	// eventsPage is how many events a SHOW BINLOG EVENTS page holds; 0
+	// means the package's eventsPage (tests make it small).
+	eventsPage int
 }
 
 // Connect opens the administrative connection and detects the flavor. Wrong
