@@ -192,7 +192,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		ev, err := streamer.GetEvent(getCtx)
 		if err == nil && !accepted {
 			accepted = true
-			r.log.WithField("position", start.String()).Info("binlog stream started")
+			r.log.WithFields(logrus.Fields{"position": start.String(), "encrypted": usedTLS != nil}).Info("binlog stream started")
 			r.streamState(true, nil)
 		}
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
@@ -73,6 +74,11 @@ func connectSource(ctx context.Context, cfg *config.Config, scfg binlog.Config, 
 	}
 	if binlog.IsRefusedLogin(err) && !errors.Is(err, binlog.ErrPlaintextLoginRefused) {
 		user := sqlQuote(cfg.Mysql.Username)
+		var me *mysql.MyError
+		if errors.As(err, &me) && me.Code == mysql.ER_ACCESS_DENIED_NO_PASSWORD_ERROR {
+			return nil, failure.WithFix(err, fmt.Sprintf("the account cannot log in with a password (it authenticates another way, e.g. unix_socket): "+
+				"give it one (ALTER USER %s@'%%' IDENTIFIED BY '...') or set Mysql.Username (DBSYNC_MYSQL_USERNAME) to an account that has one", user))
+		}
 		return nil, failure.WithFix(err, fmt.Sprintf("check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD); to create the account: "+
 			"CREATE USER %s@'%%' IDENTIFIED BY '...'; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", user, user))
 	}

@@ -144,4 +144,11 @@ func TestSourceWithoutTLS(t *testing.T) {
 	streamOneInsert(t, m, sourceConfigFor(t, m, config.TLS{Mode: config.TLSDisabled}))
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSRequired}), `does not offer TLS, which Mysql.TLS.Mode "required" requires`, "Mysql.TLS.Mode")
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSVerifyIdentity, CA: pki.CA}), "does not offer TLS", "Mysql.TLS.Mode")
+
+	// An account that cannot log in with a password (unix_socket only):
+	// the server answers 1698, a refused login like 1045.
+	m.Exec(t, "CREATE USER 'sock'@'%' IDENTIFIED VIA unix_socket")
+	cfg := sourceConfigFor(t, m, config.TLS{})
+	cfg.Mysql.Username = "sock"
+	refused(t, cfg, "1698", "cannot log in with a password")
 }
