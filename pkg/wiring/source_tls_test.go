@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
@@ -142,6 +143,24 @@ func TestSourceWithoutTLS(t *testing.T) {
 		t.Errorf("preferred against a server without TLS: TLS state %v, want none", st)
 	}
 	streamOneInsert(t, m, sourceConfigFor(t, m, config.TLS{Mode: config.TLSDisabled}))
+
+	// The fallback is said at info level, and the connection's log line
+	// says it is unencrypted.
+	log, hook := logtest.NewNullLogger()
+	src, err := wiring.ConnectSource(t.Context(), sourceConfigFor(t, m, config.TLS{}), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	var fellBack, saidOff bool
+	for _, e := range hook.AllEntries() {
+		fellBack = fellBack || e.Level == logrus.InfoLevel && strings.Contains(e.Message, "offers no TLS: connecting unencrypted")
+		saidOff = saidOff || e.Message == "connected to source" && e.Data["tls"] == "off"
+	}
+	if !fellBack || !saidOff {
+		t.Errorf("preferred against a server without TLS: the log says fallback %v, tls=off %v", fellBack, saidOff)
+	}
+
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSRequired}), `does not offer TLS, which Mysql.TLS.Mode "required" requires`, "Mysql.TLS.Mode")
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSVerifyIdentity, CA: pki.CA}), "does not offer TLS", "Mysql.TLS.Mode")
 
