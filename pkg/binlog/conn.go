@@ -32,12 +32,10 @@ var ErrClearTextPassword = errors.New("the server asked for the password in clea
 // denied"), or the credentials are wrong.
 var ErrPlaintextLoginRefused = errors.New("a server with require_secure_transport=ON refuses every unencrypted login this way")
 
-// MySQL server error codes of a server that refuses unencrypted connections
-// (require_secure_transport=ON): MySQL's and MariaDB's.
-const (
-	errSecureTransportMySQL   = 3159 // ER_SECURE_TRANSPORT_REQUIRED (MySQL)
-	errSecureTransportMariaDB = 4151 // ER_SECURE_TRANSPORT_REQUIRED (MariaDB)
-)
+// errSecureTransport is MySQL's answer to an unencrypted connection when
+// require_secure_transport=ON (ER_SECURE_TRANSPORT_REQUIRED). MariaDB has
+// no such error: it answers "Access denied" (see ErrPlaintextLoginRefused).
+const errSecureTransport = 3159
 
 // tlsOptional reports whether a server that does not offer TLS is
 // connected to unencrypted (TLS mode "preferred").
@@ -58,8 +56,9 @@ func (c *Config) tlsModeName() string {
 // send the password in clear text over an unencrypted connection. With TLS
 // mode "preferred", a server that does not offer TLS is connected to
 // unencrypted (logged at info); in the other TLS modes it is refused. prepare
-// is applied to the connection before the handshake. Errors name the
-// address and carry a fix; a refusal retrying cannot change is permanent.
+// is applied to the connection before the handshake. The refusals retrying
+// cannot change (see connectError) are permanent errors naming the address,
+// with a fix; other errors are returned as go-mysql reports them.
 func (c *Config) connectClient(ctx context.Context, log logrus.FieldLogger, prepare func(*client.Conn) error) (*client.Conn, error) {
 	tlsCfg := c.TLS
 	conn, guard, err := c.connectOnce(ctx, tlsCfg, prepare)
@@ -116,7 +115,7 @@ func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
 		withTLS && strings.Contains(err.Error(), "is not signed by the configured CA"):
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s: TLS (Mysql.TLS.Mode %q): the server's certificate was not accepted: %w", c.addr(), c.tlsModeName(), err)),
 			"point Mysql.TLS.CA at the CA that signed the server's certificate, and Mysql.TLS.ServerName (default Mysql.Host) at a name the certificate carries")
-	case errors.As(err, &me) && (me.Code == errSecureTransportMySQL || me.Code == errSecureTransportMariaDB) ||
+	case errors.As(err, &me) && me.Code == errSecureTransport ||
 		!withTLS && strings.Contains(err.Error(), "require_secure_transport"):
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s refuses unencrypted connections (the server has require_secure_transport=ON) and Mysql.TLS.Mode is %q: %w",
 			c.addr(), c.tlsModeName(), err)),
