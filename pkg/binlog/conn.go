@@ -111,6 +111,9 @@ func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
 	case withTLS && serverLacksTLS(err):
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s does not offer TLS, which Mysql.TLS.Mode %q requires", c.addr(), c.tlsModeName())),
 			"enable TLS on the server (ssl_cert and ssl_key in its config file), or on a trusted network set Mysql.TLS.Mode to preferred or disabled")
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s: TLS (Mysql.TLS.Mode %q): the server's certificate has expired: %w", c.addr(), c.tlsModeName(), err)),
+			"renew the server's certificate (ssl_cert) and reload it (MariaDB: FLUSH SSL; MySQL: ALTER INSTANCE RELOAD TLS)")
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &badName), errors.As(err, &invalid),
 		withTLS && strings.Contains(err.Error(), "is not signed by the configured CA"):
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s: TLS (Mysql.TLS.Mode %q): the server's certificate was not accepted: %w", c.addr(), c.tlsModeName(), err)),

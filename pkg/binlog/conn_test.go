@@ -3,6 +3,8 @@ package binlog
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/failure"
@@ -211,5 +214,51 @@ func TestGuardConnInspect(t *testing.T) {
 				t.Errorf("%s, %d bytes a read: tripped %v, want %v", tc.name, step, tripped, tc.trip)
 			}
 		}
+	}
+}
+
+// TestConnectError: each refusal retrying cannot change is a permanent
+// error naming its cause, with a fix naming the setting; anything else is
+// returned as it is.
+func TestConnectError(t *testing.T) {
+	c := &Config{Host: "db", Port: 3306, User: "dbsync", Password: "pw-never-shown", TLSMode: "disabled"}
+	tripped, offers := &authGuard{}, &authGuard{}
+	tripped.tripped.Store(true)
+	offers.offersTLS.Store(true)
+	denied := &mysql.MyError{Code: 1045, Message: "Access denied for user 'dbsync'@'10.0.0.1' (using password: YES)"}
+	for _, tc := range []struct {
+		name    string
+		err     error
+		withTLS bool
+		guard   *authGuard
+		want    string // in the message; "" means the error is returned unchanged
+		fix     string
+	}{
+		{"clear-text password", errors.New("EOF"), false, tripped, "in clear text", "Mysql.TLS.Mode"},
+		{"no TLS", errors.New("the MySQL Server does not support TLS required by the client"), true, &authGuard{}, "does not offer TLS", "Mysql.TLS.Mode"},
+		{"expired", &tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}, true, &authGuard{}, "has expired", "renew"},
+		{"unknown CA", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, true, &authGuard{}, "not accepted", "Mysql.TLS.CA"},
+		{"MySQL requires secure transport", &mysql.MyError{Code: 3159, Message: "Connections using insecure transport are prohibited while --require_secure_transport=ON."}, false, &authGuard{}, "require_secure_transport=ON", "Mysql.TLS.Mode"},
+		{"MariaDB refuses unencrypted", denied, false, offers, "although it offers TLS", "Mysql.TLS.Mode"},
+		{"wrong password, no TLS offered", denied, false, &authGuard{}, "", ""},
+		{"network", errors.New("connection refused"), false, &authGuard{}, "", ""},
+	} {
+		got := c.connectError(tc.err, tc.withTLS, tc.guard)
+		switch {
+		case tc.want == "":
+			if got != tc.err {
+				t.Errorf("%s: %v, want the error unchanged", tc.name, got)
+			}
+		case !strings.Contains(got.Error(), tc.want) || !strings.Contains(failure.Fix(got), tc.fix) || !failure.IsPermanent(got):
+			t.Errorf("%s: %v (fix %q, permanent %v), want %q with a fix naming %q", tc.name, got, failure.Fix(got), failure.IsPermanent(got), tc.want, tc.fix)
+		case strings.Contains(got.Error(), c.Password) || strings.Contains(failure.Fix(got), c.Password):
+			t.Errorf("%s: the password leaks into %v", tc.name, got)
+		}
+	}
+	if !IsRefusedLogin(c.connectError(denied, false, offers)) {
+		t.Error("a login refused unencrypted is no longer a refused login")
+	}
+	if !IsRefusedLogin(&mysql.MyError{Code: 1698}) {
+		t.Error("1698 is not a refused login")
 	}
 }
