@@ -90,10 +90,14 @@ type Source struct {
 	eventsPage int
 }
 
-// Connect opens the administrative connection and detects the flavor. Wrong
-// credentials are a permanent error naming the user and address; an
-// unreachable server is a plain error naming the address. Both carry a fix
-// (failure.Fix).
+// Connect opens the administrative connection (encrypted with cfg.TLS, see
+// TLSMode) and detects the flavor. Wrong credentials are a permanent error
+// naming the user and address; so are a server without TLS when the mode
+// requires it, a server certificate that is not accepted, a server that
+// requires TLS when none is configured, and a server asking for the password
+// in clear text over an unencrypted connection (ErrClearTextPassword: the
+// password is never sent). An unreachable server is a plain error naming
+// the address. All carry a fix (failure.Fix).
 func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, error) {
 	s := &Source{cfg: cfg, log: log}
 	if err := s.connect(ctx); err != nil {
