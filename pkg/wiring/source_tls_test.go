@@ -156,6 +156,9 @@ func TestSourceWithoutTLS(t *testing.T) {
 	for _, e := range hook.AllEntries() {
 		fellBack = fellBack || e.Level == logrus.InfoLevel && strings.Contains(e.Message, "offers no TLS: connecting unencrypted")
 		saidOff = saidOff || e.Message == "connected to source" && e.Data["tls"] == "off"
+		if line, _ := e.String(); strings.Contains(line, tlsTestPassword) {
+			t.Errorf("the password leaks into the log: %s", line)
+		}
 	}
 	if !fellBack || !saidOff {
 		t.Errorf("preferred against a server without TLS: the log says fallback %v, tls=off %v", fellBack, saidOff)
