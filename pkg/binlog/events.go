@@ -72,16 +72,43 @@ func (s *Source) eachEvent(ctx context.Context, file string, fn func(binlogEvent
 
 // startsGroup reports whether a transaction (or a statement logged on its
 // own) may be resumed from at ev: a GTID event (MariaDB's, MySQL's, MySQL's
-// anonymous one), a BEGIN query (servers without GTID events), or an event
-// that opens or closes a binlog file.
-func startsGroup(ev binlogEvent) bool {
-	switch strings.ToLower(ev.Type) {
-	case "gtid", "anonymous_gtid", "format_desc", "rotate", "stop", "gtid_list", "binlog_checkpoint", "previous_gtids", "start_encryption":
+// anonymous one), a BEGIN query when the binlog has no GTID events
+// (withGTIDs false; with them, the transaction starts at the GTID event
+// before its BEGIN), or an event that opens or closes a binlog file.
+func startsGroup(ev binlogEvent, withGTIDs bool) bool {
+	switch {
+	case isGTIDEvent(ev):
 		return true
-	case "query":
-		return queryKind(ev.Info) == queryBegin
+	case strings.EqualFold(ev.Type, "Query"):
+		return !withGTIDs && queryKind(ev.Info) == queryBegin
+	}
+	switch strings.ToLower(ev.Type) {
+	case "format_desc", "rotate", "stop", "gtid_list", "binlog_checkpoint", "previous_gtids", "start_encryption":
+		return true
 	}
 	return false
+}
+
+func isGTIDEvent(ev binlogEvent) bool {
+	return strings.EqualFold(ev.Type, "Gtid") || strings.EqualFold(ev.Type, "Anonymous_Gtid")
+}
+
+// gtidProbeEvents bounds how many events hasGTIDs reads.
+const gtidProbeEvents = 1000
+
+// hasGTIDs reports whether file's transactions start with GTID events: its
+// first transaction (within gtidProbeEvents events) does.
+func (s *Source) hasGTIDs(ctx context.Context, file string) (bool, error) {
+	found, n := false, 0
+	err := s.eachEvent(ctx, file, func(ev binlogEvent) bool {
+		n++
+		if isGTIDEvent(ev) {
+			found = true
+			return false
+		}
+		return !strings.EqualFold(ev.Type, "Query") && n < gtidProbeEvents
+	})
+	return found, err
 }
 
 // boundaryScanPages bounds how far the search for the boundaries next to
@@ -110,8 +137,17 @@ func (s *Source) CheckBoundary(ctx context.Context, pos position.Position) error
 		return nil // the end of the file: the next event is written there
 	case evs[0].Pos != uint64(pos.Pos):
 		return s.notBoundary(ctx, pos, fmt.Sprintf("the server lists the event at %d instead", evs[0].Pos))
-	case !startsGroup(evs[0]):
+	case !startsGroup(evs[0], false):
 		return s.notBoundary(ctx, pos, fmt.Sprintf("the event there (%s%s) is inside a transaction", evs[0].Type, infoSuffix(evs[0].Info)))
+	case strings.EqualFold(evs[0].Type, "Query"):
+		// A BEGIN: the boundary only when no GTID event precedes it.
+		withGTIDs, err := s.hasGTIDs(ctx, pos.File)
+		if err != nil {
+			return err
+		}
+		if withGTIDs {
+			return s.notBoundary(ctx, pos, "the event there (Query: BEGIN) follows its transaction's GTID event, where the transaction starts")
+		}
 	}
 	return nil
 }
@@ -120,15 +156,16 @@ func (s *Source) CheckBoundary(ctx context.Context, pos position.Position) error
 // boundaries around it.
 func (s *Source) notBoundary(ctx context.Context, pos position.Position, why string) error {
 	var before, after, lastEnd uint64
-	scanned := 0
+	scanned, withGTIDs := 0, false
 	err := s.eachEvent(ctx, pos.File, func(ev binlogEvent) bool {
 		scanned++
 		lastEnd = ev.End
-		if ev.Pos > uint64(pos.Pos) && startsGroup(ev) {
+		withGTIDs = withGTIDs || isGTIDEvent(ev)
+		if ev.Pos > uint64(pos.Pos) && startsGroup(ev, withGTIDs) {
 			after = ev.Pos
 			return false
 		}
-		if ev.Pos < uint64(pos.Pos) && startsGroup(ev) {
+		if ev.Pos < uint64(pos.Pos) && startsGroup(ev, withGTIDs) {
 			before = ev.Pos
 		}
 		return scanned < boundaryScanPages*eventsPage

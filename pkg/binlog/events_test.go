@@ -83,3 +83,33 @@ func TestCheckBoundary(t *testing.T) {
 		t.Errorf("inside the first transaction: %v, want it to name %q", err, want)
 	}
 }
+
+// TestStartsGroup: GTID events (MariaDB's, MySQL's, anonymous) and a
+// file's framing events start a group; a BEGIN only in a binlog without
+// GTID events; the events inside a transaction never.
+func TestStartsGroup(t *testing.T) {
+	for _, tc := range []struct {
+		typ, info          string
+		noGTIDs, withGTIDs bool
+	}{
+		{"Gtid", "BEGIN GTID 0-1-5", true, true},
+		{"Anonymous_Gtid", "SET @@SESSION.GTID_NEXT= 'ANONYMOUS'", true, true},
+		{"Format_desc", "Server ver: 8.0.36, Binlog ver: 4", true, true},
+		{"Previous_gtids", "", true, true},
+		{"Rotate", "mysql-bin.000002;pos=4", true, true},
+		{"Query", "BEGIN", true, false},
+		{"Query", "COMMIT", false, false},
+		{"Table_map", "table_id: 18 (b.t)", false, false},
+		{"Write_rows", "table_id: 18 flags: STMT_END_F", false, false},
+		{"Xid", "COMMIT /* xid=10 */", false, false},
+		{"Annotate_rows", "INSERT INTO b.t VALUES (1)", false, false},
+	} {
+		ev := binlogEvent{Type: tc.typ, Info: tc.info}
+		if got := startsGroup(ev, false); got != tc.noGTIDs {
+			t.Errorf("%s %q without GTIDs: %v, want %v", tc.typ, tc.info, got, tc.noGTIDs)
+		}
+		if got := startsGroup(ev, true); got != tc.withGTIDs {
+			t.Errorf("%s %q with GTIDs: %v, want %v", tc.typ, tc.info, got, tc.withGTIDs)
+		}
+	}
+}
