@@ -5,7 +5,7 @@
 //	producer [-config PATH]                          stream (default ./config.json)
 //	producer doctor [-config PATH]                   check the source, broker and checkpoint store
 //	producer checkpoint show [-config PATH]          print the checkpoint
-//	producer checkpoint set [-config PATH] FILE POS  set it (source must still have it)
+//	producer checkpoint set [-config PATH] FILE POS  set it (a transaction boundary the source still has)
 //	producer checkpoint set [-config PATH] -gtid G   set it to just after transaction G
 //	producer checkpoint reset [-config PATH]         move it to the current (Mysql.StartAt) position
 //

@@ -14,10 +14,20 @@ import (
 // MySQL server error codes dbsync classifies.
 const (
 	errAccessDenied      = 1045 // ER_ACCESS_DENIED_ERROR
+	errAccessNoPassword  = 1698 // ER_ACCESS_DENIED_NO_PASSWORD_ERROR (e.g. a unix_socket-only account over TCP)
 	errDBAccessDenied    = 1044 // ER_DBACCESS_DENIED_ERROR
 	errSpecificAccess    = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR
 	errMasterFatalBinlog = 1236 // ER_MASTER_FATAL_ERROR_READING_BINLOG
 )
+
+// IsRefusedLogin reports whether err is the server's refusal of the
+// account: wrong user or password (1045), an account that cannot log in
+// with a password (1698, e.g. unix_socket authentication only), or no access
+// to the database (1044).
+func IsRefusedLogin(err error) bool {
+	var me *mysql.MyError
+	return errors.As(err, &me) && (me.Code == errAccessDenied || me.Code == errAccessNoPassword || me.Code == errDBAccessDenied)
+}
 
 // classify marks server errors that retrying cannot fix permanent, with
 // their fix (failure.Fix).
@@ -27,7 +37,7 @@ func (c *Config) classify(err error) error {
 		return err
 	}
 	switch me.Code {
-	case errAccessDenied, errDBAccessDenied:
+	case errAccessDenied, errAccessNoPassword, errDBAccessDenied:
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s refused user %q: %w", c.addr(), c.User, err)),
 			"check the user name and password dbsync connects with")
 	case errSpecificAccess:

@@ -11,44 +11,47 @@ import (
 // PositionAfterGTID finds the transaction with the given GTID (MariaDB
 // "0-1-42", MySQL "uuid:42") in the binlogs the server still has and returns
 // the position right after it: resuming there publishes everything after
-// that transaction. It fails, naming the GTID, when no binlog holds it.
+// that transaction. It reads the binlogs in pages (eventsPage events per
+// query), oldest first. It fails, naming the GTID, when no binlog holds it.
 func (s *Source) PositionAfterGTID(ctx context.Context, gtid string) (position.Position, error) {
 	files, err := s.BinaryLogs(ctx)
 	if err != nil {
 		return position.Position{}, err
 	}
 	for _, f := range files {
-		r, err := s.execute(ctx, "SHOW BINLOG EVENTS IN '"+strings.ReplaceAll(f.Name, "'", "")+"'")
-		if err != nil {
-			return position.Position{}, err
-		}
+		var after position.Position
 		found, inTx := false, false
-		for i := 0; i < r.RowNumber(); i++ {
-			typ, _ := r.GetString(i, 2)
-			end, _ := r.GetUint(i, 4)
-			info, _ := r.GetString(i, 5)
-			info = strings.TrimSpace(info)
+		err := s.eachEvent(ctx, f.Name, func(ev binlogEvent) bool {
+			typ, info := ev.Type, ev.Info
 			if !found {
 				if strings.EqualFold(typ, "Gtid") && gtidInfoMatches(info, gtid) {
 					found, inTx = true, strings.HasPrefix(strings.ToUpper(info), "BEGIN")
 				}
-				continue
+				return true
 			}
+			end := position.Position{File: f.Name, Pos: uint32(ev.End), GTID: gtid}
 			switch {
 			case strings.EqualFold(typ, "Xid"), strings.EqualFold(typ, "XA_prepare"):
-				return position.Position{File: f.Name, Pos: uint32(end), GTID: gtid}, nil
+				after = end
 			case strings.EqualFold(typ, "Query"):
 				switch queryKind(info) {
 				case queryBegin, queryInTx:
 					inTx = true
 				case queryCommit:
-					return position.Position{File: f.Name, Pos: uint32(end), GTID: gtid}, nil
+					after = end
 				default:
 					if !inTx {
-						return position.Position{File: f.Name, Pos: uint32(end), GTID: gtid}, nil
+						after = end
 					}
 				}
 			}
+			return after.File == ""
+		})
+		if err != nil {
+			return position.Position{}, err
+		}
+		if after.File != "" {
+			return after, nil
 		}
 		if found {
 			return position.Position{}, fmt.Errorf("GTID %s starts in %s but its transaction does not end there", gtid, f.Name)

@@ -52,13 +52,16 @@ func TestPositionAfterGTID(t *testing.T) {
 	g, want = step("INSERT INTO g.t VALUES (2), (3)")
 	cases = append(cases, tc{"insert", g, want})
 	step("INSERT INTO g.t VALUES (4)")
-	for _, c := range cases {
-		pos, err := src.PositionAfterGTID(t.Context(), c.gtid)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if got := pos.File + ":" + itoa(pos.Pos); got != c.want {
-			t.Errorf("%s: GTID %s → %s, want %s", c.name, c.gtid, got, c.want)
+	for _, page := range []int{0, 2, 3} { // the default, and pages of a few events
+		src.eventsPage = page
+		for _, c := range cases {
+			pos, err := src.PositionAfterGTID(t.Context(), c.gtid)
+			if err != nil {
+				t.Fatalf("page %d: %s: %v", page, c.name, err)
+			}
+			if got := pos.File + ":" + itoa(pos.Pos); got != c.want {
+				t.Errorf("page %d: %s: GTID %s → %s, want %s", page, c.name, c.gtid, got, c.want)
+			}
 		}
 	}
 	if _, err := src.PositionAfterGTID(t.Context(), "0-1-999"); err == nil {

@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -115,28 +116,49 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	if buffer <= 0 {
 		buffer = DefaultEventBuffer
 	}
-	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:                r.cfg.ServerID,
-		Flavor:                  r.src.Flavor(),
-		Host:                    r.cfg.Host,
-		Port:                    r.cfg.Port,
-		User:                    r.cfg.User,
-		Password:                r.cfg.Password,
-		Charset:                 r.cfg.Charset,
-		HeartbeatPeriod:         r.cfg.HeartbeatPeriod,
-		ReadTimeout:             r.cfg.ReadTimeout,
-		TimestampStringLocation: time.UTC,
-		ParseTime:               true, // time.Time: no Sprintf per DATETIME value
-		RenderJSONAsMySQLText:   true,
-		DisableRetrySync:        true, // the producer resumes from its checkpoint instead
-		Logger:                  logging.Slog(r.log),
-		EventCacheCount:         buffer,
-		VerifyChecksum:          true,
-	})
-	defer syncer.Close()
+	newSyncer := func(tlsCfg *tls.Config, guard *authGuard) *replication.BinlogSyncer {
+		timeout := r.cfg.ConnectTimeout
+		if timeout <= 0 {
+			timeout = 10 * time.Second
+		}
+		return replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+			ServerID:                r.cfg.ServerID,
+			Flavor:                  r.src.Flavor(),
+			Host:                    r.cfg.Host,
+			Port:                    r.cfg.Port,
+			User:                    r.cfg.User,
+			Password:                r.cfg.Password,
+			TLSConfig:               tlsCfg,
+			Dialer:                  guard.dialer(timeout, tlsCfg == nil),
+			Charset:                 r.cfg.Charset,
+			HeartbeatPeriod:         r.cfg.HeartbeatPeriod,
+			ReadTimeout:             r.cfg.ReadTimeout,
+			TimestampStringLocation: time.UTC,
+			ParseTime:               true, // time.Time: no Sprintf per DATETIME value
+			RenderJSONAsMySQLText:   true,
+			DisableRetrySync:        true, // the producer resumes from its checkpoint instead
+			Logger:                  logging.Slog(r.log),
+			EventCacheCount:         buffer,
+			VerifyChecksum:          true,
+		})
+	}
+	guard, usedTLS := &authGuard{}, r.cfg.TLS
+	syncer := newSyncer(usedTLS, guard)
 	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+	if err != nil && r.cfg.TLS != nil && r.cfg.tlsOptional() && serverLacksTLS(err) {
+		syncer.Close()
+		r.log.WithField("addr", r.cfg.addr()).Info("the server offers no TLS: streaming the binlog unencrypted, as TLS mode preferred allows")
+		guard, usedTLS = &authGuard{}, nil
+		syncer = newSyncer(nil, guard)
+		streamer, err = syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+	}
+	defer func() { syncer.Close() }()
 	if err != nil {
-		err = r.cfg.classifyDump(fmt.Errorf("start binlog stream at %s: %w", start, err))
+		if err2 := r.cfg.connectError(err, usedTLS != nil, guard); err2 != err {
+			err = err2
+		} else {
+			err = r.cfg.classifyDump(fmt.Errorf("start binlog stream at %s: %w", start, err))
+		}
 		r.streamState(false, err)
 		return err
 	}
@@ -170,7 +192,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		ev, err := streamer.GetEvent(getCtx)
 		if err == nil && !accepted {
 			accepted = true
-			r.log.WithField("position", start.String()).Info("binlog stream started")
+			r.log.WithFields(logrus.Fields{"position": start.String(), "encrypted": usedTLS != nil}).Info("binlog stream started")
 			r.streamState(true, nil)
 		}
 		if err != nil {

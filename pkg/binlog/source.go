@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,13 @@ type Config struct {
 	Port     uint16
 	User     string
 	Password string
+	// TLS, when set, encrypts every connection: the administrative ones and
+	// the binlog stream. nil connects unencrypted.
+	TLS *tls.Config
+	// TLSMode is the configured mode (Mysql.TLS.Mode) the TLS errors name.
+	// "preferred" connects unencrypted to a server that does not offer TLS
+	// (logged at info); with any other mode such a server is refused.
+	TLSMode string
 	// ServerID is the replica server id dbsync registers with. It must be
 	// unique among the server's replicas and differ from the server's own.
 	ServerID uint32
@@ -76,12 +84,20 @@ type Source struct {
 	version    string
 	serverID   uint32
 	collations map[uint64]string
+	tls        *tls.ConnectionState
+	// eventsPage is how many events a SHOW BINLOG EVENTS page holds; 0
+	// means the package's eventsPage (tests make it small).
+	eventsPage int
 }
 
-// Connect opens the administrative connection and detects the flavor. Wrong
-// credentials are a permanent error naming the user and address; an
-// unreachable server is a plain error naming the address. Both carry a fix
-// (failure.Fix).
+// Connect opens the administrative connection (encrypted with cfg.TLS, see
+// TLSMode) and detects the flavor. Wrong credentials are a permanent error
+// naming the user and address; so are a server without TLS when the mode
+// requires it, a server certificate that is not accepted, a server that
+// requires TLS when none is configured, and a server asking for the password
+// in clear text over an unencrypted connection (ErrClearTextPassword: the
+// password is never sent). An unreachable server is a plain error naming
+// the address. All carry a fix (failure.Fix).
 func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, error) {
 	s := &Source{cfg: cfg, log: log}
 	if err := s.connect(ctx); err != nil {
@@ -107,16 +123,12 @@ func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, 
 	}
 	sid, _ := strconv.ParseUint(id, 10, 32)
 	s.serverID = uint32(sid)
-	log.WithFields(logrus.Fields{"addr": cfg.addr(), "version": version, "flavor": s.flavor, "server_id": sid}).Info("connected to source")
+	log.WithFields(tlsFields(s.tls)).WithFields(logrus.Fields{"addr": cfg.addr(), "version": version, "flavor": s.flavor, "server_id": sid}).Info("connected to source")
 	return s, nil
 }
 
 func (s *Source) connect(ctx context.Context) error {
-	timeout := s.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	conn, err := client.ConnectWithContext(ctx, s.cfg.addr(), s.cfg.User, s.cfg.Password, "", timeout, func(c *client.Conn) error {
+	conn, err := s.cfg.connectClient(ctx, s.log, func(c *client.Conn) error {
 		// A server that stops answering must not hang a query (and with it
 		// a graceful stop) forever.
 		c.ReadTimeout, c.WriteTimeout = adminQueryTimeout, adminQueryTimeout
@@ -126,6 +138,9 @@ func (s *Source) connect(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		if failure.IsPermanent(err) {
+			return err
+		}
 		if err2 := s.cfg.classify(err); err2 != err {
 			return err2
 		}
@@ -133,8 +148,14 @@ func (s *Source) connect(ctx context.Context) error {
 			"check that the server is up and reachable at that address")
 	}
 	s.conn = conn
+	s.tls = tlsState(conn)
 	return nil
 }
+
+// TLS is the TLS state of the administrative connection as last opened:
+// protocol version, cipher and the server's certificates; nil when it is
+// not encrypted.
+func (s *Source) TLS() *tls.ConnectionState { return s.tls }
 
 // Flavor is "mysql" or "mariadb".
 func (s *Source) Flavor() string { return s.flavor }

@@ -380,6 +380,7 @@ func TestRunStan(t *testing.T) {
 	expect(t, r.Findings, CheckBroker, OK, "NATS Streaming at "+s.URL()+`, cluster "test-cluster"`, "")
 	expect(t, r.Findings, CheckCheckpoint, WARN, "no checkpoint yet in bolt file "+boltFile+": the producer will start at the server's current position", "Mysql.StartAt")
 	expect(t, r.Findings, CheckRetention, OK, "no checkpoint yet", "")
+	expect(t, r.Findings, CheckSourceTLS, WARN, `not encrypted (Mysql.TLS.Mode "preferred")`, "the server offers no TLS")
 	if _, err := os.Stat(boltFile); !os.IsNotExist(err) {
 		t.Errorf("Run created the checkpoint file %s (stat: %v)", boltFile, err)
 	}
@@ -387,14 +388,14 @@ func TestRunStan(t *testing.T) {
 		t.Errorf("healthy set-up failed: %v", r.Err())
 	}
 	for _, f := range r.Findings {
-		if f.Status != OK && f.Check != CheckCheckpoint {
+		if f.Status != OK && f.Check != CheckCheckpoint && f.Check != CheckSourceTLS {
 			t.Errorf("%s: %s %q", f.Check, f.Status, f.Detail)
 		}
 	}
 	var out bytes.Buffer
 	r.Print(&out)
 	t.Logf("report:\n%s", out.String())
-	if want := fmt.Sprintf("%d OK, 1 WARN, 0 FAIL\n", len(r.Findings)-1); !strings.HasSuffix(out.String(), want) {
+	if want := fmt.Sprintf("%d OK, 2 WARN, 0 FAIL\n", len(r.Findings)-2); !strings.HasSuffix(out.String(), want) {
 		t.Errorf("report does not end with %q", want)
 	}
 

@@ -46,6 +46,7 @@ func (s Status) String() string {
 // Names of the checks (Finding.Check).
 const (
 	CheckSource      = "source"
+	CheckSourceTLS   = "source_tls"
 	CheckLogBin      = "log_bin"
 	CheckFormat      = "binlog_format"
 	CheckRowImage    = "binlog_row_image"

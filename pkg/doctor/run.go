@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -17,7 +18,8 @@ import (
 // Run runs every check for cfg and never panics or returns early: the
 // checkpoint store (opened and read, never created), the source server
 // (connecting with cfg.Mysql; a refused or unreachable connection is a FAIL
-// finding, and the server checks are then skipped) and the broker (dialled,
+// finding, and the server checks are then skipped; the connection's TLS
+// state and the server certificate's expiry are a finding of their own) and the broker (dialled,
 // nothing created). log receives the components' own log entries; nil
 // discards them.
 func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) Report {
@@ -35,6 +37,11 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) Report
 	} else {
 		r.Findings = append(r.Findings, Finding{Check: CheckSource, Status: OK,
 			Detail: fmt.Sprintf("connected to %s as %q: %s (%s)", cfg.MysqlAddr(), cfg.Mysql.Username, src.Version(), src.Flavor())})
+		mode := cfg.Mysql.TLS.Mode
+		if mode == "" {
+			mode = config.DefaultMysqlTLSMode
+		}
+		r.Findings = append(r.Findings, judgeSourceTLS(src.TLS(), mode, time.Now()))
 		r.Findings = append(r.Findings, SourceChecks(ctx, src, cfg.Mysql.ServerID, checkpoint)...)
 		src.Close()
 	}

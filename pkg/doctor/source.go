@@ -2,12 +2,9 @@ package doctor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/failure"
@@ -159,10 +156,8 @@ func checkDump(ctx context.Context, s server) Finding {
 	if err == nil {
 		return Finding{Check: CheckDump, Status: OK, Detail: "the server streams its binlog to a replica connection"}
 	}
-	var me *mysql.MyError
-	refusedLogin := errors.As(err, &me) && (me.Code == mysql.ER_ACCESS_DENIED_ERROR || me.Code == mysql.ER_DBACCESS_DENIED_ERROR)
 	switch {
-	case refusedLogin:
+	case binlog.IsRefusedLogin(err):
 		return Finding{Check: CheckDump, Status: FAIL, Detail: err.Error(),
 			Fix: "check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD)"}
 	case failure.IsPermanent(err):

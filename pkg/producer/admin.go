@@ -15,6 +15,9 @@ type CheckpointSource interface {
 	CurrentPosition(ctx context.Context) (position.Position, error)
 	OldestPosition(ctx context.Context) (position.Position, error)
 	CheckResumable(ctx context.Context, pos position.Position) error
+	// CheckBoundary fails when pos is not the start of a transaction (or
+	// of a binlog file's framing, or its end).
+	CheckBoundary(ctx context.Context, pos position.Position) error
 	// PositionAfterGTID returns the position right after transaction gtid.
 	PositionAfterGTID(ctx context.Context, gtid string) (position.Position, error)
 }
@@ -22,7 +25,8 @@ type CheckpointSource interface {
 // SetCheckpoint stores pos as the checkpoint, after checking that src still
 // has it; with gtid set instead, the position right after that
 // transaction. pos must be a transaction boundary (a position from SHOW
-// MASTER STATUS, or the End_log_pos of an Xid event). The caller holds
+// MASTER STATUS, or the End_log_pos of an Xid event): any other position
+// is refused (CheckBoundary), naming the nearest boundaries. The caller holds
 // store, so no producer runs meanwhile.
 func SetCheckpoint(ctx context.Context, store storage.PositionStorager, src CheckpointSource, pos position.Position, gtid string, log logrus.FieldLogger) (position.Position, error) {
 	var err error
@@ -32,6 +36,9 @@ func SetCheckpoint(ctx context.Context, store storage.PositionStorager, src Chec
 		}
 	}
 	if err := src.CheckResumable(ctx, pos); err != nil {
+		return pos, err
+	}
+	if err := src.CheckBoundary(ctx, pos); err != nil {
 		return pos, err
 	}
 	pos.History = historyFor(ctx, store, src, log)

@@ -15,13 +15,22 @@ import (
 )
 
 // SourceConfig is the source connection's configuration from the Mysql
-// section, the table filter and policy (Tables) and the envelope's source
+// section (its TLS built from Mysql.TLS: an unreadable CA, certificate or
+// key is an error naming the setting), the table filter and policy (Tables) and the envelope's source
 // name (ProName without its trailing ".", else the source's address).
 func SourceConfig(cfg *config.Config) (binlog.Config, error) {
 	port, err := cfg.Mysql.Port.Int()
 	if err != nil {
 		return binlog.Config{}, failure.WithFix(fmt.Errorf("Mysql.Port %q: %w", cfg.Mysql.Port, err),
 			"set Mysql.Port (or DBSYNC_MYSQL_PORT) to the server's port, e.g. 3306")
+	}
+	mode := cfg.Mysql.TLS.Mode
+	if mode == "" {
+		mode = config.DefaultMysqlTLSMode
+	}
+	tlsCfg, err := clientTLS("Mysql.TLS", cfg.Mysql.TLS, mode, cfg.Mysql.Host)
+	if err != nil {
+		return binlog.Config{}, err
 	}
 	name := strings.TrimSuffix(cfg.ProName, ".")
 	if name == "" {
@@ -32,6 +41,8 @@ func SourceConfig(cfg *config.Config) (binlog.Config, error) {
 		Port:              uint16(port),
 		User:              cfg.Mysql.Username,
 		Password:          cfg.Mysql.Password,
+		TLS:               tlsCfg,
+		TLSMode:           mode,
 		ServerID:          cfg.Mysql.ServerID,
 		Flavor:            cfg.Mysql.Flavor,
 		Charset:           cfg.Mysql.Charset,
@@ -61,11 +72,18 @@ func connectSource(ctx context.Context, cfg *config.Config, scfg binlog.Config, 
 	if err == nil {
 		return src, nil
 	}
-	var me *mysql.MyError
-	if errors.As(err, &me) && (me.Code == mysql.ER_ACCESS_DENIED_ERROR || me.Code == mysql.ER_DBACCESS_DENIED_ERROR) {
+	if binlog.IsRefusedLogin(err) && !errors.Is(err, binlog.ErrPlaintextLoginRefused) {
 		user := sqlQuote(cfg.Mysql.Username)
+		var me *mysql.MyError
+		if errors.As(err, &me) && me.Code == mysql.ER_ACCESS_DENIED_NO_PASSWORD_ERROR {
+			return nil, failure.WithFix(err, fmt.Sprintf("the account cannot log in with a password (it authenticates another way, e.g. unix_socket): "+
+				"give it one (ALTER USER %s@'%%' IDENTIFIED BY '...') or set Mysql.Username (DBSYNC_MYSQL_USERNAME) to an account that has one", user))
+		}
 		return nil, failure.WithFix(err, fmt.Sprintf("check Mysql.Username and Mysql.Password (or DBSYNC_MYSQL_USERNAME, DBSYNC_MYSQL_PASSWORD); to create the account: "+
 			"CREATE USER %s@'%%' IDENTIFIED BY '...'; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", user, user))
+	}
+	if failure.IsPermanent(err) && failure.Fix(err) != "" {
+		return nil, err // TLS and authentication refusals carry their own fix
 	}
 	return nil, failure.WithFix(err, fmt.Sprintf("check that the server is up and reachable at %s (Mysql.Host, Mysql.Port; DBSYNC_MYSQL_HOST, DBSYNC_MYSQL_PORT)",
 		cfg.MysqlAddr()))

@@ -11,7 +11,7 @@ import (
 )
 
 // TestCheckpointCommands: show, set (by file and position, and by GTID) and
-// reset work on a stopped producer's store, and set and reset are refused
+// reset work, set refuses a position that is not a transaction boundary, on a stopped producer's store, and set and reset are refused
 // while a producer runs — for the bolt file and for redis.
 func TestCheckpointCommands(t *testing.T) {
 	t.Parallel()
@@ -70,6 +70,30 @@ func TestCheckpointCommands(t *testing.T) {
 			}
 			if code, out, stderr = e.Command("checkpoint", "set", "-gtid", gtid); code != 0 || !strings.Contains(out, "checkpoint set to mysql-bin.000001:") {
 				t.Fatalf("set -gtid %s: exit %d, out %q, stderr %s", gtid, code, out, stderr)
+			}
+			// A position inside an event, or inside a transaction, is refused
+			// with the nearest boundaries and a fix.
+			inside := ""
+			rows, err := e.DB.DB(t).Query("SHOW BINLOG EVENTS IN 'mysql-bin.000001'")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var file, typ, info string
+				var pos, serverID, end int64
+				if err := rows.Scan(&file, &pos, &typ, &serverID, &end, &info); err != nil {
+					t.Fatal(err)
+				}
+				if inside == "" && strings.HasPrefix(typ, "Table_map") {
+					inside = strconv.FormatInt(pos, 10)
+				}
+			}
+			rows.Close()
+			for _, pos := range []string{"5", inside} {
+				if code, _, stderr = e.Command("checkpoint", "set", "mysql-bin.000001", pos); code != 1 ||
+					!strings.Contains(stderr, "is not a transaction boundary") || !strings.Contains(stderr, "fix:") {
+					t.Errorf("set to mysql-bin.000001:%s: exit %d, stderr %s", pos, code, stderr)
+				}
 			}
 			// A position the server does not have is refused.
 			if code, _, stderr = e.Command("checkpoint", "set", "mysql-bin.000009", "4"); code != 1 || !strings.Contains(stderr, "mysql-bin.000009") {

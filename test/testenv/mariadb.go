@@ -34,6 +34,14 @@ type MariaDBOptions struct {
 	BinlogFormat string
 	// RowMetadata is binlog_row_metadata; "" means "FULL".
 	RowMetadata string
+	// TLS, when set, starts the server with TLS: its certificate and key
+	// are the PKI's server certificate (for 127.0.0.1 and localhost), its
+	// CA the PKI's CA. The package's own clients (DSN, DB, Exec) then
+	// connect with TLS, not checking the certificate.
+	TLS *PKI
+	// RequireSecureTransport sets require_secure_transport=ON: the server
+	// refuses unencrypted TCP connections. It needs TLS.
+	RequireSecureTransport bool
 	// ExtraArgs are appended to the mariadbd command line, after the
 	// package's own options, so they override them (e.g.
 	// "--binlog-row-image=MINIMAL", "--default-time-zone=+05:00").
@@ -80,6 +88,9 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 	if installDB == "" {
 		t.Fatalf("mariadb-install-db not found (looked in PATH and %s): install the mariadb-server package (scripts/test.sh does this)",
 			strings.Join(binDirs, ", "))
+	}
+	if opts.RequireSecureTransport && opts.TLS == nil {
+		t.Fatalf("testenv: MariaDBOptions.RequireSecureTransport needs TLS (a PKI)")
 	}
 	if opts.BinlogFormat == "" {
 		opts.BinlogFormat = "ROW"
@@ -148,9 +159,9 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 		}
 		t.Fatalf("testenv: start mariadb: %v", err)
 	}
-	t.Logf("testenv: mariadb on %s started in %s (install-db %s), binlog=%v format=%s row_metadata=%s",
+	t.Logf("testenv: mariadb on %s started in %s (install-db %s), binlog=%v format=%s row_metadata=%s tls=%v require_secure_transport=%v",
 		addr(m.Host, m.Port), time.Since(began).Round(time.Millisecond), installed.Round(time.Millisecond),
-		!opts.NoBinlog, opts.BinlogFormat, opts.RowMetadata)
+		!opts.NoBinlog, opts.BinlogFormat, opts.RowMetadata, opts.TLS != nil, opts.RequireSecureTransport)
 	return m
 }
 
@@ -194,6 +205,12 @@ func (m *MariaDB) args() []string {
 		"--binlog-format=" + m.opts.BinlogFormat,
 		"--binlog-row-image=FULL",
 		"--binlog-row-metadata=" + m.opts.RowMetadata,
+	}
+	if p := m.opts.TLS; p != nil {
+		a = append(a, "--ssl-ca="+p.CA, "--ssl-cert="+p.ServerCert, "--ssl-key="+p.ServerKey)
+	}
+	if m.opts.RequireSecureTransport {
+		a = append(a, "--require-secure-transport=ON")
 	}
 	if m.opts.NoBinlog {
 		a = append(a, "--skip-log-bin")
@@ -263,6 +280,9 @@ func (m *MariaDB) dsn(db string, extra ...string) string {
 	cfg.DBName = db
 	cfg.ParseTime = false
 	cfg.MultiStatements = true
+	if m.opts.TLS != nil {
+		cfg.TLSConfig = "skip-verify"
+	}
 	dsn := cfg.FormatDSN()
 	for _, kv := range extra {
 		if strings.Contains(dsn, "?") {
@@ -275,7 +295,8 @@ func (m *MariaDB) dsn(db string, extra ...string) string {
 }
 
 // DSN returns a go-sql-driver/mysql DSN for root on database db ("" for
-// none), with parseTime=false and multiStatements=true.
+// none), with parseTime=false and multiStatements=true (and tls=skip-verify
+// when the server was started with TLS).
 func (m *MariaDB) DSN(db string) string {
 	return m.dsn(db)
 }
