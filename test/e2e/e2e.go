@@ -99,6 +99,19 @@ func NewEnvBroker(t testing.TB, bin, broker string) *Env {
 // NewEnvWith is NewEnvBroker with MariaDB started with db.
 func NewEnvWith(t testing.TB, bin, broker string, db testenv.MariaDBOptions) *Env {
 	t.Helper()
+	return newEnv(t, bin, broker, db, testenv.NATSOptions{})
+}
+
+// NewJetStreamEnv is NewEnvBroker(t, bin, JetStream) with the NATS server
+// started with opts (TLS, authentication). The config gets no credentials
+// or TLS settings: the test sets JetStream.Auth and JetStream.TLS.
+func NewJetStreamEnv(t testing.TB, bin string, opts testenv.NATSOptions) *Env {
+	t.Helper()
+	return newEnv(t, bin, JetStream, testenv.MariaDBOptions{}, opts)
+}
+
+func newEnv(t testing.TB, bin, broker string, db testenv.MariaDBOptions, natsOpts testenv.NATSOptions) *Env {
+	t.Helper()
 	e := &Env{T: t, DB: testenv.StartMariaDB(t, db), Dir: t.TempDir(), bin: bin, Broker: broker}
 	e.DB.CreateReplicationUser(t, "dbsync", "secret")
 	e.Cfg = map[string]any{
@@ -116,7 +129,7 @@ func NewEnvWith(t testing.TB, bin, broker string, db testenv.MariaDBOptions) *En
 		e.Cfg["MQName"] = "stan"
 		e.Cfg["Stan"] = map[string]any{"Host": "nats://" + e.Stan.Host, "Port": strconv.Itoa(e.Stan.Port), "ClusterID": e.Stan.ClusterID, "ClientID": "dbsync-test"}
 	case JetStream:
-		e.NATS = testenv.StartNATS(t)
+		e.NATS = testenv.StartNATSWith(t, natsOpts)
 		e.Cfg["MQName"] = "jetstream"
 		e.Cfg["JetStream"] = map[string]any{"URL": e.NATS.URL(), "Stream": "DBSYNC"}
 	default:

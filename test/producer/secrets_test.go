@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/test/e2e"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // TestNoSecretInAnyOutput runs the producer with its own password, lets
@@ -92,4 +93,82 @@ func waitNotReady(t *testing.T, addr string) string {
 	}
 	t.Fatal("/readyz stayed ready while the broker was down")
 	return ""
+}
+
+// TestNoNATSSecretInAnyOutput runs the producer against a NATS server that
+// requires TLS and each kind of authentication (user/password from a file,
+// token, nkey seed, creds file): it streams a row with the right
+// credentials, then the doctor and the producer are run with wrong ones.
+// With user/password the broker is also taken away under the running
+// producer. No password, token, seed or creds file content may appear in
+// the producer's log, /readyz or the doctor's output.
+func TestNoNATSSecretInAnyOutput(t *testing.T) {
+	t.Parallel()
+	pki := testenv.NewPKI(t)
+	for _, tc := range testenv.NATSAuthCases(t, pki, "dbsync.>") {
+		t.Run(strings.ReplaceAll(tc.Kind, "/", "-"), func(t *testing.T) {
+			t.Parallel()
+			e := e2e.NewJetStreamEnv(t, producerBin, testenv.NATSOptions{Security: tc.Security})
+			e.Set("JetStream.TLS", map[string]any{"Mode": "verify_identity", "CA": pki.CA})
+			setNATSAuth(t, e, tc.Producer)
+			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY)")
+
+			p := e.Start()
+			e2e.WaitLog(t, p, "binlog stream started")
+			e.DB.Exec(t, "INSERT INTO shop.t VALUES (1)")
+			e.WaitFor("shop.t", 1, 30*time.Second)
+			outputs := map[string]string{}
+			if tc.Kind == "user/password" {
+				e.StopBroker()
+				outputs["/readyz"] = waitNotReady(t, e.HTTPAddr)
+				e.StartBroker()
+			}
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+			outputs["producer log"] = p.Output()
+
+			setNATSAuth(t, e, tc.Wrong)
+			_, doctorOut, doctorErr := e.Command("doctor")
+			outputs["doctor with wrong credentials"] = doctorOut + doctorErr
+			wrong := e.Start()
+			if code := wrong.Wait(30 * time.Second); code != 1 {
+				t.Fatalf("start with wrong credentials: exit %d, want 1:\n%s", code, wrong.Output())
+			}
+			outputs["producer log with wrong credentials"] = wrong.Output()
+			if !strings.Contains(wrong.Output(), "JetStream.Auth") {
+				t.Errorf("the refusal does not name the setting to fix:\n%s", wrong.Output())
+			}
+			for name, out := range outputs {
+				for _, secret := range tc.Secrets {
+					if strings.Contains(out, secret) {
+						t.Errorf("%s shows a secret of the %s case (%.6s…):\n%s", name, tc.Kind, secret, out)
+					}
+				}
+			}
+		})
+	}
+}
+
+// setNATSAuth puts c into the env's JetStream.Auth, the password and the
+// token through files (as a Kubernetes Secret volume would hold them).
+func setNATSAuth(t *testing.T, e *e2e.Env, c testenv.Credentials) {
+	t.Helper()
+	auth := map[string]any{}
+	if c.User != "" {
+		auth["User"] = c.User
+	}
+	if c.Password != "" {
+		auth["PasswordFile"] = testenv.SecretFile(t, "nats-password", c.Password)
+	}
+	if c.Token != "" {
+		auth["TokenFile"] = testenv.SecretFile(t, "nats-token", c.Token)
+	}
+	if c.NKeySeedFile != "" {
+		auth["NKeySeedFile"] = c.NKeySeedFile
+	}
+	if c.CredsFile != "" {
+		auth["CredsFile"] = c.CredsFile
+	}
+	e.Set("JetStream.Auth", auth)
 }
