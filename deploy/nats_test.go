@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,10 +19,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/config"
+	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/wiring"
 )
 
 // natsSet and natsContainer are the NATS StatefulSet and container.
@@ -199,6 +206,14 @@ func namedPort(c corev1.Container, name string) (corev1.ContainerPort, bool) {
 // holding the mounted files.
 func producerConfig(t *testing.T, b *base, c corev1.Container) *config.Config {
 	t.Helper()
+	return producerConfigEnv(t, b, c, nil)
+}
+
+// producerConfigEnv is producerConfig with the environment variables env
+// set (config.EnvOverrides), as an operator would set them on the
+// container.
+func producerConfigEnv(t *testing.T, b *base, c corev1.Container, env map[string]string) *config.Config {
+	t.Helper()
 	s := b.StatefulSets[producerSet].Obj
 	cfgPath, ok := flagValue(c.Args, "config")
 	if !ok {
@@ -213,7 +228,8 @@ func producerConfig(t *testing.T, b *base, c corev1.Container) *config.Config {
 		t.Fatalf("-config %s: %v", cfgPath, err)
 	}
 	rooted, _ := rootPaths(string(data), c, root)
-	cfg, err := config.Parse([]byte(rooted), path.Base(cfgPath), nil)
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Parse([]byte(rooted), path.Base(cfgPath), lookup)
 	if err != nil {
 		t.Fatalf("the producer's config: %v", err)
 	}
@@ -278,20 +294,23 @@ func (l *serverLog) text() string {
 }
 
 // TestNATSPermissions runs a real NATS server from the deployment's
-// config (TLS certificate and users as mounted, on a free port) and
-// connects as the producer, with the settings of its config.json, and as
-// a consumer, with the consumer Secret's seed: the producer creates its
-// stream and publishes row changes the way pkg/mq does; the consumer pulls
-// and acknowledges them the way pkg/client does. What each must not do
-// fails with a permissions violation: the consumer publishing to the
-// producer's subjects or changing the stream, the producer deleting it.
-// Plain-text and anonymous connections are refused, and no secret reaches
-// the server's log.
+// config (TLS certificate and users as mounted, on a free port) and runs
+// dbsync's own code against it: the producer's queue, opened by
+// wiring.OpenQueue from its config.json as loaded in the pod (its nkey seed
+// and CA as mounted, JetStream.URL pointed at the test server), creates
+// its stream and publishes the envelopes of a table, is opened again on
+// the existing stream, reads its newest message back and passes the
+// doctor's broker probe; the SDK (pkg/client), with the consumer Secret's
+// seed and the CA, consumes every change and acknowledges it, and resumes
+// after the last acknowledged one. What each user must not do fails with a
+// permissions violation: the consumer publishing to the producer's
+// subjects or changing the stream, the producer deleting or purging it.
+// Plain-text and anonymous connections are refused, and no
+// secret reaches the server's or the programs' logs.
 func TestNATSPermissions(t *testing.T) {
 	b, sec := exampleApp(t)
 	opts, _, _ := natsPod(t, b)
 	_, producer := podContainer(t, b, producerSet, producerContainer)
-	cfg := producerConfig(t, b, producer)
 
 	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
 	opts.NoSigs = true
@@ -321,62 +340,109 @@ func TestNATSPermissions(t *testing.T) {
 		t.Errorf("a TLS connection without credentials: %v, want an authorization violation", err)
 	}
 
-	// The producer, with the files its config names.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// step bounds one request: one a permission denies gets no answer.
+	step := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+
+	// The producer: its config.json as loaded in the pod, the broker's
+	// address overridden the way an operator would (DBSYNC_JETSTREAM_URL).
+	// The test certificate names 127.0.0.1, the host of that URL, and is
+	// signed by the CA the Secret mounts at JetStream.TLS.CA.
+	cfg := producerConfigEnv(t, b, producer, map[string]string{"DBSYNC_JETSTREAM_URL": tlsURL})
+	if mode := cfg.JetStream.TLS.Effective(true); mode != config.TLSVerifyIdentity {
+		t.Fatalf("the producer's JetStream.TLS is %q, want %q", mode, config.TLSVerifyIdentity)
+	}
+	stream := cfg.JetStream.Stream
+	var plog bytes.Buffer
+	plogger := logrus.New()
+	plogger.SetOutput(&plog)
+	plogger.SetLevel(logrus.DebugLevel)
+	plogger.SetFormatter(&logrus.JSONFormatter{})
+
+	// First start: the stream does not exist; the producer creates it and
+	// publishes a transaction of shop.orders (Publish) and another one with
+	// a dead-letter marker for a change it skipped (Send, then Wait).
+	q, err := wiring.OpenQueue(ctx, cfg, plogger)
+	if err != nil {
+		t.Fatalf("producer: wiring.OpenQueue against nats.conf (creating stream %s as the producer user): %v\nproducer log:\n%s", stream, err, plog.String())
+	}
+	orders := newOrderChanges(cfg, "shop", "orders")
+	first := orders.next(3)
+	if err := q.Publish(ctx, first); err != nil {
+		t.Fatalf("producer: Publish of %d changes of shop.orders: %v", len(first), err)
+	}
+	second := orders.next(2)
+	second = append(second, orders.marker(t, cfg.DeadLetter()))
+	if ap, ok := q.(mq.AsyncPublisher); !ok {
+		t.Errorf("producer: the JetStream queue is no mq.AsyncPublisher")
+	} else if p, err := ap.Send(ctx, second); err != nil {
+		t.Fatalf("producer: Send: %v", err)
+	} else if err := p.Wait(ctx); err != nil {
+		t.Fatalf("producer: Wait for the acknowledgements (with a marker on the dead letter subject %s): %v", cfg.DeadLetter(), err)
+	}
+	if p, ok := q.(mq.Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			t.Errorf("producer: Ping: %v", err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Errorf("producer: Close: %v", err)
+	}
+
+	// Restart: the stream exists; the producer checks it, reads its newest
+	// message (a first start refuses a stream holding changes, a later one
+	// skips what is held) and goes on.
+	q, err = wiring.OpenQueue(ctx, cfg, plogger)
+	if err != nil {
+		t.Fatalf("producer: wiring.OpenQueue on the existing stream %s: %v", stream, err)
+	}
+	defer q.Close()
+	if h, ok := q.(mq.HistoryReader); !ok {
+		t.Errorf("producer: the JetStream queue is no mq.HistoryReader")
+	} else if last, found, err := h.LastMessage(step()); err != nil || !found {
+		t.Errorf("producer: LastMessage: found %v, %v; want the marker %s", found, err, second[len(second)-1].ID)
+	} else if last.ID != second[len(second)-1].ID || last.Subject != cfg.DeadLetter() {
+		t.Errorf("producer: LastMessage is %s on %s, want %s on %s", last.ID, last.Subject, second[len(second)-1].ID, cfg.DeadLetter())
+	} else if _, err := envelope.SourceOf(last.Data); err != nil {
+		t.Errorf("producer: the newest message is not one of its own: %v", err)
+	}
+	orders.restart()
+	third := orders.next(2)
+	if err := q.Publish(ctx, third); err != nil {
+		t.Fatalf("producer: Publish after a restart: %v", err)
+	}
+	published := append(append(append([]mq.Message(nil), first...), second[:len(second)-1]...), third...)
+	stored := uint64(len(first) + len(second) + len(third))
+
+	// The doctor's probe, with the producer's credentials: it reads the
+	// account and the stream.
+	if probe, err := wiring.ProbeBroker(step(), cfg); err != nil {
+		t.Errorf("producer: wiring.ProbeBroker: %v", err)
+	} else if probe.Warning != "" {
+		t.Errorf("producer: wiring.ProbeBroker: %s (%s)", probe.Warning, probe.Fix)
+	}
+	if state := streamState(t, srv, stream); state.Msgs != stored {
+		t.Errorf("stream %s holds %d messages, want the %d the producer published", stream, state.Msgs, stored)
+	}
+
+	// What the producer never does is denied (a connection with the same
+	// seed and CA).
 	pv := &violations{}
 	pnc := connect(t, tlsURL, cfg.JetStream.TLS.CA, cfg.JetStream.Auth.NKeySeedFile, pv)
 	pjs, err := jetstream.New(pnc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := pjs.AccountInfo(ctx); err != nil {
-		t.Fatalf("producer: JetStream account info: %v", err)
-	}
-	if _, err := pjs.Stream(ctx, cfg.JetStream.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Fatalf("producer: stream info of the missing stream: %v, want ErrStreamNotFound", err)
-	}
-	scfg := jetstream.StreamConfig{
-		Name: cfg.JetStream.Stream, Subjects: cfg.StreamSubjects(), Retention: jetstream.LimitsPolicy,
-		Discard: jetstream.DiscardNew, MaxAge: cfg.JetStream.MaxAge.Duration(), MaxBytes: cfg.JetStream.MaxBytes,
-		Storage: jetstream.FileStorage, Replicas: cfg.JetStream.Replicas, Duplicates: cfg.JetStream.DuplicateWindow.Duration(),
-	}
-	st, err := pjs.CreateStream(ctx, scfg)
-	if err != nil {
-		t.Fatalf("producer: create stream %s: %v", scfg.Name, err)
-	}
-	if _, err := pjs.UpdateStream(ctx, scfg); err != nil {
-		t.Errorf("producer: update stream %s: %v", scfg.Name, err)
-	}
-	subject := cfg.ProName + "shop.orders"
-	for i, id := range []string{"mysql-bin.000001:4:0", "mysql-bin.000001:4:1"} {
-		m := nats.NewMsg(subject)
-		m.Data = []byte(fmt.Sprintf(`{"v":1,"id":%q}`, id))
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		m.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(i))
-		f, err := pjs.PublishMsgAsync(m)
-		if err != nil {
-			t.Fatalf("producer: publish to %s: %v", subject, err)
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatalf("producer: publish to %s: %v", subject, err)
-		case <-ctx.Done():
-			t.Fatalf("producer: publish to %s: no ack", subject)
-		}
-	}
-	if _, err := pjs.Publish(ctx, cfg.DeadLetter(), []byte(`{}`)); err != nil {
-		t.Errorf("producer: publish to the dead letter subject %s: %v", cfg.DeadLetter(), err)
-	}
-	info, err := st.Info(ctx)
+	st, err := pjs.Stream(step(), stream)
 	if err != nil {
 		t.Fatalf("producer: stream info: %v", err)
 	}
-	if _, err := st.GetMsg(ctx, info.State.LastSeq); err != nil {
-		t.Errorf("producer: read the last message (pkg/mq LastMessage): %v", err)
-	}
-	stored := info.State.Msgs
+	scfg := st.CachedInfo().Config
 
 	denied := func(who string, v *violations, what, apiSubject string, call func(ctx context.Context) error) {
 		t.Helper()
@@ -388,10 +454,10 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		v.waitFor(t, who, what, apiSubject)
 	}
-	denied("the producer", pv, "delete its stream", "$JS.API.STREAM.DELETE."+scfg.Name, func(ctx context.Context) error {
-		return pjs.DeleteStream(ctx, scfg.Name)
+	denied("the producer", pv, "delete its stream", "$JS.API.STREAM.DELETE."+stream, func(ctx context.Context) error {
+		return pjs.DeleteStream(ctx, stream)
 	})
-	denied("the producer", pv, "purge its stream", "$JS.API.STREAM.PURGE."+scfg.Name, func(ctx context.Context) error {
+	denied("the producer", pv, "purge its stream", "$JS.API.STREAM.PURGE."+stream, func(ctx context.Context) error {
 		return st.Purge(ctx)
 	})
 	denied("the producer", pv, "create another stream", "$JS.API.STREAM.CREATE.OTHER", func(ctx context.Context) error {
@@ -403,7 +469,8 @@ func TestNATSPermissions(t *testing.T) {
 		pv.waitFor(t, "the producer", "subscribe to the row changes", cfg.ProName+">")
 	}
 
-	// A consumer, with the seed of the consumer Secret and the CA.
+	// A consumer application: the SDK with the seed of the consumer Secret
+	// and the CA, as deploy/README.md tells consumers to mount them.
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "nats.nk")
 	ca := filepath.Join(dir, "ca.crt")
@@ -413,57 +480,62 @@ func TestNATSPermissions(t *testing.T) {
 	if err := os.WriteFile(ca, []byte(b.Secrets["dbsync-nats-tls"].Data["ca.crt"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var clog bytes.Buffer
+	clogger := logrus.New()
+	clogger.SetOutput(&clog)
+	clogger.SetLevel(logrus.DebugLevel)
+	clogger.SetFormatter(&logrus.JSONFormatter{})
+	var cerrs errorList
+	ccfg := client.Config{
+		Broker: client.BrokerJetStream, ClientID: "shop-app", Host: tlsURL,
+		NKeySeedFile: seed, TLS: client.TLS{CA: ca},
+		Stream: stream, Prefix: cfg.ProName, StartAt: client.StartAtFirst,
+		Logger: clogger, OnError: cerrs.add,
+	}
+	subject := cfg.ProName + "shop.orders"
+	consume(t, srv, ccfg, published, subject)
+	checkAcked(t, consumerOn(t, srv, stream, subject), streamState(t, srv, stream).LastSeq)
+
+	// The same application restarted, with another AckWait: the SDK
+	// updates its durable consumer and resumes after the last acknowledged
+	// change, so it gets only what was published since.
+	fourth := orders.next(2)
+	if err := q.Publish(ctx, fourth); err != nil {
+		t.Fatalf("producer: Publish: %v", err)
+	}
+	stored += uint64(len(fourth))
+	ccfg.AckWait = 3 * time.Second
+	consume(t, srv, ccfg, fourth, subject)
+	cons := consumerOn(t, srv, stream, subject)
+	if cons.Config.AckWait != ccfg.AckWait {
+		t.Errorf("the durable consumer's AckWait is %v after a restart with AckWait %v: the SDK could not update it", cons.Config.AckWait, ccfg.AckWait)
+	}
+	checkAcked(t, cons, streamState(t, srv, stream).LastSeq)
+	for _, e := range cerrs.list() {
+		t.Errorf("consumer: OnError: %s", e)
+	}
+	for _, l := range logLines(clog.String(), "warning", "error") {
+		t.Errorf("consumer: the SDK logged: %s", l)
+	}
+	for _, l := range logLines(plog.String(), "warning", "error") {
+		t.Errorf("producer: the queue logged: %s", l)
+	}
+
+	// What a consumer may not do, on a connection with its credentials.
 	cv := &violations{}
 	cnc := connect(t, tlsURL, ca, seed, cv)
 	cjs, err := jetstream.New(cnc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cjs.AccountInfo(ctx); err != nil {
+	// Read-only requests nats.conf grants besides the SDK's (for the nats
+	// CLI).
+	if _, err := cjs.AccountInfo(step()); err != nil {
 		t.Errorf("consumer: JetStream account info: %v", err)
 	}
-	if _, err := cjs.Stream(ctx, scfg.Name); err != nil {
+	if _, err := cjs.Stream(step(), stream); err != nil {
 		t.Errorf("consumer: stream info: %v", err)
 	}
-	durable := "shop-orders-app"
-	if _, err := cjs.Consumer(ctx, scfg.Name, durable); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("consumer: info of a missing durable consumer: %v, want ErrConsumerNotFound", err)
-	}
-	ccfg := jetstream.ConsumerConfig{
-		Durable: durable, FilterSubject: subject, AckPolicy: jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy, AckWait: 30 * time.Second, MaxAckPending: 1,
-	}
-	cons, err := cjs.CreateConsumer(ctx, scfg.Name, ccfg)
-	if err != nil {
-		t.Fatalf("consumer: create durable consumer %s: %v", durable, err)
-	}
-	ccfg.AckWait = 20 * time.Second
-	if _, err := cjs.UpdateConsumer(ctx, scfg.Name, ccfg); err != nil {
-		t.Errorf("consumer: update durable consumer %s: %v", durable, err)
-	}
-	if _, err := cjs.Consumer(ctx, scfg.Name, durable); err != nil {
-		t.Errorf("consumer: info of durable consumer %s: %v", durable, err)
-	}
-	for range 2 {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("consumer: fetch: %v", err)
-		}
-		var got []jetstream.Msg
-		for m := range batch.Messages() {
-			got = append(got, m)
-		}
-		if batch.Error() != nil || len(got) != 1 {
-			t.Fatalf("consumer: fetch returned %d message(s), error %v; want 1", len(got), batch.Error())
-		}
-		if err := got[0].InProgress(); err != nil {
-			t.Errorf("consumer: in progress: %v", err)
-		}
-		if err := got[0].DoubleAck(ctx); err != nil {
-			t.Errorf("consumer: acknowledge (with confirmation): %v", err)
-		}
-	}
-
 	// The SDK's dead letter subject is allowed (its stream is the
 	// operator's). Violations are reported in order, so once the one of a
 	// denied marker publish is in, one for the dead letter would be too.
@@ -509,20 +581,19 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		return s.Purge(ctx)
 	})
-	denied("a consumer", cv, "delete a durable consumer", "$JS.API.CONSUMER.DELETE."+scfg.Name+"."+durable, func(ctx context.Context) error {
-		return cjs.DeleteConsumer(ctx, scfg.Name, durable)
+	denied("a consumer", cv, "delete a durable consumer", "$JS.API.CONSUMER.DELETE."+scfg.Name+"."+cons.Name, func(ctx context.Context) error {
+		return cjs.DeleteConsumer(ctx, scfg.Name, cons.Name)
 	})
-	if info, err := st.Info(ctx); err != nil {
-		t.Errorf("producer: stream info: %v", err)
-	} else if info.State.Msgs != stored {
-		t.Errorf("the stream holds %d messages after the consumer's attempts, want %d: a consumer published row changes", info.State.Msgs, stored)
+	if state := streamState(t, srv, stream); state.Msgs != stored {
+		t.Errorf("the stream holds %d messages after the consumer's attempts, want %d: a consumer published row changes", state.Msgs, stored)
 	}
 
-	// Nothing secret in what the server logged.
-	logText := log.text()
-	for name, v := range map[string]string{"producer seed": sec.ProducerSeed, "consumer seed": sec.ConsumerSeed, "MySQL password": sec.MysqlPassword} {
-		if strings.Contains(logText, v) {
-			t.Errorf("the NATS server's log holds the %s", name)
+	// Nothing secret in what the server, the producer or the SDK logged.
+	for who, text := range map[string]string{"the NATS server's log": log.text(), "the producer's log": plog.String(), "the SDK's log": clog.String()} {
+		for name, v := range map[string]string{"producer seed": sec.ProducerSeed, "consumer seed": sec.ConsumerSeed, "MySQL password": sec.MysqlPassword} {
+			if strings.Contains(text, v) {
+				t.Errorf("%s holds the %s", who, name)
+			}
 		}
 	}
 }
@@ -541,4 +612,214 @@ func connect(t *testing.T, url, ca, seedFile string, v *violations) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// order is a row of shop.orders as a consumer application declares it.
+type order struct {
+	ID   int64
+	Item string
+}
+
+// orderChanges makes the envelopes the producer publishes for the inserts
+// into a table: consecutive binlog positions, each naming the change
+// before it (Prev) within a producer run.
+type orderChanges struct {
+	cfg       *config.Config
+	db, table string
+	pos       uint32
+	prev      string
+}
+
+func newOrderChanges(cfg *config.Config, db, table string) *orderChanges {
+	return &orderChanges{cfg: cfg, db: db, table: table, pos: 4}
+}
+
+func (o *orderChanges) source() envelope.Source {
+	return envelope.Source{Name: "dbsync-test", ServerID: uint32(o.cfg.Mysql.ServerID), File: "mysql-bin.000001", Pos: o.pos,
+		TS: time.Now().UTC().Truncate(time.Second)}
+}
+
+// next returns n inserts, one rows event each.
+func (o *orderChanges) next(n int) []mq.Message {
+	var out []mq.Message
+	for range n {
+		o.pos += 100
+		id := fmt.Sprintf("mysql-bin.000001:%d:0", o.pos)
+		env := envelope.Envelope{V: envelope.Version, ID: id, Source: o.source(), Prev: o.prev,
+			DB: o.db, Table: o.table, Type: envelope.TypeInsert, PK: []string{"id"},
+			After: map[string]json.RawMessage{"id": json.RawMessage(fmt.Sprint(o.pos)), "item": json.RawMessage(`"item-` + id + `"`)}}
+		data, err := json.Marshal(env)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, mq.Message{Subject: o.cfg.ProName + o.db + "." + o.table, ID: id, Data: data})
+		o.prev = id
+	}
+	return out
+}
+
+// marker returns the dead-letter marker of an insert the producer skipped.
+func (o *orderChanges) marker(t *testing.T, subject string) mq.Message {
+	t.Helper()
+	o.pos += 100
+	id := fmt.Sprintf("mysql-bin.000001:%d:0", o.pos)
+	u := envelope.Unpublishable{V: envelope.Version, Kind: envelope.KindUnpublishable, ID: id, Source: o.source(),
+		DB: o.db, Table: o.table, Type: envelope.TypeInsert, Subject: o.cfg.ProName + o.db + "." + o.table,
+		Reason: "larger than the broker accepts", Size: 2 << 20}
+	data, err := json.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mq.Message{Subject: subject, ID: id, Data: data}
+}
+
+// restart starts a new producer run: the next change names no Prev.
+func (o *orderChanges) restart() { o.prev = "" }
+
+// consume runs the SDK with cfg, subscribes to shop.orders and waits for
+// want, in order; it closes the client after.
+func consume(t *testing.T, srv *server.Server, cfg client.Config, want []mq.Message, subject string) {
+	t.Helper()
+	c, err := client.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("consumer: client.NewClient with the consumer's nkey seed and CA: %v", err)
+	}
+	defer c.Close()
+	got := make(chan client.Change[order], len(want)+16)
+	sub, err := client.Subscribe(c, "shop", "orders", func(_ context.Context, ch client.Change[order]) error {
+		got <- ch
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("consumer: client.Subscribe to shop.orders: %v", err)
+	}
+	if sub.Subject() != subject {
+		t.Errorf("consumer: subscribed to %s, the producer publishes %s", sub.Subject(), subject)
+	}
+	timeout := time.After(20 * time.Second)
+	for i, m := range want {
+		select {
+		case ch := <-got:
+			if ch.ID != m.ID || ch.After == nil || ch.After.Item != "item-"+m.ID {
+				t.Fatalf("consumer: change %d is %s (%+v), want %s", i, ch.ID, ch.After, m.ID)
+			}
+		case <-timeout:
+			t.Fatalf("consumer: change %d (%s) of %d never arrived (subscription error: %v; %s)", i, m.ID, len(want), sub.Err(), describeConsumers(t, srv, cfg.Stream, subject))
+		}
+	}
+	// Nothing more: no change comes twice, no marker reaches the table.
+	select {
+	case ch := <-got:
+		t.Errorf("consumer: an unexpected change %s after the %d published", ch.ID, len(want))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("consumer: Close: %v", err)
+	}
+}
+
+// streamState is the state of stream as the server holds it (read
+// through its monitoring, not a client's permissions).
+func streamState(t *testing.T, srv *server.Server, stream string) server.StreamState {
+	t.Helper()
+	for _, sd := range jsz(t, srv) {
+		if sd.Name == stream {
+			return sd.State
+		}
+	}
+	t.Fatalf("the server has no stream %s", stream)
+	return server.StreamState{}
+}
+
+// consumerOn returns the durable consumer of stream filtering subject, as
+// the server holds it.
+func consumerOn(t *testing.T, srv *server.Server, stream, subject string) *server.ConsumerInfo {
+	t.Helper()
+	var found []*server.ConsumerInfo
+	for _, sd := range jsz(t, srv) {
+		for _, ci := range sd.Consumer {
+			if sd.Name == stream && ci.Config != nil && ci.Config.FilterSubject == subject {
+				found = append(found, ci)
+			}
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d durable consumers on stream %s filter %s, want the SDK's one", len(found), stream, subject)
+	}
+	return found[0]
+}
+
+func jsz(t *testing.T, srv *server.Server) []server.StreamDetail {
+	t.Helper()
+	info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true, Config: true})
+	if err != nil {
+		t.Fatalf("nats-server Jsz: %v", err)
+	}
+	var out []server.StreamDetail
+	for _, a := range info.AccountDetails {
+		out = append(out, a.Streams...)
+	}
+	return out
+}
+
+// describeConsumers says what the server holds of the consumers of
+// stream filtering subject: how far each got and what awaits an ack.
+func describeConsumers(t *testing.T, srv *server.Server, stream, subject string) string {
+	t.Helper()
+	var parts []string
+	for _, sd := range jsz(t, srv) {
+		for _, ci := range sd.Consumer {
+			if sd.Name == stream && ci.Config != nil && ci.Config.FilterSubject == subject {
+				parts = append(parts, fmt.Sprintf("durable consumer %s: delivered up to stream sequence %d, acknowledged up to %d, %d awaiting an ack, %d redelivered",
+					ci.Name, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumAckPending, ci.NumRedelivered))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "the server holds no durable consumer on " + subject
+	}
+	return "the server holds " + strings.Join(parts, "; ")
+}
+
+// checkAcked checks that the server holds every message of cons up to
+// stream sequence last as acknowledged: the SDK's acks reached it.
+func checkAcked(t *testing.T, cons *server.ConsumerInfo, last uint64) {
+	t.Helper()
+	if cons.AckFloor.Stream != last || cons.NumAckPending != 0 || cons.NumPending != 0 || cons.NumRedelivered != 0 {
+		t.Errorf("durable consumer %s: acknowledged up to stream sequence %d (want %d), %d awaiting an ack, %d not delivered, %d redelivered: "+
+			"the SDK's acknowledgements did not reach the server (nats.conf: the consumer may publish $JS.ACK.<stream>.>)",
+			cons.Name, cons.AckFloor.Stream, last, cons.NumAckPending, cons.NumPending, cons.NumRedelivered)
+	}
+}
+
+// errorList collects the errors the SDK reports (client.Config.OnError).
+type errorList struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (l *errorList) add(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err.Error())
+}
+
+func (l *errorList) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.errs...)
+}
+
+// logLines returns the lines of a JSON logrus log at one of levels.
+func logLines(text string, levels ...string) []string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		var e struct {
+			Level string `json:"level"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && slices.Contains(levels, e.Level) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
