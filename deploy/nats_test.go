@@ -304,8 +304,8 @@ func (l *serverLog) text() string {
 // seed and the CA, consumes every change and acknowledges it, and resumes
 // after the last acknowledged one. What each user must not do fails with a
 // permissions violation: the consumer publishing to the producer's
-// subjects or changing the stream, the producer deleting or purging it.
-// Plain-text and anonymous connections are refused, and no
+// subjects or changing the stream, the producer deleting, purging or
+// updating it. Plain-text and anonymous connections are refused, and no
 // secret reaches the server's or the programs' logs.
 func TestNATSPermissions(t *testing.T) {
 	b, sec := exampleApp(t)
@@ -459,6 +459,12 @@ func TestNATSPermissions(t *testing.T) {
 	})
 	denied("the producer", pv, "purge its stream", "$JS.API.STREAM.PURGE."+stream, func(ctx context.Context) error {
 		return st.Purge(ctx)
+	})
+	denied("the producer", pv, "update its stream (it never does: an existing stream is checked, not changed)", "$JS.API.STREAM.UPDATE."+stream, func(ctx context.Context) error {
+		upd := scfg
+		upd.MaxAge = time.Hour
+		_, err := pjs.UpdateStream(ctx, upd)
+		return err
 	})
 	denied("the producer", pv, "create another stream", "$JS.API.STREAM.CREATE.OTHER", func(ctx context.Context) error {
 		_, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
