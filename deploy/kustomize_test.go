@@ -26,8 +26,8 @@ type built struct {
 	Namespaces      map[string]string // kind/name -> namespace
 }
 
-// kustomizeBuild runs `kubectl kustomize dir` (kubectl's embedded
-// kustomize) and decodes every object strictly. kubectl must be on PATH.
+// kustomizeBuild builds dir with kustomize (the library kubectl
+// embeds) and decodes every object strictly.
 func kustomizeBuild(t *testing.T, dir string) *built {
 	t.Helper()
 	out, err := runKustomize(t, dir)
@@ -36,7 +36,7 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 	}
 	docs, _, err := splitYAML(out)
 	if err != nil {
-		t.Fatalf("kubectl kustomize %s: output: %v", dir, err)
+		t.Fatalf("kustomize build %s: output: %v", dir, err)
 	}
 	b := &built{
 		StatefulSets: map[string]*appsv1.StatefulSet{}, Services: map[string]*corev1.Service{},
@@ -52,7 +52,7 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 			} `json:"metadata"`
 		}
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			t.Fatalf("kubectl kustomize %s: object %d: %v", dir, i+1, err)
+			t.Fatalf("kustomize build %s: object %d: %v", dir, i+1, err)
 		}
 		var obj any
 		switch tm.Kind {
@@ -72,11 +72,11 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 			o := &corev1.Secret{}
 			b.Secrets[tm.Metadata.Name], obj = o, o
 		default:
-			t.Errorf("kubectl kustomize %s: %s %q is a kind the test does not decode", dir, tm.Kind, tm.Metadata.Name)
+			t.Errorf("kustomize build %s: %s %q is a kind the test does not decode", dir, tm.Kind, tm.Metadata.Name)
 			continue
 		}
 		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
-			t.Errorf("kubectl kustomize %s: %s %q: strict decoding: %v", dir, tm.Kind, tm.Metadata.Name, err)
+			t.Errorf("kustomize build %s: %s %q: strict decoding: %v", dir, tm.Kind, tm.Metadata.Name, err)
 		}
 		b.Namespaces[tm.Kind+"/"+tm.Metadata.Name] = tm.Metadata.Namespace
 	}
@@ -110,9 +110,9 @@ func TestOverlayNeedsSecretFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := runKustomize(t, filepath.Join(dir, overlayDir)); err == nil {
-		t.Errorf("kubectl kustomize built the example overlay without secrets/producer.nk")
+		t.Errorf("kustomize built the example overlay without secrets/producer.nk")
 	} else if !strings.Contains(err.Error(), "producer.nk") {
-		t.Errorf("kubectl kustomize without secrets/producer.nk: the error does not name the file: %v", err)
+		t.Errorf("kustomize build without secrets/producer.nk: the error does not name the file: %v", err)
 	}
 	if _, err := loadBase(filepath.Join(dir, overlayDir)); err == nil || !strings.Contains(err.Error(), "producer.nk") {
 		t.Errorf("loadBase without secrets/producer.nk: %v, want an error naming the file", err)
@@ -128,7 +128,7 @@ func TestOverlayNeedsSecretFiles(t *testing.T) {
 func TestKustomizeBuild(t *testing.T) {
 	base := kustomizeBuild(t, baseDir)
 	for name := range base.Secrets {
-		t.Errorf("kubectl kustomize %s yields Secret %q: the base must not create Secrets", baseDir, name)
+		t.Errorf("kustomize build %s yields Secret %q: the base must not create Secrets", baseDir, name)
 	}
 
 	dir, sec := exampleDir(t)

@@ -80,6 +80,15 @@ func dialJetStream(opts jetstreamOptions, log logrus.FieldLogger) (*jetstreamTra
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
+		// Asynchronous errors (a permissions violation, a slow consumer)
+		// reach the consumer's log instead of nats' default print.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				log.WithError(err).Error("the NATS user may not do this: allow it to consume from the stream (publish to $JS.API.CONSUMER.> and $JS.ACK.>, subscribe to _INBOX.>)")
+				return
+			}
+			log.WithError(err).Warn("NATS asynchronous error")
+		}),
 	}, opts.Security...)...)
 	if err != nil {
 		err = mq.AuthError(redact.Error(err, redact.Text))
