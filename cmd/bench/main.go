@@ -8,7 +8,7 @@
 // docs/benchmarks.md, with a description of the machine.
 //
 //	go run ./cmd/bench [-rows N] [-tx N] [-runs K] [-rate R] [-duration D]
-//	                   [-brokers stan,jetstream] [-out docs/benchmarks.md] ...
+//	                   [-brokers stan,jetstream,jetstream-embedded] [-out docs/benchmarks.md] ...
 //
 // It starts its own MariaDB and brokers on free loopback ports and builds
 // the producer from the current source first. Progress goes to stderr. Exit
@@ -57,7 +57,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	fs.IntVar(&o.Runs, "runs", 3, "runs of every measurement; the report shows medians")
 	fs.Float64Var(&o.Rate, "rate", 1000, "commits per second of the latency measurement")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long the latency measurement writes")
-	brokers := fs.String("brokers", "stan,jetstream", "comma-separated brokers to measure: stan, jetstream")
+	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of the producer and of the broker's process for every end-to-end run into this directory")
+	brokers := fs.String("brokers", strings.Join(bench.Brokers, ","), "comma-separated brokers to measure: "+strings.Join(bench.Brokers, ", ")+" (JetStream in a server process of its own, or embedded in the producer)")
 	fs.StringVar(&o.Out, "out", "docs/benchmarks.md", "Markdown report to write (\"\" for none)")
 	fs.BoolVar(&o.SkipLatency, "skip-latency", false, "skip the latency measurement")
 	fs.BoolVar(&o.SkipSink, "skip-sink", false, "skip the sink ceiling")
@@ -77,15 +78,15 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	var errs []error
 	for _, b := range strings.Split(*brokers, ",") {
 		switch b = strings.TrimSpace(b); b {
-		case bench.BrokerStan, bench.BrokerJetStream:
+		case bench.BrokerStan, bench.BrokerJetStream, bench.BrokerJetStreamEmbedded:
 			o.Brokers = append(o.Brokers, b)
 		case "":
 		default:
-			errs = append(errs, fmt.Errorf("-brokers: unknown broker %q; use stan and/or jetstream", b))
+			errs = append(errs, fmt.Errorf("-brokers: unknown broker %q; use %s", b, strings.Join(bench.Brokers, ", ")))
 		}
 	}
 	if len(o.Brokers) == 0 && len(errs) == 0 {
-		errs = append(errs, errors.New("-brokers: no broker given; use stan and/or jetstream"))
+		errs = append(errs, fmt.Errorf("-brokers: no broker given; use %s", strings.Join(bench.Brokers, ", ")))
 	}
 	for _, f := range []struct {
 		name  string

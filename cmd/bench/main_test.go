@@ -13,7 +13,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatalf("parseFlags(defaults): %v", err)
 	}
 	if o.Rows != 500_000 || o.Tx != 50_000 || o.Runs != 3 || o.Rate != 1000 || o.Duration != 10*time.Second ||
-		strings.Join(o.Brokers, ",") != "stan,jetstream" || o.Out != "docs/benchmarks.md" || o.BigRows != 1_000_000 {
+		strings.Join(o.Brokers, ",") != "stan,jetstream,jetstream-embedded" || o.Out != "docs/benchmarks.md" || o.BigRows != 1_000_000 {
 		t.Errorf("defaults = %+v", o)
 	}
 	if o, err := parseFlags([]string{"-big=false", "-brokers", " jetstream "}, io.Discard); err != nil || o.BigRows != 0 ||

@@ -39,6 +39,10 @@ type Options struct {
 	BigRows     int
 	Writers     int
 	Verbose     bool
+	// ProfileDir, when set, receives CPU profiles of every end-to-end
+	// run: the producer's (from its pprof endpoint) and this process's,
+	// which runs the broker, over the same window.
+	ProfileDir string
 }
 
 // Main performs every measurement of opts, printing progress to stderr and
@@ -220,7 +224,7 @@ func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*worklo
 			}
 		}
 		for _, w := range workloads {
-			r, err := measureE2E(ctx, tb, b.bin, b.db, broker, w)
+			r, err := measureE2E(ctx, tb, b.bin, b.db, broker, w, b.opts.ProfileDir)
 			if err != nil {
 				return err
 			}
@@ -254,7 +258,7 @@ func (b *bench) measureBig(ctx context.Context, big *workload) error {
 	}
 	b.res.BigSource = &src
 	b.progress("big transaction: source ceiling %s rows/s", fmtCount(src.RowsPerSec()))
-	e, err := measureE2E(ctx, b.tb, b.bin, b.db, BrokerStan, big)
+	e, err := measureE2E(ctx, b.tb, b.bin, b.db, BrokerStan, big, "")
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,11 +18,17 @@ import (
 	"github.com/dbsync/dbsync/test/testenv"
 )
 
-// Broker names, as in the producer's MQName.
+// Broker names: NATS Streaming, and NATS with JetStream either as a
+// server of its own (a separate process, as in production) or embedded in
+// the producer (its default set-up: no JetStream.URL).
 const (
-	BrokerStan      = "stan"
-	BrokerJetStream = "jetstream"
+	BrokerStan              = "stan"
+	BrokerJetStream         = "jetstream"
+	BrokerJetStreamEmbedded = "jetstream-embedded"
 )
+
+// Brokers lists every broker name, in report order.
+var Brokers = []string{BrokerStan, BrokerJetStream, BrokerJetStreamEmbedded}
 
 // JetStream settings of the producer's defaults: the stream and the subject
 // prefix (ProName).
@@ -29,31 +37,84 @@ const (
 	jsPrefix = "dbsync."
 )
 
-// broker is a fresh embedded broker (NATS Streaming or NATS with
-// JetStream) started in this process by testenv, stopped with its scope.
+// broker is a fresh broker, stopped with its scope: NATS Streaming started
+// in this process by testenv; a NATS server with JetStream in a process of
+// its own; or the NATS server the producer embeds (it runs while the
+// producer does).
 type broker struct {
 	Name string
 	stan *testenv.Stan
-	nats *testenv.NATS
-	tb   *benchTB
+	// url is the NATS server's; embedded is set when the producer runs it
+	// (listening on listen).
+	url      string
+	embedded bool
+	listen   string
+	tb       *benchTB
 
-	// mu guards the JetStream handle used for counting.
+	// mu guards the connection used for counting and subscribing.
 	mu sync.Mutex
+	nc *nats.Conn
 	js jetstream.JetStream
 }
 
-// startBroker starts a fresh broker of the given kind in tb's scope.
+// startBroker starts a fresh broker of the given kind in tb's scope (for
+// the embedded one, only picks its address: the producer starts it).
 func startBroker(tb *benchTB, name string) (*broker, error) {
 	b := &broker{Name: name, tb: tb}
 	switch name {
 	case BrokerStan:
 		b.stan = testenv.StartStan(tb)
 	case BrokerJetStream:
-		b.nats = testenv.StartNATS(tb)
+		url, err := startNATSProcess(tb)
+		if err != nil {
+			return nil, err
+		}
+		b.url = url
+	case BrokerJetStreamEmbedded:
+		b.embedded = true
+		b.listen = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(tb))
+		b.url = "nats://" + b.listen
 	default:
-		return nil, fmt.Errorf("unknown broker %q: want %s or %s", name, BrokerStan, BrokerJetStream)
+		return nil, fmt.Errorf("unknown broker %q: want one of %v", name, Brokers)
 	}
 	return b, nil
+}
+
+// startSinkBroker is startBroker for the sink ceiling, whose publisher runs
+// in this process: the embedded broker is then a NATS server in this
+// process too, as it is in the producer's.
+func startSinkBroker(tb *benchTB, name string) (*broker, error) {
+	if name != BrokerJetStreamEmbedded {
+		return startBroker(tb, name)
+	}
+	return &broker{Name: name, tb: tb, url: testenv.StartNATS(tb).URL()}, nil
+}
+
+// startNATSProcess runs a NATS server with JetStream (the project's
+// natsembed, as test/faults/cmd/natsbroker) in a process of its own,
+// killed at tb's close, and returns its URL once it accepts connections.
+func startNATSProcess(tb *benchTB) (string, error) {
+	bin, err := tb.root.natsBroker()
+	if err != nil {
+		return "", err
+	}
+	port := testenv.FreePort(tb)
+	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(port), "-dir", tb.TempDir())
+	out := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	child, err := testenv.StartChild(cmd)
+	if err != nil {
+		return "", fmt.Errorf("start the NATS server process: %w", err)
+	}
+	tb.Cleanup(child.Kill)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "natsbroker ready") {
+		if child.Exited() || time.Now().After(deadline) {
+			return "", fmt.Errorf("the NATS server process did not start (%s):\n%s", child.ExitStatus(), out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "nats://127.0.0.1:" + strconv.Itoa(port), nil
 }
 
 // URL returns the broker's nats:// URL.
@@ -61,7 +122,7 @@ func (b *broker) URL() string {
 	if b.stan != nil {
 		return b.stan.URL()
 	}
-	return b.nats.URL()
+	return b.url
 }
 
 // subject returns the subject the producer publishes rows of db.table to:
@@ -77,16 +138,22 @@ func (b *broker) subject(fullTable string) string {
 // producerConfig returns the producer's MQName and broker section for this
 // broker.
 func (b *broker) producerConfig() map[string]any {
-	if b.stan != nil {
+	switch {
+	case b.stan != nil:
 		return map[string]any{
 			"MQName": "stan",
 			"Stan": map[string]any{"Host": "nats://" + b.stan.Host, "Port": strconv.Itoa(b.stan.Port),
 				"ClusterID": b.stan.ClusterID, "ClientID": "dbsync-bench"},
 		}
+	case b.embedded:
+		return map[string]any{
+			"MQName":    "jetstream",
+			"JetStream": map[string]any{"Listen": b.listen, "Stream": jsStream},
+		}
 	}
 	return map[string]any{
 		"MQName":    "jetstream",
-		"JetStream": map[string]any{"URL": b.nats.URL(), "Stream": jsStream},
+		"JetStream": map[string]any{"URL": b.url, "Stream": jsStream},
 	}
 }
 
@@ -101,7 +168,7 @@ func (b *broker) publisher(ctx context.Context) (mq.MessageQueue, error) {
 		}
 		return q, nil
 	}
-	q, err := mq.NewJetStream(ctx, mq.JetStreamOptions{URL: b.nats.URL(), Stream: jsStream, Subjects: []string{jsPrefix + "*.*"}}, nil)
+	q, err := mq.NewJetStream(ctx, mq.JetStreamOptions{URL: b.url, Stream: jsStream, Subjects: []string{jsPrefix + "*.*"}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("connect the JetStream publisher: %w", err)
 	}
@@ -116,6 +183,9 @@ func (b *broker) count(ctx context.Context, subject string) (int, error) {
 	}
 	js, err := b.jetStream()
 	if err != nil {
+		if b.embedded {
+			return 0, nil // the producer has not started its server yet
+		}
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -125,11 +195,11 @@ func (b *broker) count(ctx context.Context, subject string) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("look up stream %s on %s: %w", jsStream, b.nats.URL(), err)
+		return 0, fmt.Errorf("look up stream %s on %s: %w", jsStream, b.url, err)
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return 0, fmt.Errorf("stream %s info on %s: %w", jsStream, b.nats.URL(), err)
+		return 0, fmt.Errorf("stream %s info on %s: %w", jsStream, b.url, err)
 	}
 	return int(info.State.Subjects[subject]), nil
 }
@@ -142,11 +212,17 @@ func (b *broker) jetStream() (jetstream.JetStream, error) {
 	if b.js != nil {
 		return b.js, nil
 	}
-	js, err := jetstream.New(b.nats.Conn(b.tb))
+	nc, err := nats.Connect(b.url, nats.Timeout(time.Second), nats.MaxReconnects(-1))
 	if err != nil {
-		return nil, fmt.Errorf("jetstream on %s: %w", b.nats.URL(), err)
+		return nil, fmt.Errorf("connect to %s: %w", b.url, err)
 	}
-	b.js = js
+	b.tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream on %s: %w", b.url, err)
+	}
+	b.nc, b.js = nc, js
 	return js, nil
 }
 
@@ -166,20 +242,20 @@ func (b *broker) subscribe(ctx context.Context, subject string, fn func(data []b
 		}
 		return sync.OnceFunc(func() { _ = sub.Unsubscribe() }), nil
 	}
-	js, err := jetstream.New(b.nats.Conn(b.tb))
+	js, err := b.jetStream()
 	if err != nil {
-		return nil, fmt.Errorf("jetstream on %s: %w", b.nats.URL(), err)
+		return nil, err
 	}
 	cons, err := js.OrderedConsumer(ctx, jsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ordered consumer on %s %s at %s: %w", jsStream, subject, b.nats.URL(), err)
+		return nil, fmt.Errorf("ordered consumer on %s %s at %s: %w", jsStream, subject, b.url, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Data(), time.Now()) })
 	if err != nil {
-		return nil, fmt.Errorf("consume %s %s at %s: %w", jsStream, subject, b.nats.URL(), err)
+		return nil, fmt.Errorf("consume %s %s at %s: %w", jsStream, subject, b.url, err)
 	}
 	return sync.OnceFunc(cc.Stop), nil
 }
@@ -190,12 +266,15 @@ func (b *broker) subscribe(ctx context.Context, subject string, fn func(data []b
 // producer's share from the stream's and the consumer's. ok is false for
 // NATS Streaming, whose wire messages are not plain envelopes.
 func (b *broker) subscribeIngress(subject string, fn func(data []byte, at time.Time)) (stop func(), ok bool, err error) {
-	if b.nats == nil {
+	if b.stan != nil {
 		return func() {}, false, nil
 	}
-	sub, err := b.nats.Conn(b.tb).Subscribe(subject, func(m *nats.Msg) { fn(m.Data, time.Now()) })
+	if _, err := b.jetStream(); err != nil {
+		return nil, false, err
+	}
+	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Data, time.Now()) })
 	if err != nil {
-		return nil, false, fmt.Errorf("core NATS subscription to %s on %s: %w", subject, b.nats.URL(), err)
+		return nil, false, fmt.Errorf("core NATS subscription to %s on %s: %w", subject, b.url, err)
 	}
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		_ = sub.Unsubscribe()

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/dbsync/dbsync/test/testenv"
@@ -83,7 +84,7 @@ func waitCount(ctx context.Context, br *broker, p *producerProc, subject string,
 // the broker holds all w.Rows messages. The peak RSS is read then, before
 // the producer is stopped with SIGTERM; it must exit 0 and the broker must
 // hold exactly w.Rows messages.
-func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.MariaDB, brokerName string, w *workload) (e2eResult, error) {
+func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.MariaDB, brokerName string, w *workload, profileDir string) (e2eResult, error) {
 	tb := parent.scope("e2e-" + w.Name + "-" + brokerName)
 	defer tb.close()
 	fail := func(err error) (e2eResult, error) {
@@ -93,7 +94,7 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 	if err != nil {
 		return fail(err)
 	}
-	setup, err := newProducerSetup(tb, bin, db, br, []string{w.fullTable()})
+	setup, err := newProducerSetup(tb, bin, db, br, []string{w.fullTable()}, profileDir != "")
 	if err != nil {
 		return fail(err)
 	}
@@ -103,6 +104,9 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 	p, err := setup.start(tb)
 	if err != nil {
 		return fail(err)
+	}
+	if profileDir != "" {
+		go profileRun(p, setup, filepath.Join(profileDir, w.Name+"-"+brokerName))
 	}
 	subject := br.subject(w.fullTable())
 	prog, err := waitCount(ctx, br, p, subject, w.Rows, 10*time.Minute)
@@ -118,12 +122,19 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 	} else {
 		return fail(err)
 	}
-	if err := p.stop(); err != nil {
-		return fail(err)
+	if !br.embedded { // the embedded broker stops with the producer: count now
+		if err := p.stop(); err != nil {
+			return fail(err)
+		}
 	}
 	got, err := br.count(ctx, subject)
 	if err != nil {
 		return fail(err)
+	}
+	if br.embedded {
+		if err := p.stop(); err != nil {
+			return fail(err)
+		}
 	}
 	if got != w.Rows {
 		return fail(fmt.Errorf("broker holds %d messages on %s after the stop, want exactly %d", got, subject, w.Rows))

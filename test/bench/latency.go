@@ -108,7 +108,7 @@ func measureLatency(ctx context.Context, parent *benchTB, bin string, db *testen
 	if err != nil {
 		return fail(err)
 	}
-	setup, err := newProducerSetup(tb, bin, db, br, []string{full})
+	setup, err := newProducerSetup(tb, bin, db, br, []string{full}, false)
 	if err != nil {
 		return fail(err)
 	}

@@ -46,6 +46,23 @@ func buildProducer(tb *benchTB) (string, error) {
 	return bin, nil
 }
 
+// natsBroker builds, once per tree, the command that runs the project's
+// NATS server with JetStream in a process of its own
+// (test/faults/cmd/natsbroker), built like the producer.
+func (b *benchTB) natsBroker() (string, error) {
+	b.natsOnce.Do(func() {
+		bin := filepath.Join(b.TempDir(), "natsbroker")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/dbsync/dbsync/test/faults/cmd/natsbroker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.natsErr = fmt.Errorf("go build test/faults/cmd/natsbroker: %w\n%s", err, out)
+			return
+		}
+		b.natsBin = bin
+	})
+	return b.natsBin, b.natsErr
+}
+
 // producerSetup is a producer configuration in a fresh data directory:
 // the benchmark server, one broker, the checkpoint in a bolt file,
 // everything else at its default.
@@ -53,20 +70,23 @@ type producerSetup struct {
 	bin  string
 	dir  string
 	path string // config.json
+	// httpAddr is the operations listener's address.
+	httpAddr string
 }
 
 // newProducerSetup writes the configuration into a fresh directory of tb's
 // scope. include restricts the published tables (Tables.Include); nil
 // publishes all of them.
-func newProducerSetup(tb *benchTB, bin string, db *testenv.MariaDB, br *broker, include []string) (*producerSetup, error) {
+func newProducerSetup(tb *benchTB, bin string, db *testenv.MariaDB, br *broker, include []string, pprof bool) (*producerSetup, error) {
 	dir := tb.TempDir()
+	httpAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(tb))
 	cfg := map[string]any{
 		"Mysql":   map[string]any{"Host": db.Host, "Port": strconv.Itoa(db.Port), "Username": producerUser, "Password": producerPassword},
 		"Storage": map[string]any{"DaoName": "bolt", "PosKey": "key"},
 		"Bolt":    map[string]any{"File": "pos.db", "Bucket": "pos"},
 		"DataDir": dir,
 		"Log":     map[string]any{"Level": "info"},
-		"HTTP":    map[string]any{"Listen": "127.0.0.1:" + strconv.Itoa(testenv.FreePort(tb))},
+		"HTTP":    map[string]any{"Listen": httpAddr, "Pprof": pprof},
 	}
 	maps.Copy(cfg, br.producerConfig())
 	if include != nil {
@@ -80,7 +100,7 @@ func newProducerSetup(tb *benchTB, bin string, db *testenv.MariaDB, br *broker, 
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("write producer config: %w", err)
 	}
-	return &producerSetup{bin: bin, dir: dir, path: path}, nil
+	return &producerSetup{bin: bin, dir: dir, path: path, httpAddr: httpAddr}, nil
 }
 
 // setCheckpoint runs `producer checkpoint set -config PATH FILE POS`.

@@ -48,7 +48,7 @@ func takeSample(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 	if err != nil {
 		return nil, err
 	}
-	setup, err := newProducerSetup(tb, bin, db, br, []string{w.fullTable()})
+	setup, err := newProducerSetup(tb, bin, db, br, []string{w.fullTable()}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func measureSink(ctx context.Context, parent *benchTB, brokerName string, w *wor
 	if len(w.Sample) == 0 {
 		return sinkResult{}, fmt.Errorf("sink ceiling of %s: no sample envelopes", w.Name)
 	}
-	br, err := startBroker(tb, brokerName)
+	br, err := startSinkBroker(tb, brokerName)
 	if err != nil {
 		return sinkResult{}, err
 	}

@@ -32,6 +32,12 @@ type benchTB struct {
 
 	// exiting is set (on the root) once a fatal error started the exit.
 	exiting atomic.Bool
+
+	// natsOnce builds (on the root) the NATS server command of the
+	// external JetStream broker: natsBin, or natsErr.
+	natsOnce sync.Once
+	natsBin  string
+	natsErr  error
 }
 
 // fatalAbort is the panic value Fatalf raises when an exit is already in

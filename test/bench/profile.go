@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"time"
+)
+
+// profileWindow is how long a run is profiled, from the moment the
+// producer's stream started: shorter than the quickest end-to-end run
+// profiled.
+const profileWindow = time.Second
+
+// profileRun writes CPU profiles of one end-to-end run once the producer's
+// stream started: prefix+".producer.pprof" from the producer's pprof
+// endpoint and prefix+".bench.pprof" of this process (the broker's side)
+// over the same window. Failures are printed, not fatal: a profile is an
+// aid, not a measurement.
+func profileRun(p *producerProc, setup *producerSetup, prefix string) {
+	if err := p.waitLog("binlog stream started", time.Minute); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no profile: %v\n", err)
+		return
+	}
+	self, err := os.Create(prefix + ".bench.pprof")
+	if err == nil {
+		if err = pprof.StartCPUProfile(self); err == nil {
+			defer func() {
+				pprof.StopCPUProfile()
+				self.Close()
+			}()
+		} else {
+			self.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no profile of this process: %v\n", err)
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", setup.httpAddr, int(profileWindow/time.Second))
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no producer profile: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(prefix + ".producer.pprof")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no producer profile: %v\n", err)
+		return
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: producer profile: %v\n", err)
+	}
+}
