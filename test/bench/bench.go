@@ -235,7 +235,7 @@ func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*worklo
 				r.Startup.Round(time.Millisecond), mib(r.PeakRSS))
 		}
 		if !b.opts.SkipLatency {
-			r, err := measureLatency(ctx, tb, b.bin, b.db, broker, b.opts.Rate, b.opts.Duration)
+			r, err := measureLatency(ctx, tb, b.bin, b.db, broker, b.opts.Rate, b.opts.Duration, b.opts.ProfileDir)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -96,7 +97,7 @@ func envelopeID(data []byte) (int64, error) {
 // subject, then writes rate single-row commits per second for duration
 // from one connection, recording when each COMMIT returned, and waits for
 // every message. It returns p50, p99 and max of delivery minus commit time.
-func measureLatency(ctx context.Context, parent *benchTB, bin string, db *testenv.MariaDB, brokerName string, rate float64, duration time.Duration) (latencyResult, error) {
+func measureLatency(ctx context.Context, parent *benchTB, bin string, db *testenv.MariaDB, brokerName string, rate float64, duration time.Duration, profileDir string) (latencyResult, error) {
 	tb := parent.scope("latency-" + brokerName)
 	defer tb.close()
 	fail := func(err error) (latencyResult, error) {
@@ -108,7 +109,7 @@ func measureLatency(ctx context.Context, parent *benchTB, bin string, db *testen
 	if err != nil {
 		return fail(err)
 	}
-	setup, err := newProducerSetup(tb, bin, db, br, []string{full}, false)
+	setup, err := newProducerSetup(tb, bin, db, br, []string{full}, profileDir != "")
 	if err != nil {
 		return fail(err)
 	}
@@ -118,6 +119,9 @@ func measureLatency(ctx context.Context, parent *benchTB, bin string, db *testen
 	}
 	if err := p.waitLog(streamStartedLog, time.Minute); err != nil {
 		return fail(err)
+	}
+	if profileDir != "" {
+		go traceRun(setup, filepath.Join(profileDir, "latency-"+brokerName+".trace"), duration/2)
 	}
 
 	n := max(int(rate*duration.Seconds()), 1)

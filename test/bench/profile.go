@@ -55,3 +55,24 @@ func profileRun(p *producerProc, setup *producerSetup, prefix string) {
 		fmt.Fprintf(os.Stderr, "bench: producer profile: %v\n", err)
 	}
 }
+
+// traceRun writes an execution trace of the producer (its pprof
+// endpoint) of the given length to path, starting now.
+func traceRun(setup *producerSetup, path string, length time.Duration) {
+	url := fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", setup.httpAddr, max(int(length/time.Second), 1))
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no producer trace: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no producer trace: %v\n", err)
+		return
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: producer trace: %v\n", err)
+	}
+}
