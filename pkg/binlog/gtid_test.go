@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/test/testenv"
@@ -66,5 +67,15 @@ func TestPositionAfterGTID(t *testing.T) {
 	}
 	if _, err := src.PositionAfterGTID(t.Context(), "0-1-999"); err == nil {
 		t.Error("an unknown GTID was found")
+	}
+}
+
+// TestMariaDBGTIDFormat: the reader's GTID text is go-mysql's.
+func TestMariaDBGTIDFormat(t *testing.T) {
+	for _, g := range []mysql.MariadbGTID{{}, {DomainID: 0, ServerID: 1, SequenceNumber: 5},
+		{DomainID: 4294967295, ServerID: 4294967295, SequenceNumber: 18446744073709551615}} {
+		if got, want := mariadbGTID(g), g.String(); got != want {
+			t.Errorf("mariadbGTID(%+v) = %q, want %q", g, got, want)
+		}
 	}
 }

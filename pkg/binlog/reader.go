@@ -284,7 +284,7 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0),
 			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid, History: r.history}}, nil
 	case *replication.MariadbGTIDEvent:
-		st.gtid = e.GTID.String()
+		st.gtid = mariadbGTID(e.GTID)
 		st.inTx = !e.IsStandalone()
 	case *replication.GTIDEvent:
 		st.gtid = mysqlGTID(e)
@@ -437,6 +437,22 @@ func (r *Reader) mapTable(ctx context.Context, st *streamState, h *replication.E
 	t.prev = r.prevSlot(db, name)
 	r.tables[tm.TableID] = t
 	return nil
+}
+
+// mariadbGTID formats g as go-mysql's MariadbGTID.String does
+// ("domain-server-sequence", "" for the zero GTID), without fmt: it runs
+// once per transaction.
+func mariadbGTID(g mysql.MariadbGTID) string {
+	if g.DomainID == 0 && g.ServerID == 0 && g.SequenceNumber == 0 {
+		return ""
+	}
+	var buf [64]byte
+	b := strconv.AppendUint(buf[:0], uint64(g.DomainID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, uint64(g.ServerID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, g.SequenceNumber, 10)
+	return string(b)
 }
 
 // forgetTableIDs empties the caches keyed by table id: the ids a server
