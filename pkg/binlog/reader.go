@@ -46,8 +46,9 @@ func (r *Row) Source() envelope.Source {
 	return s
 }
 
-// Event is what the Reader hands on: the rows of one binlog rows event, or a
-// transaction boundary, or both never at once.
+// Event is what the Reader hands on: the rows of one binlog rows event, or
+// a transaction boundary, or the rows of a transaction's last rows event
+// followed by its boundary.
 type Event struct {
 	// Rows holds the encoded changes of one rows event, in binlog order.
 	Rows []Row
@@ -184,6 +185,18 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 
 	st := &streamState{file: start.File, gtid: start.GTID}
 	stopping := false
+	// held is a rows event kept until the next event is read, so that the
+	// transaction boundary that usually follows it travels with it: one
+	// hand-over per single-row transaction instead of two.
+	var held *Event
+	send := func(ev *Event) error {
+		select {
+		case out <- *ev:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		getCtx := readCtx
 		if stopping {
@@ -206,6 +219,9 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			}
 			if readCtx.Err() != nil && !stopping {
 				if !st.inTx {
+					if held != nil {
+						return send(held)
+					}
 					return nil
 				}
 				stopping = true // finish the open transaction first
@@ -217,23 +233,39 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		if err != nil {
 			return err
 		}
-		if out1 == nil && stopping && !st.inTx {
-			return nil
-		}
-		if out1 != nil {
-			if r.cfg.Reserve != nil && out1.Bytes > 0 {
-				if err := r.cfg.Reserve(ctx, out1.Bytes); err != nil {
-					return err
+		if out1 == nil {
+			if stopping && !st.inTx {
+				if held != nil {
+					return send(held)
 				}
-			}
-			select {
-			case out <- *out1:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if out1.Boundary && (stopping || readCtx.Err() != nil) {
 				return nil
 			}
+			continue
+		}
+		if r.cfg.Reserve != nil && out1.Bytes > 0 {
+			if err := r.cfg.Reserve(ctx, out1.Bytes); err != nil {
+				return err
+			}
+		}
+		if held != nil {
+			if out1.Boundary && len(out1.Rows) == 0 {
+				held.Boundary, held.Flush, held.Rotate = true, out1.Flush, out1.Rotate
+				held.Position, held.Time = out1.Position, out1.Time
+				out1 = held
+			} else if err := send(held); err != nil {
+				return err
+			}
+			held = nil
+		}
+		if len(out1.Rows) > 0 && !out1.Boundary {
+			held = out1
+			continue
+		}
+		if err := send(out1); err != nil {
+			return err
+		}
+		if out1.Boundary && (stopping || readCtx.Err() != nil) {
+			return nil
 		}
 	}
 }
