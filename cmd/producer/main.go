@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 
@@ -102,6 +103,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // stream runs the producer until a signal stops it.
 func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, log *logrus.Logger) int {
+	if percent, ok := gcPercent(cfg, os.Getenv); ok {
+		debug.SetGCPercent(percent)
+		log.WithFields(logrus.Fields{"gogc": percent, "gomemlimit": os.Getenv("GOMEMLIMIT")}).
+			Info("embedded NATS server under a memory limit: garbage collection target raised (set GOGC to choose another)")
+	}
 	parts, err := wiring.Open(ctx, cfg, "dbsync producer", log)
 	if err != nil {
 		logFailure(log, err, "cannot start")
