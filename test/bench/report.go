@@ -371,7 +371,10 @@ func markdown(in reportInput) string {
 		m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.MariaDB)
 	fmt.Fprintf(&b, "- Other processes used %s of the CPUs during the measurements (%s): other work on the machine makes the numbers noisy.\n",
 		fmtPercent(in.Results.OtherCPU), otherPerRun(in.Results.Runs))
-	fmt.Fprintf(&b, "- Everything on this one machine: MariaDB, the broker (embedded in the benchmark process), the producer and the subscriber.\n\n")
+	fmt.Fprintf(&b, "- Everything on this one machine: MariaDB, the broker, the producer and the subscriber. The brokers: **stan** is NATS Streaming "+
+		"embedded in the benchmark process; **jetstream** is a NATS server with JetStream in a process of its own (as in production); "+
+		"**jetstream-embedded** is the NATS server the producer embeds when JetStream.URL is empty (the example config's default), "+
+		"its sink ceiling measured with the server in the publisher's process likewise.\n\n")
 
 	fmt.Fprintf(&b, "## Workloads\n\n")
 	fmt.Fprintf(&b, "Written to the binlog once, before the runs, into tables `%s`:\n\n", tableColumns)
