@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/test/testenv"
@@ -23,11 +21,7 @@ func TestCheckBoundary(t *testing.T) {
 	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	_, src, _ := connectTest(ctx, t, db)
 	db.Exec(t, "CREATE DATABASE b", "CREATE TABLE b.t (id INT PRIMARY KEY)")
 	db.Exec(t, "FLUSH BINARY LOGS")
 	cur, err := src.CurrentPosition(ctx)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/test/testenv"
 )
@@ -19,11 +18,7 @@ func TestPositionAfterGTID(t *testing.T) {
 	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	_, src, _ := connectTest(ctx, t, db)
 	conn, err := db.DB(t).Conn(ctx)
 	if err != nil {
 		t.Fatal(err)

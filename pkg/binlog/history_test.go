@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/test/testenv"
 )
@@ -22,11 +20,7 @@ func TestCheckResumableDetectsResetMaster(t *testing.T) {
 	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	_, src, _ := connectTest(ctx, t, db)
 	db.Exec(t, "CREATE DATABASE h", "CREATE TABLE h.t (id INT PRIMARY KEY, pad VARCHAR(200))")
 	for i := 0; i < 20; i++ {
 		db.Exec(t, "INSERT INTO h.t VALUES ("+itoa(uint32(i))+", REPEAT('x', 200))")
