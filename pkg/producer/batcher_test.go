@@ -62,6 +62,33 @@ func TestBatcherSplitsAtMaxRows(t *testing.T) {
 	}
 }
 
+// TestBatcherRowsWithTheirBoundary: an event carrying a transaction's last
+// rows and its boundary (as the reader sends a single-row transaction) is
+// batched like the two events it stands for, also when its rows fill the
+// batch: the checkpoint never rides on a batch missing some of its rows.
+func TestBatcherRowsWithTheirBoundary(t *testing.T) {
+	withBoundary := func(n int, pos uint32) binlog.Event {
+		ev := rowsEvent(n)
+		b := boundary(pos, false)
+		ev.Boundary, ev.Position = true, b.Position
+		return ev
+	}
+	got := runBatcher(t, BatchOptions{MaxRows: 10, MaxBytes: 1 << 20, MaxWait: time.Hour}, func(ev chan<- binlog.Event) {
+		ev <- withBoundary(4, 100)
+		ev <- withBoundary(6, 200) // fills the batch with its last row
+		ev <- withBoundary(1, 300)
+	})
+	if len(got) != 2 || len(got[0].msgs) != 10 || len(got[1].msgs) != 1 {
+		t.Fatalf("got %d batches, want 2 of 10 and 1 rows", len(got))
+	}
+	if got[0].checkpoint == nil || got[0].checkpoint.Pos != 100 || got[0].transactions != 1 {
+		t.Fatalf("first batch: checkpoint %v after %d transactions, want f.000001:100 after 1 (the second one's boundary comes after the batch was full)", got[0].checkpoint, got[0].transactions)
+	}
+	if got[1].checkpoint == nil || got[1].checkpoint.Pos != 300 || got[1].transactions != 2 {
+		t.Fatalf("second batch: checkpoint %v after %d transactions, want f.000001:300 after 2", got[1].checkpoint, got[1].transactions)
+	}
+}
+
 func TestBatcherFlushesWhenIdle(t *testing.T) {
 	handed := make(chan time.Duration, 1)
 	events := make(chan binlog.Event, 16)
