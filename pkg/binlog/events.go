@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/pkg/redact"
 )
 
 // eventsPage is how many events one SHOW BINLOG EVENTS query reads: a
@@ -138,7 +139,7 @@ func (s *Source) CheckBoundary(ctx context.Context, pos position.Position) error
 	case evs[0].Pos != uint64(pos.Pos):
 		return s.notBoundary(ctx, pos, fmt.Sprintf("the server lists the event at %d instead", evs[0].Pos))
 	case !startsGroup(evs[0], false):
-		return s.notBoundary(ctx, pos, fmt.Sprintf("the event there (%s%s) is inside a transaction", evs[0].Type, infoSuffix(evs[0].Info)))
+		return s.notBoundary(ctx, pos, fmt.Sprintf("the event there (%s%s) is inside a transaction", evs[0].Type, infoSuffix(evs[0].Type, evs[0].Info)))
 	case strings.EqualFold(evs[0].Type, "Query"):
 		// A BEGIN: the boundary only when no GTID event precedes it.
 		withGTIDs, err := s.hasGTIDs(ctx, pos.File)
@@ -186,9 +187,16 @@ func (s *Source) notBoundary(ctx context.Context, pos position.Position, why str
 			"or use checkpoint set -gtid with the GTID of the last transaction already published")
 }
 
-func infoSuffix(info string) string {
+// infoSuffix names an event by its SHOW BINLOG EVENTS Info: a statement
+// by its kind and object only (its text may hold another account's
+// password: CREATE USER ... IDENTIFIED BY), anything else cut short.
+func infoSuffix(typ, info string) string {
 	if info == "" {
 		return ""
 	}
-	return ": " + truncate(info, 60)
+	if strings.EqualFold(typ, "Query") {
+		d := redact.SummarizeDDL(info)
+		return ": " + strings.TrimSpace(d.Kind+" "+d.Object)
+	}
+	return ": " + truncate(redact.Statement(info), 60)
 }

@@ -76,6 +76,27 @@ func TestCheckBoundary(t *testing.T) {
 	if want := at(gtids[0].Pos).String() + " before and " + at(gtids[1].Pos).String() + " after"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("inside the first transaction: %v, want it to name %q", err, want)
 	}
+
+	// A statement is named by kind and object, its text never quoted: it
+	// may hold another account's password.
+	const password = "Pw-Boundary-9z"
+	db.Exec(t, "CREATE USER 'leak'@'%' IDENTIFIED BY '"+password+"'")
+	if evs, err = src.showEvents(ctx, cur.File, 4, 1000); err != nil {
+		t.Fatal(err)
+	}
+	var createUser *binlogEvent
+	for i := range evs {
+		if strings.EqualFold(evs[i].Type, "Query") && strings.Contains(evs[i].Info, "CREATE USER") {
+			createUser = &evs[i]
+		}
+	}
+	if createUser == nil {
+		t.Fatalf("no CREATE USER event in %s: %+v", cur.File, evs)
+	}
+	err = src.CheckBoundary(ctx, at(createUser.Pos))
+	if err == nil || strings.Contains(err.Error(), password) || !strings.Contains(err.Error(), "CREATE USER") {
+		t.Errorf("the CREATE USER event: %v; want a refusal naming CREATE USER without the password", err)
+	}
 }
 
 // TestStartsGroup: GTID events (MariaDB's, MySQL's, anonymous) and a
