@@ -38,8 +38,11 @@ var ErrPlaintextLoginRefused = errors.New("a server with require_secure_transpor
 const errSecureTransport = 3159
 
 // tlsOptional reports whether a server that does not offer TLS is
-// connected to unencrypted (TLS mode "preferred").
-func (c *Config) tlsOptional() bool { return c.TLSMode == "preferred" }
+// connected to unencrypted: TLS mode "preferred" without a CA (a CA given
+// is meant to be checked).
+func (c *Config) tlsOptional() bool {
+	return c.TLSMode == "preferred" && (c.TLS == nil || c.TLS.RootCAs == nil)
+}
 
 // tlsModeName is the TLS mode as the messages name it.
 func (c *Config) tlsModeName() string {

@@ -186,9 +186,10 @@ type TLS struct {
 	// Mode is "disabled", "preferred" (MySQL only: TLS when the server
 	// offers it), "required" (TLS, the certificate not checked),
 	// "verify_ca" (TLS, the certificate signed by CA) or "verify_identity"
-	// (verify_ca, and the certificate names the server). Empty: "preferred"
-	// for MySQL; for NATS and Redis "verify_identity" when CA or Cert is
-	// set or the URL's scheme is tls://, else "disabled".
+	// (verify_ca, and the certificate names the server). Empty:
+	// "verify_identity" when CA or Cert is set (or, for NATS and Redis, the
+	// URL's scheme is tls://), else "preferred" for MySQL and "disabled"
+	// for NATS and Redis.
 	Mode string
 	// CA is a PEM file of the certificate authorities to trust; empty
 	// means the system's.
@@ -368,7 +369,7 @@ func (c *Config) applyStringDefaults() {
 	}
 	set(&c.Mysql.StartAt, DefaultStartAt)
 	set(&c.Mysql.Charset, DefaultCharset)
-	set(&c.Mysql.TLS.Mode, DefaultMysqlTLSMode)
+	c.Mysql.TLS.Mode = c.Mysql.TLS.EffectiveMysql()
 	set(&c.Storage.DaoName, DefaultDaoName)
 	set(&c.Storage.PosKey, DefaultPosKey)
 	set(&c.Bolt.File, DefaultBoltFile)

@@ -35,6 +35,20 @@ func (t TLS) Effective(secureScheme bool) string {
 	return TLSDisabled
 }
 
+// EffectiveMysql returns the mode of a MySQL connection: Mode when set,
+// else verify_identity when CA or Cert is set (a CA given is meant to be
+// checked, and a server that offers no TLS is then refused rather than
+// talked to in clear), else the MySQL client's default, preferred.
+func (t TLS) EffectiveMysql() string {
+	switch {
+	case t.Mode != "":
+		return t.Mode
+	case t.CA != "" || t.Cert != "":
+		return TLSVerifyIdentity
+	}
+	return DefaultMysqlTLSMode
+}
+
 // Kind names the authentication n configures: "user/password", "token",
 // "nkey", "creds" or "" (none).
 func (n NATSAuth) Kind() string {

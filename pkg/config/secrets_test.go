@@ -176,3 +176,28 @@ func TestRedactedHidesEverySecret(t *testing.T) {
 		t.Fatal("Redacted changed the original")
 	}
 }
+
+// TestMysqlTLSMode: an unset Mysql.TLS.Mode is preferred, but
+// verify_identity once a CA or a client certificate is given; a set mode
+// is kept. Load applies it.
+func TestMysqlTLSMode(t *testing.T) {
+	for _, tc := range []struct {
+		tls  TLS
+		want string
+	}{
+		{TLS{}, TLSPreferred},
+		{TLS{CA: "ca.pem"}, TLSVerifyIdentity},
+		{TLS{Cert: "c.pem", Key: "k.pem"}, TLSVerifyIdentity},
+		{TLS{Mode: TLSPreferred, CA: "ca.pem"}, TLSPreferred},
+		{TLS{Mode: TLSDisabled}, TLSDisabled},
+	} {
+		if got := tc.tls.EffectiveMysql(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.tls, got, tc.want)
+		}
+	}
+	c := &Config{Mysql: Mysql{TLS: TLS{CA: "ca.pem"}}}
+	c.applyStringDefaults()
+	if c.Mysql.TLS.Mode != TLSVerifyIdentity {
+		t.Errorf("defaults with a CA: Mysql.TLS.Mode %q, want %q", c.Mysql.TLS.Mode, TLSVerifyIdentity)
+	}
+}

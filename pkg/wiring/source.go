@@ -24,10 +24,7 @@ func SourceConfig(cfg *config.Config) (binlog.Config, error) {
 		return binlog.Config{}, failure.WithFix(fmt.Errorf("Mysql.Port %q: %w", cfg.Mysql.Port, err),
 			"set Mysql.Port (or DBSYNC_MYSQL_PORT) to the server's port, e.g. 3306")
 	}
-	mode := cfg.Mysql.TLS.Mode
-	if mode == "" {
-		mode = config.DefaultMysqlTLSMode
-	}
+	mode := cfg.Mysql.TLS.EffectiveMysql()
 	tlsCfg, err := clientTLS("Mysql.TLS", cfg.Mysql.TLS, mode, cfg.Mysql.Host)
 	if err != nil {
 		return binlog.Config{}, err

@@ -166,6 +166,11 @@ func TestSourceWithoutTLS(t *testing.T) {
 
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSRequired}), `does not offer TLS, which Mysql.TLS.Mode "required" requires`, "Mysql.TLS.Mode")
 	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSVerifyIdentity, CA: pki.CA}), "does not offer TLS", "Mysql.TLS.Mode")
+	// A CA is meant to be checked: with it, no mode (verify_identity then)
+	// and preferred both refuse a server that offers no TLS instead of
+	// falling back to plaintext.
+	refused(t, sourceConfigFor(t, m, config.TLS{CA: pki.CA}), `does not offer TLS, which Mysql.TLS.Mode "verify_identity" requires`, "Mysql.TLS.Mode")
+	refused(t, sourceConfigFor(t, m, config.TLS{Mode: config.TLSPreferred, CA: pki.CA}), "does not offer TLS", "Mysql.TLS.Mode")
 
 	// An account that cannot log in with a password (unix_socket only):
 	// the server answers 1698, a refused login like 1045.
