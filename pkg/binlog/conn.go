@@ -21,10 +21,13 @@ import (
 )
 
 // ErrClearTextPassword is matched (errors.Is) by the error of a connection
-// that was dropped because the server asked for the password in clear text
-// (an auth switch to mysql_clear_password) over an unencrypted connection:
-// dbsync never sends it so.
-var ErrClearTextPassword = errors.New("the server asked for the password in clear text (mysql_clear_password) over an unencrypted connection; dbsync refused to send it")
+// that was dropped because, over an unencrypted connection, the server asked
+// for the password in a form whoever is in the middle can read: in clear
+// text (an auth switch to mysql_clear_password), or encrypted with an RSA
+// key the server sends (sha256_password, caching_sha2_password's full
+// authentication), which a man in the middle replaces with its own. dbsync
+// never sends it so.
+var ErrClearTextPassword = errors.New("over an unencrypted connection the server asked for the password in clear text or under a public key it sends (readable by a man in the middle); dbsync refused to send it")
 
 // ErrPlaintextLoginRefused is matched (errors.Is) by the error of a login
 // refused over an unencrypted connection by a server that offers TLS: the
@@ -109,8 +112,8 @@ func (c *Config) connectError(err error, withTLS bool, guard *authGuard) error {
 	switch {
 	case guard.refused():
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s, user %q: %w", c.addr(), c.User, ErrClearTextPassword)),
-			"give the account an authentication plugin that does not send the password in clear (mysql_native_password, caching_sha2_password, ed25519), "+
-				"or encrypt the connection: enable TLS on the server and set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA")
+			"encrypt the connection: enable TLS on the server and set Mysql.TLS.Mode to verify_identity with Mysql.TLS.CA; "+
+				"or, on a trusted network, give the account an authentication plugin that needs no password exchange in clear (mysql_native_password, ed25519)")
 	case withTLS && serverLacksTLS(err):
 		return failure.WithFix(failure.Permanent(fmt.Errorf("MySQL at %s does not offer TLS, which Mysql.TLS.Mode %q requires", c.addr(), c.tlsModeName())),
 			"enable TLS on the server (ssl_cert and ssl_key in its config file), or on a trusted network set Mysql.TLS.Mode to preferred or disabled")
@@ -195,11 +198,22 @@ func (g *authGuard) dialer(timeout time.Duration, watch bool) client.Dialer {
 // mysql_clear_password.
 var clearPasswordSwitch = append([]byte{mysql.EOF_HEADER}, []byte(mysql.AUTH_CLEAR_PASSWORD+"\x00")...)
 
+// moreDataHeader starts an "auth more data" packet; fullAuthRequest is
+// caching_sha2_password's request for full authentication and
+// publicKeyData the start of a packet carrying the server's RSA key.
+const moreDataHeader = 0x01
+
+var (
+	fullAuthRequest = []byte{moreDataHeader, mysql.CACHE_SHA2_FULL_AUTH}
+	publicKeyData   = []byte("\x01-----BEGIN")
+)
+
 // guardConn follows the server's packets of the connection phase: the
 // initial handshake, then auth switch / more data packets until OK or ERR.
-// An auth switch request to mysql_clear_password closes the connection and
-// fails the read that would have delivered it, so the client never sees it
-// and never sends the password.
+// An auth switch request to mysql_clear_password, a request for full
+// authentication or a public key closes the connection and fails the read
+// that would have delivered it, so the client never sees it and never sends
+// the password.
 type guardConn struct {
 	net.Conn
 	guard *authGuard
@@ -253,6 +267,14 @@ func (c *guardConn) inspect(b []byte) bool {
 				}
 			case mysql.EOF_HEADER:
 				if bytes.HasPrefix(c.head, clearPasswordSwitch) {
+					return true
+				}
+			case moreDataHeader:
+				// caching_sha2_password asks for full authentication, or
+				// the server sends the RSA key the password would be
+				// encrypted with: both hand the password to whoever
+				// answers in the server's place.
+				if bytes.HasPrefix(c.head, fullAuthRequest) || bytes.HasPrefix(c.head, publicKeyData) {
 					return true
 				}
 			}

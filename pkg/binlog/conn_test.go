@@ -201,7 +201,9 @@ func TestGuardConnInspect(t *testing.T) {
 		{"native OK", bytes.Join([][]byte{handshake, packet(2, "\x00\x00\x00\x02\x00\x00\x00"), packet(1, "\xfemysql_clear_password\x00")}, nil), false},
 		{"switch to caching_sha2", bytes.Join([][]byte{handshake, packet(2, "\xfecaching_sha2_password\x00salt\x00"), packet(4, "\x01\x03"), packet(5, "\x00\x00\x00")}, nil), false},
 		{"switch to clear", bytes.Join([][]byte{handshake, packet(2, "\xfemysql_clear_password\x00salt\x00")}, nil), true},
-		{"more data then clear", bytes.Join([][]byte{handshake, packet(2, "\x01\x04"), packet(3, "\xfemysql_clear_password\x00")}, nil), true},
+		{"caching_sha2 full authentication", bytes.Join([][]byte{handshake, packet(2, "\x01\x04"), packet(3, "\xfemysql_clear_password\x00")}, nil), true},
+		{"switch to sha256 then its public key", bytes.Join([][]byte{handshake, packet(2, "\xfesha256_password\x00salt\x00"),
+			packet(4, "\x01-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n")}, nil), true},
 		{"error", bytes.Join([][]byte{handshake, packet(2, "\xff\x15\x04#28000denied")}, nil), false},
 	} {
 		for _, step := range []int{1, 3, len(tc.stream)} {
