@@ -200,10 +200,14 @@ func (l *redisLease) refresh() {
 		select {
 		case <-l.done:
 			return
+		case <-l.lost: // never taken back: the new holder keeps it
+			return
 		case <-t.C:
 		}
 		select {
 		case <-l.done: // both ready: Release wins
+			return
+		case <-l.lost:
 			return
 		default:
 		}
