@@ -53,10 +53,9 @@ func (c Config) tlsConfig(rawURL string) (*tls.Config, error) {
 	if t.CA == "" && t.Cert == "" && !secure {
 		return nil, nil
 	}
+	// No default ServerName: nats.go checks each server it connects to (a
+	// server list, a cluster's discovered servers) against its own host.
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if cfg.ServerName == "" && u != nil {
-		cfg.ServerName = u.Hostname()
-	}
 	if t.CA != "" {
 		pem, err := os.ReadFile(t.CA)
 		if err != nil {

@@ -21,29 +21,25 @@ func natsAuth(a config.NATSAuth) mq.NATSAuth {
 
 // natsTLS builds the tls.Config of a connection to the NATS server at
 // rawURL from the TLS section key (e.g. "JetStream.TLS"): nil when TLS is
-// off (no Mode, CA or Cert, and a nats:// URL). The certificate must name
-// ServerName, default the URL's host. A file that cannot be loaded is an
-// error naming the setting.
+// off (no Mode, CA or Cert, and a nats:// URL). With verify_identity the
+// certificate must name ServerName, or else the host of the server
+// connected to. A file that cannot be loaded is an error naming the
+// setting.
 func natsTLS(key string, t config.TLS, rawURL string) (*tls.Config, error) {
-	host, secure := natsHost(rawURL)
-	return clientTLS(key, t, t.Effective(secure), host)
+	// No default ServerName: nats.go checks each server (a server list, a
+	// cluster's discovered servers) against its own host name.
+	return clientTLS(key, t, t.Effective(tlsScheme(rawURL)), "")
 }
 
-// natsHost returns the host of a NATS URL ("nats://user@host:4222",
-// "tls://host", "host:4222") and whether its scheme is tls://.
-func natsHost(rawURL string) (string, bool) {
+// tlsScheme reports whether a NATS URL (or the first of a list) has the
+// tls:// scheme, which asks for TLS.
+func tlsScheme(rawURL string) bool {
 	s := strings.TrimSpace(rawURL)
 	if i := strings.Index(s, ","); i >= 0 { // a server list: the first one
 		s = s[:i]
 	}
-	if !strings.Contains(s, "://") {
-		s = "nats://" + s
-	}
 	u, err := url.Parse(s)
-	if err != nil {
-		return "", false
-	}
-	return u.Hostname(), strings.EqualFold(u.Scheme, "tls")
+	return err == nil && strings.EqualFold(u.Scheme, "tls")
 }
 
 // natsAuthFix gives a connection the server refused for its credentials a
