@@ -130,7 +130,7 @@ func (s *Source) CheckBoundary(ctx context.Context, pos position.Position) error
 	evs, err := s.showEvents(ctx, pos.File, uint64(pos.Pos), 1)
 	var me *mysql.MyError
 	switch {
-	case errors.As(err, &me):
+	case errors.As(err, &me) && me.Code == errWrongOffset:
 		return s.notBoundary(ctx, pos, fmt.Sprintf("no event starts there (the server says: %s)", me.Message))
 	case err != nil:
 		return err
@@ -152,6 +152,11 @@ func (s *Source) CheckBoundary(ctx context.Context, pos position.Position) error
 	}
 	return nil
 }
+
+// errWrongOffset is ER_ERROR_WHEN_EXECUTING_COMMAND, SHOW BINLOG EVENTS'
+// answer to an offset where no event starts ("Wrong offset or I/O error");
+// other errors (a missing privilege) are not about the position.
+const errWrongOffset = 1220
 
 // notBoundary is CheckBoundary's error for pos, with the nearest
 // boundaries around it.
