@@ -19,6 +19,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // fakeClearTextServer is a MySQL server that greets with a handshake v10
@@ -262,5 +263,30 @@ func TestConnectError(t *testing.T) {
 	}
 	if !IsRefusedLogin(&mysql.MyError{Code: 1698}) {
 		t.Error("1698 is not a refused login")
+	}
+}
+
+// TestPublicKeyExchangeRefused: go-mysql's own server with
+// caching_sha2_password, over an unencrypted connection, asks for full
+// authentication and would send its RSA key for the password: whoever
+// answers in the server's place could decrypt it. The login is refused
+// before the password leaves, with a permanent error and the fix.
+func TestPublicKeyExchangeRefused(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	db.CreateReplicationUser(t, "dbsync", "secret-Pk-7q")
+	proxy := testenv.StartMySQLProxy(t, db, testenv.MySQLProxyOptions{User: "dbsync", Password: "secret-Pk-7q",
+		AuthPlugin: mysql.AUTH_CACHING_SHA2_PASSWORD})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, Config{Host: proxy.Host, Port: uint16(proxy.Port), User: "dbsync", Password: "secret-Pk-7q", ServerID: 1001,
+		ConnectTimeout: 5 * time.Second, TLSMode: "preferred"}, logrus.New())
+	switch {
+	case err == nil:
+		t.Fatal("logged in by a public-key exchange over an unencrypted connection")
+	case !errors.Is(err, ErrClearTextPassword) || !failure.IsPermanent(err) || !strings.Contains(failure.Fix(err), "Mysql.TLS.Mode"):
+		t.Fatalf("error %v (fix %q), want a permanent ErrClearTextPassword naming Mysql.TLS.Mode", err, failure.Fix(err))
+	case strings.Contains(err.Error(), "secret-Pk-7q"):
+		t.Fatalf("the error shows the password: %v", err)
 	}
 }

@@ -29,6 +29,7 @@ type MySQLProxy struct {
 	// refuseFunc, when set, makes a query mentioning it fail as if the
 	// function did not exist.
 	refuseFunc string
+	authPlugin string
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -42,6 +43,11 @@ type MySQLProxyOptions struct {
 	// RefuseFunction makes every query that calls it fail with MySQL error
 	// 1305 ("FUNCTION ... does not exist"), e.g. "BINLOG_GTID_POS".
 	RefuseFunction string
+	// AuthPlugin is how clients log in (go-mysql's server: no TLS);
+	// default mysql_native_password. caching_sha2_password's full
+	// authentication sends the proxy's RSA key over the plaintext
+	// connection.
+	AuthPlugin string
 }
 
 // StartMySQLProxy listens on a free loopback port; it stops at test cleanup.
@@ -52,7 +58,10 @@ func StartMySQLProxy(t testing.TB, target *MariaDB, opts MySQLProxyOptions) *MyS
 		t.Fatalf("testenv: mysql proxy listen: %v", err)
 	}
 	p := &MySQLProxy{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, target: target,
-		user: opts.User, pass: opts.Password, refuseFunc: strings.ToUpper(opts.RefuseFunction)}
+		user: opts.User, pass: opts.Password, refuseFunc: strings.ToUpper(opts.RefuseFunction), authPlugin: opts.AuthPlugin}
+	if p.authPlugin == "" {
+		p.authPlugin = mysql.AUTH_NATIVE_PASSWORD
+	}
 	srv := server.NewDefaultServer()
 	go func() {
 		for {
@@ -85,7 +94,11 @@ func (p *MySQLProxy) serve(srv *server.Server, c net.Conn) {
 		return
 	}
 	defer up.Close()
-	conn, err := srv.NewConn(c, p.user, p.pass, &proxyHandler{p: p, up: up})
+	auth := server.NewInMemoryAuthenticationHandler(p.authPlugin)
+	if err := auth.AddUser(p.user, p.pass); err != nil {
+		return
+	}
+	conn, err := srv.NewCustomizedConn(c, auth, &proxyHandler{p: p, up: up})
 	if err != nil {
 		return
 	}
