@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"testing"
 	"time"
@@ -77,4 +78,45 @@ func TestEnvelopeChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareGolden(t, "envelope_shape", append(pretty.Bytes(), '\n'))
+}
+
+// TestLastRowsCarryTheBoundary: a transaction's last rows event and its
+// boundary reach the pipeline as one Event (rows, then the boundary after
+// them); a transaction of two rows events hands over its first alone.
+func TestLastRowsCarryTheBoundary(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, src, log := connectTest(ctx, t, db)
+	db.Exec(t, "CREATE DATABASE lb", "CREATE TABLE lb.t (id INT PRIMARY KEY)")
+	start, err := src.CurrentPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, "INSERT INTO lb.t VALUES (1)", "BEGIN", "INSERT INTO lb.t VALUES (2)", "INSERT INTO lb.t VALUES (3)", "COMMIT")
+	events := make(chan Event, 64)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- NewReader(cfg, src, log).Run(ctx, start, stop, events) }()
+	var got []string
+	rows := 0
+	for rows < 3 {
+		select {
+		case ev := <-events:
+			rows += len(ev.Rows)
+			got = append(got, fmt.Sprintf("rows=%d boundary=%v", len(ev.Rows), ev.Boundary))
+		case err := <-done:
+			t.Fatalf("reader stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("events so far: %v", got)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := "[rows=1 boundary=true rows=1 boundary=false rows=1 boundary=true]"; fmt.Sprint(got) != want {
+		t.Errorf("events %v, want %s", got, want)
+	}
 }
