@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,5 +119,64 @@ func TestLastRowsCarryTheBoundary(t *testing.T) {
 	}
 	if want := "[rows=1 boundary=true rows=1 boundary=false rows=1 boundary=true]"; fmt.Sprint(got) != want {
 		t.Errorf("events %v, want %s", got, want)
+	}
+}
+
+// TestNothingHeldWhileReserving: the reader reserves an event's bytes only
+// when every event it reserved before was handed on. A reservation may
+// wait until earlier bytes are published and released; an event kept back
+// meanwhile (to carry its transaction's boundary) would never be, and two
+// large rows events in a row would stall the producer for good.
+func TestNothingHeldWhileReserving(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, src, log := connectTest(ctx, t, db)
+	db.Exec(t, "CREATE DATABASE nh", "CREATE TABLE nh.t (id INT PRIMARY KEY)")
+	start, err := src.CurrentPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, "BEGIN", "INSERT INTO nh.t VALUES (1)", "INSERT INTO nh.t VALUES (2)", "INSERT INTO nh.t VALUES (3)", "COMMIT")
+	var reserved, handedOn atomic.Int32
+	violations := make(chan string, 8)
+	cfg.Reserve = func(ctx context.Context, n int) error {
+		// The receiver counts an event just after the reader's send
+		// returns: give it a moment, but an event kept back never comes.
+		deadline := time.Now().Add(time.Second)
+		for handedOn.Load() != reserved.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if r, h := reserved.Load(), handedOn.Load(); r != h {
+			violations <- fmt.Sprintf("reserving with %d of %d reserved events not handed on", r-h, r)
+		}
+		reserved.Add(1)
+		return nil
+	}
+	events := make(chan Event) // unbuffered: handed on = received
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- NewReader(cfg, src, log).Run(ctx, start, stop, events) }()
+	for rows := 0; rows < 3; {
+		select {
+		case ev := <-events:
+			if ev.Bytes > 0 {
+				handedOn.Add(1)
+			}
+			rows += len(ev.Rows)
+		case err := <-done:
+			t.Fatalf("reader stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the three rows never arrived")
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(violations)
+	for v := range violations {
+		t.Error(v)
 	}
 }

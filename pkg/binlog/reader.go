@@ -242,20 +242,23 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			}
 			continue
 		}
-		if r.cfg.Reserve != nil && out1.Bytes > 0 {
-			if err := r.cfg.Reserve(ctx, out1.Bytes); err != nil {
-				return err
-			}
-		}
+		fresh := true // not the held event, whose bytes are reserved
 		if held != nil {
 			if out1.Boundary && len(out1.Rows) == 0 {
 				held.Boundary, held.Flush, held.Rotate = true, out1.Flush, out1.Rotate
 				held.Position, held.Time = out1.Position, out1.Time
-				out1 = held
+				out1, fresh = held, false
 			} else if err := send(held); err != nil {
 				return err
 			}
 			held = nil
+		}
+		// Reserved only once nothing is held back: a reservation may wait
+		// for the bytes handed on before it to be published and released.
+		if fresh && r.cfg.Reserve != nil && out1.Bytes > 0 {
+			if err := r.cfg.Reserve(ctx, out1.Bytes); err != nil {
+				return err
+			}
 		}
 		if len(out1.Rows) > 0 && !out1.Boundary {
 			held = out1
