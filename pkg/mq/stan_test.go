@@ -53,7 +53,8 @@ func newTestStan(t testing.TB, srv *testenv.Stan, mod func(*StanOptions)) *Stan 
 
 // makeMsgs returns n messages spread round-robin over subjects; the data of
 // each names its subject and sequence number within that subject, padded to
-// about size bytes.
+// about size bytes. It is mqtest.Messages for the tests inside package mq,
+// which cannot import mqtest (mqtest imports mq); keep the two alike.
 func makeMsgs(prefix string, n int, subjects []string, size int) []Message {
 	msgs := make([]Message, n)
 	seq := make([]int, len(subjects))
