@@ -284,7 +284,7 @@ func (b *bench) report(workloads []*workload) (string, error) {
 		fmt.Fprintf(&out, "\nLatency, single-row commits at %s/s for %s (median of %d runs):\n\n%s",
 			fmtCount(b.opts.Rate), b.opts.Duration, b.opts.Runs, latencyTable(lat))
 	}
-	fmt.Fprintf(&out, "\nTargets (issue 6):\n\n%s", targetsTable(summary, lat))
+	fmt.Fprintf(&out, "\nTargets (issue 13):\n\n%s", targetsTable(summary, lat))
 	fmt.Fprintf(&out, "\nOther processes used %s of the CPUs during the measurements (%s).\n",
 		fmtPercent(b.res.OtherCPU), otherPerRun(b.res.Runs))
 
