@@ -53,13 +53,13 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "stream"
-	if len(args) > 0 && (args[0] == "checkpoint" || args[0] == "doctor") {
+	if len(args) > 0 && (args[0] == "checkpoint" || args[0] == "doctor" || args[0] == "snapshot") {
 		cmd, args = args[0], args[1:]
 	}
 	sub := ""
-	if cmd == "checkpoint" {
+	if cmd == "checkpoint" || cmd == "snapshot" {
 		if len(args) == 0 {
-			fmt.Fprintln(stderr, "usage: producer checkpoint show|set|reset [-config PATH] ...")
+			fmt.Fprintln(stderr, "usage: producer checkpoint show|set|reset [-config PATH] ...\n       producer snapshot start|status|cancel [-config PATH] [db.table ...]")
 			return 2
 		}
 		sub, args = args[0], args[1:]
@@ -97,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkpointCommand(ctx, sub, flags.Args(), *gtid, cfg, stdout, stderr, log)
 	case "doctor":
 		return runDoctor(ctx, cfg, stdout, log)
+	case "snapshot":
+		return snapshotCommand(ctx, sub, flags.Args(), cfg, stdout, stderr)
 	}
 	return stream(ctx, cfg, secrets, log)
 }
@@ -151,6 +153,13 @@ func producerOptions(cfg *config.Config, sourceName string, secrets *redact.Secr
 		},
 		MemoryBudget: cfg.Memory.Budget,
 		StallTimeout: cfg.HTTP.StallTimeout.Duration(),
+		Snapshot: producer.SnapshotOptions{
+			Initial:       cfg.Snapshot.Mode == config.SnapshotInitial || cfg.Snapshot.Mode == config.SnapshotWhenNeeded,
+			ChunkRows:     cfg.Snapshot.ChunkRows,
+			Pause:         cfg.Snapshot.Pause.Duration(),
+			RefuseKeyless: cfg.Snapshot.Keyless == config.KeylessRefuse,
+			Include:       cfg.Tables.Match,
+		},
 	}
 	if !cfg.HTTP.Disabled {
 		opts.HTTPListen = cfg.HTTP.Listen

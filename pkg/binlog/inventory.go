@@ -155,7 +155,8 @@ func (s *Source) BinaryLogs(ctx context.Context) ([]BinlogFile, error) {
 // tableInfo reads a table's current definition from information_schema. A
 // table that no longer exists yields nil and no error.
 func (s *Source) tableInfo(ctx context.Context, db, name string) (*infoTable, error) {
-	r, err := s.execute(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME, ''), COLUMN_KEY
+	r, err := s.execute(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME, ''), COLUMN_KEY,
+		IFNULL(DATETIME_PRECISION, 0), IS_NULLABLE
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, name)
 	if err != nil {
 		return nil, err
@@ -171,6 +172,10 @@ func (s *Source) tableInfo(ctx context.Context, db, name string) (*infoTable, er
 		c.columnType, _ = r.GetString(i, 2)
 		c.charset, _ = r.GetString(i, 3)
 		c.json = strings.EqualFold(c.dataType, "json")
+		precision, _ := r.GetUint(i, 5)
+		c.precision = int(precision)
+		nullable, _ := r.GetString(i, 6)
+		c.nullable = strings.EqualFold(nullable, "YES")
 		it.columns = append(it.columns, c)
 	}
 	r, err = s.execute(ctx, `SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE

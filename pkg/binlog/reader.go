@@ -83,6 +83,9 @@ type Reader struct {
 	prev map[[2]string]*string
 	// history is the binlog history id of the pass (the start position's).
 	history string
+	// snap is the progress of the running snapshot, saved with every
+	// boundary's checkpoint (nil when none runs).
+	snap *position.Snapshot
 }
 
 // Catalog is what the reader asks the server besides the binlog stream:
@@ -109,6 +112,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	r.infos = map[string]*infoTable{}
 	r.prev = map[[2]string]*string{}
 	r.history = start.History
+	r.snap = start.Snapshot
 	collations, err := r.src.collationCharsets(ctx)
 	if err != nil {
 		return err
@@ -183,7 +187,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		}
 	}()
 
-	st := &streamState{file: start.File, gtid: start.GTID}
+	st := &streamState{file: start.File, gtid: start.GTID, at: start}
 	stopping := false
 	// held is a rows event kept until the next event is read, so that the
 	// transaction boundary that usually follows it travels with it: one
@@ -197,12 +201,33 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			return ctx.Err()
 		}
 	}
+	// With a snapshot feed, the wait for the next binlog event is cut
+	// short when a chunk arrives, so that an idle stream publishes it.
+	waitCtx := readCtx
+	rearm := func() {
+		if feed := r.cfg.Snapshots; feed != nil {
+			c, wake := context.WithCancel(readCtx)
+			waitCtx = c
+			feed.setWake(wake)
+		}
+	}
+	rearm()
 	for {
-		getCtx := readCtx
+		getCtx := waitCtx
 		if stopping {
 			getCtx = ctx
 		}
 		ev, err := streamer.GetEvent(getCtx)
+		if err != nil && !stopping && waitCtx.Err() != nil && readCtx.Err() == nil && ctx.Err() == nil {
+			// Woken for a snapshot chunk.
+			rearm()
+			if accepted && !st.inTx && held == nil {
+				if err := r.emitSnapshots(ctx, st, send); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err == nil && !accepted {
 			accepted = true
 			r.log.WithFields(logrus.Fields{"position": start.String(), "encrypted": usedTLS != nil}).Info("binlog stream started")
@@ -270,6 +295,11 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		if out1.Boundary && (stopping || readCtx.Err() != nil) {
 			return nil
 		}
+		if out1.Boundary {
+			if err := r.emitSnapshots(ctx, st, send); err != nil {
+				return err
+			}
+		}
 	}
 }
 
@@ -285,6 +315,11 @@ type streamState struct {
 	lastPos uint32
 	gtid    string
 	inTx    bool
+	// at is the last place outside a transaction the stream passed (a
+	// boundary, or the end of a binlog file's header events): where a
+	// snapshot chunk can be published. serverID is the last event's.
+	at       position.Position
+	serverID uint32
 }
 
 // handle turns one binlog event into what the pipeline needs, or nil.
@@ -293,19 +328,23 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 	if h.LogPos != 0 {
 		st.lastPos = h.LogPos
 	}
+	st.serverID = h.ServerID
 	boundary := func(flush bool) *Event {
 		st.inTx = false
 		if h.LogPos == 0 {
 			return nil
 		}
-		return &Event{Boundary: true, Flush: flush, Time: time.Unix(int64(h.Timestamp), 0),
-			Position: position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history}}
+		st.at = position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history, Snapshot: r.snap}
+		return &Event{Boundary: true, Flush: flush, Time: time.Unix(int64(h.Timestamp), 0), Position: st.at}
 	}
 	switch e := ev.Event.(type) {
 	case *replication.FormatDescriptionEvent:
 		// A binlog file starts. The server that wrote it may have been
 		// restarted since the previous one: it numbers tables afresh.
 		r.forgetTableIDs()
+		r.passHeader(st, h)
+	case *replication.MariadbGTIDListEvent, *replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+		r.passHeader(st, h)
 	case *replication.RotateEvent:
 		next := string(e.NextLogName)
 		if h.Timestamp == 0 || h.LogPos == 0 {
@@ -316,8 +355,8 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		st.file = next
 		st.lastPos = uint32(e.Position)
 		st.inTx = false
-		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0),
-			Position: position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid, History: r.history}}, nil
+		st.at = position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid, History: r.history, Snapshot: r.snap}
+		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0), Position: st.at}, nil
 	case *replication.MariadbGTIDEvent:
 		st.gtid = mariadbGTID(e.GTID)
 		st.inTx = !e.IsStandalone()
@@ -364,6 +403,17 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		return r.rows(st, h, e)
 	}
 	return nil, nil
+}
+
+// passHeader moves st.at past a binlog file's header event read outside a
+// transaction.
+func (r *Reader) passHeader(st *streamState, h *replication.EventHeader) {
+	at := position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history, Snapshot: r.snap}
+	// Only forward: a stream started inside a file first replays the
+	// file's header events.
+	if !st.inTx && h.LogPos != 0 && at.Compare(st.at) > 0 {
+		st.at = at
+	}
 }
 
 // mysqlGTID renders a MySQL GTID event's GTID, or "" for the anonymous
@@ -535,6 +585,9 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		return nil, nil
 	}
 	pos := h.LogPos - h.EventSize
+	if feed := r.cfg.Snapshots; feed != nil && feed.watching.Load() > 0 && t.unpublishable == "" {
+		feed.note(t, e, position.Position{File: st.file, Pos: pos})
+	}
 	ts := time.Unix(int64(h.Timestamp), 0).UTC()
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
@@ -619,7 +672,18 @@ func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *e
 	}
 	b = append(b, `,"ts":"`...)
 	b = src.TS.AppendFormat(b, time.RFC3339)
-	b = append(b, `"},`...)
+	b = append(b, '"')
+	if ref := src.Snapshot; ref != nil {
+		b = append(b, `,"snapshot":{"id":`...)
+		b = appendJSONString(b, ref.ID)
+		b = append(b, `,"chunk":`...)
+		b = strconv.AppendInt(b, int64(ref.Chunk), 10)
+		if ref.Last {
+			b = append(b, `,"last":true`...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `},`...)
 	if prev != "" {
 		b = append(b, `"prev":`...)
 		b = appendJSONString(b, prev)

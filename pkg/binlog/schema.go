@@ -39,6 +39,9 @@ type column struct {
 	// layout formats DATETIME and TIMESTAMP values decoded as time.Time,
 	// with the column's fractional digits.
 	layout string
+	// fsp is the fractional second digits of a temporal column read by a
+	// snapshot (information_schema's DATETIME_PRECISION).
+	fsp int
 }
 
 // table is the decoding plan of one table map: the columns in binlog order.
@@ -89,6 +92,8 @@ type infoColumn struct {
 	columnType string // "int(10) unsigned", "enum('a','b')", ...
 	charset    string // "" for non-character columns and binary strings
 	json       bool   // a JSON column (MySQL's type or MariaDB's json_valid check)
+	precision  int    // fractional second digits of TIME, DATETIME, TIMESTAMP
+	nullable   bool
 }
 
 // infoTable is what information_schema says about a table now.
@@ -224,7 +229,14 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 	case info != nil:
 		t.pk = info.pk
 	}
-	t.head = appendJSONString(append(appendJSONString([]byte(`"db":`), db), `,"table":`...), name)
+	t.prepareFragments()
+	return t, nil
+}
+
+// prepareFragments pre-encodes the envelope fragments every change of the
+// table shares: head and pkJSON (with the "binary" column list).
+func (t *table) prepareFragments() {
+	t.head = appendJSONString(append(appendJSONString([]byte(`"db":`), t.db), `,"table":`...), t.name)
 	t.pkJSON = append([]byte(`"pk":[`), ']')
 	if len(t.pk) > 0 {
 		t.pkJSON = []byte(`"pk":[`)
@@ -252,7 +264,6 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 	if !first {
 		t.pkJSON = append(t.pkJSON, ']')
 	}
-	return t, nil
 }
 
 // TablePattern is the Tables.Include/Exclude pattern naming exactly

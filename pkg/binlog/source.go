@@ -62,6 +62,11 @@ type Config struct {
 	// OnStreamState, when set, is told when the binlog stream connects and
 	// when it ends (with the reason).
 	OnStreamState func(connected bool, err error)
+	// Snapshots, when set, feeds snapshot chunks to the Reader, which
+	// publishes them in binlog order with the live changes.
+	Snapshots *SnapshotFeed
+	// session are statements run on every (re)connection of a Source.
+	session []string
 }
 
 func (c *Config) addr() string {
@@ -133,7 +138,9 @@ func (s *Source) connect(ctx context.Context) error {
 		// a graceful stop) forever.
 		c.ReadTimeout, c.WriteTimeout = adminQueryTimeout, adminQueryTimeout
 		if s.cfg.Charset != "" {
-			return c.SetCharset(s.cfg.Charset)
+			if err := c.SetCharset(s.cfg.Charset); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -146,6 +153,12 @@ func (s *Source) connect(ctx context.Context) error {
 		}
 		return failure.WithFix(fmt.Errorf("connect to MySQL at %s as %q: %w", s.cfg.addr(), s.cfg.User, err),
 			"check that the server is up and reachable at that address")
+	}
+	for _, q := range s.cfg.session {
+		if _, err := conn.Execute(q); err != nil {
+			conn.Close()
+			return fmt.Errorf("MySQL at %s: %s: %w", s.cfg.addr(), q, err)
+		}
 	}
 	s.conn = conn
 	s.tls = tlsState(conn)

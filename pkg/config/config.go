@@ -39,6 +39,7 @@ type Config struct {
 	Batch     Batch
 	Memory    Memory
 	Tables    Tables
+	Snapshot  Snapshot
 	Log       Log
 	HTTP      HTTP
 }
@@ -52,6 +53,36 @@ type Memory struct {
 	// change larger than the budget still goes through, alone.
 	Budget int
 }
+
+// Snapshot says when the producer publishes tables' existing rows (type
+// "read"), besides the changes: on a first start (Mode), and on demand
+// ("producer snapshot start db.table ...").
+type Snapshot struct {
+	// Mode is "never" (the default: a first start publishes only changes
+	// made from then on), "initial" (a first start publishes every
+	// included table's rows, then streams) or "when_needed" (the same: a
+	// snapshot whenever there is no checkpoint).
+	Mode string
+	// ChunkRows is how many rows one chunk reads (default 4096).
+	ChunkRows int
+	// Pause is a wait between chunks, so a busy primary is not saturated
+	// (default 0).
+	Pause Duration
+	// Keyless is what happens to a table with neither a primary key nor a
+	// unique key over NOT NULL columns: "read" (the default: read in one
+	// go, with a warning; its rows are held in memory at once) or
+	// "refuse".
+	Keyless string
+}
+
+// Snapshot modes and keyless policies.
+const (
+	SnapshotNever      = "never"
+	SnapshotInitial    = "initial"
+	SnapshotWhenNeeded = "when_needed"
+	KeylessRead        = "read"
+	KeylessRefuse      = "refuse"
+)
 
 // Mysql is the source server dbsync reads the binlog from, posing as a
 // replica.
@@ -295,18 +326,19 @@ const (
 	DefaultHTTPListen      = ":8080"
 	DefaultStallTimeout    = 60 * time.Second
 	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
-	DefaultJetStreamProName = mq.DefaultJetStreamSubjectPrefix
-	DefaultJetStreamStore   = mq.DefaultJetStreamStorage
-	DefaultDuplicateWindow  = mq.DefaultJetStreamDuplicateWindow
-	DefaultStreamMaxAge     = mq.DefaultJetStreamMaxAge
-	DefaultMysqlTLSMode     = TLSPreferred
-	DefaultBatchMaxRows     = 1024
-	DefaultBatchMaxWait     = 3 * time.Second
-	DefaultBatchMaxBytes    = 16 << 20
-	DefaultLogLevel         = "info"
-	DefaultLogFormat        = "text"
-	DefaultMemoryBudget     = 64 << 20
-	DefaultNATSMaxPayload   = 1 << 20
+	DefaultJetStreamProName  = mq.DefaultJetStreamSubjectPrefix
+	DefaultJetStreamStore    = mq.DefaultJetStreamStorage
+	DefaultDuplicateWindow   = mq.DefaultJetStreamDuplicateWindow
+	DefaultStreamMaxAge      = mq.DefaultJetStreamMaxAge
+	DefaultMysqlTLSMode      = TLSPreferred
+	DefaultBatchMaxRows      = 1024
+	DefaultBatchMaxWait      = 3 * time.Second
+	DefaultBatchMaxBytes     = 16 << 20
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	DefaultMemoryBudget      = 64 << 20
+	DefaultSnapshotChunkRows = 4096
+	DefaultNATSMaxPayload    = 1 << 20
 	// DefaultDeadLetterSubject follows ProName in Tables.DeadLetterSubject's
 	// default.
 	DefaultDeadLetterSubject = "_dbsync.deadletter"
@@ -355,6 +387,7 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Batch.MaxWait, DefaultBatchMaxWait)
 	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
 	setInt(&c.Memory.Budget, DefaultMemoryBudget)
+	setInt(&c.Snapshot.ChunkRows, DefaultSnapshotChunkRows)
 	setInt(&c.JetStream.MaxPayload, DefaultNATSMaxPayload)
 }
 
@@ -380,6 +413,8 @@ func (c *Config) applyStringDefaults() {
 	set(&c.JetStream.Storage, DefaultJetStreamStore)
 	set(&c.HTTP.Listen, DefaultHTTPListen)
 	set(&c.Log.Level, DefaultLogLevel)
+	set(&c.Snapshot.Mode, SnapshotNever)
+	set(&c.Snapshot.Keyless, KeylessRead)
 	set(&c.Log.Format, DefaultLogFormat)
 	if c.MQName == "jetstream" {
 		// A JetStream stream cannot capture "*.*" (it overlaps the server's

@@ -80,11 +80,12 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", Storage: "file", Replicas: 1,
 			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second), MaxPayload: 1 << 20,
 			MaxAge: Duration(7 * 24 * time.Hour)},
-		HTTP:   HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
-		Batch:  Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
-		Memory: Memory{Budget: 64 << 20},
-		Tables: Tables{OnUnpublishable: TablePolicy{All: "stop"}},
-		Log:    Log{Level: "info", Format: "text"},
+		HTTP:     HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
+		Batch:    Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
+		Memory:   Memory{Budget: 64 << 20},
+		Tables:   Tables{OnUnpublishable: TablePolicy{All: "stop"}},
+		Snapshot: Snapshot{Mode: "never", ChunkRows: 4096, Keyless: "read"},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("seed decoded to\n%+v\nwant\n%+v", *c, want)

@@ -36,8 +36,10 @@ func LogLevels() []string { return []string{"trace", "debug", "info", "warn", "e
 func LogFormats() []string { return []string{"text", "json"} }
 
 const (
-	maxBatchRows     = 1_000_000
-	minBatchMaxBytes = 64 << 10
+	maxBatchRows = 1_000_000
+	// maxSnapshotChunkRows bounds Snapshot.ChunkRows: a chunk is held in memory at once.
+	maxSnapshotChunkRows = 1_000_000
+	minBatchMaxBytes     = 64 << 10
 )
 
 // Validate checks every setting and returns nil or one error joining (with
@@ -177,6 +179,16 @@ func (c *Config) Validate() error {
 	if c.Memory.Budget < 2*c.Batch.MaxBytes {
 		v.add("Memory.Budget", "%d is below twice Batch.MaxBytes (%d): a full batch could not be sent while the next one fills (default %d = 64 MiB)",
 			c.Memory.Budget, 2*c.Batch.MaxBytes, DefaultMemoryBudget)
+	}
+
+	// Snapshot
+	v.oneOf("Snapshot.Mode", c.Snapshot.Mode, []string{SnapshotNever, SnapshotInitial, SnapshotWhenNeeded})
+	v.oneOf("Snapshot.Keyless", c.Snapshot.Keyless, []string{KeylessRead, KeylessRefuse})
+	if c.Snapshot.ChunkRows < 1 || c.Snapshot.ChunkRows > maxSnapshotChunkRows {
+		v.add("Snapshot.ChunkRows", "%d is out of range 1-%d (default %d)", c.Snapshot.ChunkRows, maxSnapshotChunkRows, DefaultSnapshotChunkRows)
+	}
+	if c.Snapshot.Pause < 0 {
+		v.add("Snapshot.Pause", "%s is negative (default 0: no pause between chunks)", c.Snapshot.Pause.Duration())
 	}
 
 	// Logging

@@ -20,6 +20,10 @@ const (
 	TypeInsert = "insert"
 	TypeUpdate = "update"
 	TypeDelete = "delete"
+	// TypeRead is a row as a snapshot read it (the table's existing rows,
+	// re-published in order with the live changes); it has After and a
+	// Source.Snapshot.
+	TypeRead = "read"
 )
 
 // Envelope is one row change as consumers receive it. Before is absent for an
@@ -65,6 +69,20 @@ type Source struct {
 	Row     int       `json:"row"`
 	GTID    string    `json:"gtid,omitempty"`
 	TS      time.Time `json:"ts"`
+	// Snapshot is set on the rows of a snapshot (type "read"): their
+	// coordinate is the transaction boundary they were published at, and
+	// Row numbers the rows the snapshot read of the table.
+	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
+}
+
+// SnapshotRef places a snapshot row in its snapshot.
+type SnapshotRef struct {
+	// ID names the snapshot (one per "snapshot start" or initial snapshot).
+	ID string `json:"id"`
+	// Chunk numbers the table's chunks from 1.
+	Chunk int `json:"chunk"`
+	// Last is set on the rows of the table's last chunk.
+	Last bool `json:"last,omitempty"`
 }
 
 // Decode parses one envelope. It fails with a *DecodeError on invalid JSON,
@@ -110,10 +128,17 @@ func (e *Envelope) check() error {
 		if e.Before == nil {
 			problems = append(problems, `a delete without "before"`)
 		}
+	case TypeRead:
+		if e.After == nil {
+			problems = append(problems, `a read without "after"`)
+		}
+		if e.Source.Snapshot == nil {
+			problems = append(problems, `a read without "source.snapshot"`)
+		}
 	case "":
 		problems = append(problems, `no "type"`)
 	default:
-		problems = append(problems, fmt.Sprintf("unknown type %q (want insert, update or delete)", e.Type))
+		problems = append(problems, fmt.Sprintf("unknown type %q (want insert, update, delete or read)", e.Type))
 	}
 	if len(problems) == 0 {
 		return nil

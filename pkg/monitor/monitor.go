@@ -53,20 +53,23 @@ type Monitor struct {
 	stallTimeout time.Duration
 	now          func() time.Time
 
-	rows         *prometheus.CounterVec
-	transactions prometheus.Counter
-	publishErrs  prometheus.Counter
-	batchRows    prometheus.Histogram
-	publishTime  prometheus.Histogram
-	cpFile       prometheus.Gauge
-	cpPos        prometheus.Gauge
-	lagSeconds   prometheus.Gauge
-	lagBytes     prometheus.Gauge
-	sourceUp     prometheus.Gauge
-	brokerUp     prometheus.Gauge
-	stalled      prometheus.Gauge
-	unpublished  *prometheus.CounterVec
-	budgetUsed   prometheus.Gauge
+	rows              *prometheus.CounterVec
+	transactions      prometheus.Counter
+	publishErrs       prometheus.Counter
+	batchRows         prometheus.Histogram
+	publishTime       prometheus.Histogram
+	cpFile            prometheus.Gauge
+	cpPos             prometheus.Gauge
+	lagSeconds        prometheus.Gauge
+	lagBytes          prometheus.Gauge
+	sourceUp          prometheus.Gauge
+	brokerUp          prometheus.Gauge
+	stalled           prometheus.Gauge
+	unpublished       *prometheus.CounterVec
+	budgetUsed        prometheus.Gauge
+	snapshotRows      *prometheus.CounterVec
+	snapshotRemaining prometheus.Gauge
+	snapshotRunning   prometheus.Gauge
 
 	mu       sync.Mutex
 	sourceOK bool
@@ -115,7 +118,27 @@ func New(stallTimeout time.Duration) *Monitor {
 	m.stalled = f.gauge("dbsync_stalled", "1 when the source has moved on but nothing was published for the stall timeout.")
 	m.unpublished = f.counterVec("dbsync_unpublishable_total", "Row changes that could not be published and went to the dead-letter subject as markers (Tables.OnUnpublishable skip), by reason: too_large or table (a name that cannot be a subject, a character set dbsync cannot convert).", "db", "table", "reason")
 	m.budgetUsed = f.gauge("dbsync_memory_budget_used_bytes", "Bytes of encoded row changes held between the binlog reader and the broker's acknowledgement (bounded by Memory.Budget).")
+	m.snapshotRows = f.counterVec("dbsync_snapshot_rows_total", "Rows a snapshot published (type read), by table.", "db", "table")
+	m.snapshotRemaining = f.gauge("dbsync_snapshot_remaining_rows", "Estimated rows the running snapshot has still to read (information_schema's estimate; 0 when none runs).")
+	m.snapshotRunning = f.gauge("dbsync_snapshot_running", "1 while a snapshot runs.")
 	return m
+}
+
+// SnapshotPublished counts n rows of db.table a snapshot published.
+func (m *Monitor) SnapshotPublished(db, table string, n int) {
+	m.snapshotRows.WithLabelValues(db, table).Add(float64(n))
+}
+
+// SnapshotProgress says whether a snapshot runs and about how many rows it
+// has still to read.
+func (m *Monitor) SnapshotProgress(running bool, remaining int64) {
+	if !running {
+		m.snapshotRunning.Set(0)
+		m.snapshotRemaining.Set(0)
+		return
+	}
+	m.snapshotRunning.Set(1)
+	m.snapshotRemaining.Set(float64(max(remaining, 0)))
 }
 
 // Unpublishable counts a change replaced by a dead-letter marker.
@@ -324,6 +347,9 @@ type ServeOptions struct {
 	// Redact, when set, cleans the /readyz body (the errors it lists may
 	// quote a server's reply).
 	Redact func(string) string
+	// Extra are further handlers by path pattern (the producer's snapshot
+	// commands).
+	Extra map[string]http.Handler
 }
 
 // maxProfileSeconds caps /debug/pprof/profile and /debug/pprof/trace.
@@ -337,6 +363,9 @@ func (m *Monitor) Handler(opts ServeOptions) http.Handler {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", capSeconds(pprof.Profile))
 		mux.HandleFunc("/debug/pprof/trace", capSeconds(pprof.Trace))
+	}
+	for path, h := range opts.Extra {
+		mux.Handle(path, h)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {

@@ -26,6 +26,9 @@ type Position struct {
 	// consumers never compare coordinates of different histories. Empty in
 	// checkpoints written before it existed.
 	History string `json:"history,omitempty"`
+	// Snapshot is the progress of the snapshot running at this position,
+	// nil when none runs.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 }
 
 // NewHistory returns a fresh history id: 12 random hex digits. The producer

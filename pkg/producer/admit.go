@@ -53,7 +53,9 @@ const (
 // change and the fix, on a change that cannot be published when the
 // table's policy is "stop".
 func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
-	if a.held != nil {
+	if a.held != nil && row.Type != envelope.TypeRead {
+		// (A snapshot row is published at a boundary after the binlog's
+		// end when its chunk was read, so after anything the broker holds.)
 		if !after(row.Source(), *a.held) {
 			return mq.Message{}, dropRow, nil
 		}
@@ -74,6 +76,11 @@ func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 		return a.marker(row, subject, "table", row.Unpublishable), publishMark, nil
 	}
 	msg := mq.Message{Subject: subject, ID: row.ID, Data: row.Data}
+	if row.Type == envelope.TypeRead {
+		// Snapshot rows of several tables share their boundary's
+		// coordinate: the broker's de-duplication id names the table.
+		msg.ID = row.ID + ":" + row.DB + "." + row.Table
+	}
 	if a.sizer == nil {
 		return msg, publishRow, nil
 	}

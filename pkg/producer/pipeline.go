@@ -33,6 +33,8 @@ type pipeline struct {
 	// budget is the pass's memory budget; acknowledged batches give their
 	// bytes back.
 	budget *budget
+	// snapshots, when set, reads the pass's snapshot chunks.
+	snapshots *snapshotRun
 }
 
 // run streams from start until stop is closed (then it finishes the open
@@ -48,7 +50,7 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 	cp := newCheckpointer(p.store, p.log, p.mon.Checkpointed)
 
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
+	errs := make([]error, 5)
 	spawn := func(i int, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -69,6 +71,18 @@ func (p *pipeline) run(ctx context.Context, start position.Position, stop <-chan
 		return p.publish(ctx, batches, cp, cancel)
 	})
 	spawn(3, func() error { return cp.run(ctx) })
+	if p.snapshots != nil {
+		// Ends with the reader: its chunks go nowhere after that.
+		snapCtx, stopSnapshots := context.WithCancel(ctx)
+		spawn(4, func() error { return p.snapshots.run(snapCtx, start.Snapshot) })
+		go func() {
+			select {
+			case <-stop:
+			case <-ctx.Done():
+			}
+			stopSnapshots()
+		}()
+	}
 	wg.Wait()
 	// Report the root cause, not the cancellations it caused.
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

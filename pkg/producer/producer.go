@@ -10,11 +10,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/monitor"
@@ -84,6 +86,8 @@ type Options struct {
 	// MonitorInterval is how often lag, stall and the broker connection are
 	// measured; default 2s.
 	MonitorInterval time.Duration
+	// Snapshot tunes snapshots of tables' existing rows.
+	Snapshot SnapshotOptions
 }
 
 func (o *Options) defaults() {
@@ -116,6 +120,8 @@ type Producer struct {
 	src   Source
 	queue mq.MessageQueue
 	mon   *monitor.Monitor
+	// snap connects the snapshot commands with the running pass.
+	snap *snapshotControl
 }
 
 // New checks that streaming can start on c and prepares it: the checkpoint
@@ -128,7 +134,7 @@ type Producer struct {
 // loudly.
 func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
-	p := &Producer{opts: opts, log: log, store: c.Store, lease: c.Lease, src: c.Source, mon: monitor.New(opts.StallTimeout)}
+	p := &Producer{opts: opts, log: log, store: c.Store, lease: c.Lease, src: c.Source, mon: monitor.New(opts.StallTimeout), snap: newSnapshotControl()}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -344,11 +350,41 @@ func (p *Producer) firstCheckpoint(ctx context.Context) (position.Position, erro
 		return pos, err
 	}
 	pos.History = position.NewHistory()
+	if p.opts.Snapshot.Initial {
+		snap, err := p.initialSnapshot(ctx)
+		if err != nil {
+			return pos, err
+		}
+		pos.Snapshot = snap
+		where += ", after a snapshot of the included tables' existing rows (Snapshot.Mode)"
+	}
 	if err := p.store.Save(ctx, pos); err != nil {
 		return pos, fmt.Errorf("save first checkpoint %s: %w", pos, err)
 	}
 	p.log.WithField("checkpoint", pos.String()).Warn("NO CHECKPOINT FOUND: first start, streaming from " + where)
 	return pos, nil
+}
+
+// initialSnapshot is the snapshot of every included table a first start
+// takes (Snapshot.Mode initial or when_needed); a table it would refuse
+// stops the start.
+func (p *Producer) initialSnapshot(ctx context.Context) (*position.Snapshot, error) {
+	ss, ok := p.src.(SnapshotSource)
+	if !ok {
+		return nil, errors.New("Snapshot.Mode asks for a snapshot, but this source cannot take one")
+	}
+	tables, err := ss.SnapshotTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keyless, err := p.checkPlans(ctx, tables)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range keyless {
+		p.log.WithField("table", t).Warn("table has no primary key and no unique key over NOT NULL columns: the snapshot reads it in one go")
+	}
+	return newSnapshot(tables), nil
 }
 
 // Run streams until ctx is done, then stops gracefully: it finishes the
@@ -471,7 +507,9 @@ func (p *Producer) stopLost(err error) error {
 // source connection of its own, until ctx is done.
 func (p *Producer) startMonitoring(ctx context.Context) error {
 	if p.opts.HTTPListen != "" {
-		if err := p.mon.Serve(ctx, p.opts.HTTPListen, p.opts.HTTP, p.log); err != nil {
+		opts := p.opts.HTTP
+		opts.Extra = map[string]http.Handler{SnapshotPath: p.SnapshotHandler()}
+		if err := p.mon.Serve(ctx, p.opts.HTTPListen, opts, p.log); err != nil {
 			return err
 		}
 	}
@@ -534,7 +572,12 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 			Info("the broker already holds changes after the checkpoint; they are not published again")
 	}
 	mem := newBudget(p.opts.MemoryBudget)
+	var feed *binlog.SnapshotFeed
+	if _, ok := p.src.(SnapshotSource); ok {
+		feed = binlog.NewSnapshotFeed()
+	}
 	reader := p.src.Reader(ReaderHooks{
+		Snapshots: feed,
 		Reserve: func(ctx context.Context, n int) error {
 			err := mem.reserve(ctx, n)
 			p.mon.BudgetUsed(mem.inUse())
@@ -564,6 +607,9 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		log:    p.log,
 		mon:    p.mon,
 		budget: mem,
+	}
+	if feed != nil {
+		pl.snapshots = &snapshotRun{p: p, feed: feed, log: p.log}
 	}
 	return pl.run(ctx, start, stop)
 }

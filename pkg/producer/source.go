@@ -27,6 +27,8 @@ type ReaderHooks struct {
 	// StreamState is told when the binlog stream connects and when it ends
 	// (with the reason).
 	StreamState func(connected bool, err error)
+	// Snapshots, when set, feeds the pass's snapshot chunks to the reader.
+	Snapshots *binlog.SnapshotFeed
 }
 
 // Source is the source server as the producer uses it. BinlogSource is a
@@ -67,6 +69,7 @@ func (s binlogSource) Reader(hooks ReaderHooks) EventReader {
 	cfg := s.cfg
 	cfg.Reserve = hooks.Reserve
 	cfg.OnStreamState = hooks.StreamState
+	cfg.Snapshots = hooks.Snapshots
 	return binlog.NewReader(cfg, s.Source, s.log)
 }
 

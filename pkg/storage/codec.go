@@ -32,6 +32,8 @@ type record struct {
 	SavedAt *time.Time `json:"saved_at"`
 	V       *int       `json:"v"`
 	Owner   string     `json:"owner,omitempty"`
+	// Snapshot is the progress of a running snapshot (absent when none).
+	Snapshot *position.Snapshot `json:"snapshot,omitempty"`
 }
 
 // encodeCheckpoint renders pos as the stored JSON value. It fails when pos
@@ -49,7 +51,7 @@ func encodeCheckpointBy(pos position.Position, now time.Time, owner string) ([]b
 	}
 	v := formatVersion
 	t := now.UTC()
-	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v, Owner: owner})
+	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v, Owner: owner, Snapshot: pos.Snapshot})
 }
 
 // decodeCheckpoint parses a stored value strictly: unknown fields, missing
@@ -84,7 +86,7 @@ func decodeCheckpoint(data []byte) (position.Position, error) {
 	if *r.V != formatVersion {
 		return position.Position{}, fmt.Errorf("unsupported format version %d (this dbsync reads version %d)", *r.V, formatVersion)
 	}
-	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID, History: r.History}
+	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID, History: r.History, Snapshot: r.Snapshot}
 	if err := p.Validate(); err != nil {
 		return position.Position{}, err
 	}
