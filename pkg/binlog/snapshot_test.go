@@ -26,6 +26,8 @@ type snapshotHarness struct {
 	events chan Event
 	stop   chan struct{}
 	done   chan error
+	// withoutLow submits chunks without their Low watermark.
+	withoutLow bool
 }
 
 func startSnapshotHarness(ctx context.Context, t *testing.T, db *testenv.MariaDB, start position.Position) *snapshotHarness {
@@ -79,6 +81,9 @@ func (h *snapshotHarness) snapshotTable(ctx context.Context, db, table string, n
 			h.t.Fatal(err)
 		}
 		chunks++
+		if h.withoutLow {
+			c.Low = position.Position{}
+		}
 		res, err := h.feed.Submit(ctx, c, envelope.SnapshotRef{ID: "snap-test", Chunk: chunks, Last: c.Last}, rows, nil)
 		if err != nil {
 			h.t.Fatal(err)

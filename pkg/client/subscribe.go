@@ -16,11 +16,16 @@ const (
 	Insert = envelope.TypeInsert
 	Update = envelope.TypeUpdate
 	Delete = envelope.TypeDelete
+	// Read is a row a snapshot read (the table's existing rows, published
+	// in order with the live changes): apply it like an insert that may
+	// find the row present (an upsert). Its Source.Snapshot says which
+	// snapshot and chunk it belongs to.
+	Read = envelope.TypeRead
 )
 
 // Change is one row change decoded into T.
 type Change[T any] struct {
-	// Type is Insert, Update or Delete.
+	// Type is Insert, Update, Delete or Read.
 	Type string
 	// DB and Table name the changed table.
 	DB, Table string
