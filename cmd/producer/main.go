@@ -8,6 +8,8 @@
 //	producer checkpoint set [-config PATH] FILE POS  set it (a transaction boundary the source still has)
 //	producer checkpoint set [-config PATH] -gtid G   set it to just after transaction G
 //	producer checkpoint reset [-config PATH]         move it to the current (Mysql.StartAt) position
+//	producer snapshot start [-config PATH] DB.TABLE ...  re-publish tables' rows (the running producer)
+//	producer snapshot status|cancel [-config PATH]   the running producer's snapshot
 //
 // The checkpoint commands are refused while a producer holds the store.
 //

@@ -260,6 +260,10 @@ func (s *snapshotRun) run(ctx context.Context, state *position.Snapshot) error {
 		}
 	}()
 	ctl := s.p.snap
+	if cur := state.Current(); cur != nil {
+		s.log.WithFields(logrus.Fields{"snapshot": state.ID, "table": cur.DB + "." + cur.Table, "next_chunk": cur.Chunks + 1, "rows_done": cur.Rows}).
+			Info("snapshot resumed from the checkpoint")
+	}
 	for {
 		if state == nil {
 			state = ctl.take()

@@ -456,9 +456,9 @@ func (e *Env) Command(args ...string) (code int, stdout, stderr string) {
 	e.T.Helper()
 	path := e.WriteConfig()
 	var full []string
-	if len(args) > 0 && (args[0] == "checkpoint" || args[0] == "doctor") {
+	if len(args) > 0 && (args[0] == "checkpoint" || args[0] == "doctor" || args[0] == "snapshot") {
 		n := 1
-		if args[0] == "checkpoint" && len(args) > 1 {
+		if (args[0] == "checkpoint" || args[0] == "snapshot") && len(args) > 1 {
 			n = 2
 		}
 		full = append(append(append(full, args[:n]...), "-config", path), args[n:]...)
