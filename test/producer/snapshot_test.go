@@ -161,7 +161,7 @@ func TestSnapshotKill9UnderWrites(t *testing.T) {
 			fillTable(t, e, "snap.items", rows)
 			e.Set("Snapshot.Mode", "initial")
 			e.Set("Snapshot.ChunkRows", 1000)
-			e.Set("Snapshot.Pause", "40ms")
+			e.Set("Snapshot.Pause", "70ms")
 			e.Set("Log.Level", "info")
 			w := startWriter(t, e.DB.DB(t), "snap.items", rows, 2)
 			resumed := regexp.MustCompile(`snapshot resumed from the checkpoint.*next_chunk=(\d+)`)
@@ -169,7 +169,7 @@ func TestSnapshotKill9UnderWrites(t *testing.T) {
 			for kills < 5 {
 				p := e.Start()
 				e2e.WaitLog(t, p, "binlog stream started")
-				time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
+				time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
 				out := p.Output()
 				if strings.Contains(out, "snapshot complete") {
 					t.Fatalf("the snapshot completed before kill %d: slow it down (Snapshot.Pause)", kills+1)
