@@ -650,3 +650,34 @@ func (s *Source) Tables(ctx context.Context) ([][2]string, error) {
 	}
 	return out, nil
 }
+
+// KeylessTables lists the included tables (Tables) with neither a primary
+// key nor a unique key over NOT NULL columns: a snapshot reads them in one
+// go.
+func (s *Source) KeylessTables(ctx context.Context) ([][2]string, error) {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.execute(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, MAX(NULLABLE = 'YES') FROM information_schema.STATISTICS
+		WHERE NON_UNIQUE = 0 GROUP BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME`)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables' keys: %w", err)
+	}
+	keyed := map[[2]string]bool{}
+	for i := 0; i < r.RowNumber(); i++ {
+		db, _ := r.GetString(i, 0)
+		name, _ := r.GetString(i, 1)
+		nullable, _ := r.GetInt(i, 3)
+		if nullable == 0 {
+			keyed[[2]string{db, name}] = true
+		}
+	}
+	var out [][2]string
+	for _, t := range tables {
+		if !keyed[t] {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}

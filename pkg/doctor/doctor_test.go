@@ -399,6 +399,17 @@ func TestRunStan(t *testing.T) {
 		t.Errorf("report does not end with %q", want)
 	}
 
+	// A table a snapshot cannot chunk is named (a unique key over a
+	// nullable column does not count; one over NOT NULL columns does).
+	expect(t, r.Findings, CheckSnapshot, OK, "every included table has a primary key or a unique key", "")
+	e.m.Exec(t, "CREATE DATABASE nk", "CREATE TABLE nk.t (a INT, b INT NULL, UNIQUE KEY (b))",
+		"CREATE TABLE nk.uniq (a INT NOT NULL, UNIQUE KEY (a))")
+	r = e.run(t)
+	if f := expect(t, r.Findings, CheckSnapshot, WARN, "1 included table(s) have no primary key", "add a primary key"); !strings.Contains(f.Detail, "nk.t") || strings.Contains(f.Detail, "nk.uniq") {
+		t.Errorf("snapshot finding names the wrong tables: %s", f.Detail)
+	}
+	e.m.Exec(t, "DROP DATABASE nk")
+
 	// A checkpoint at the current position.
 	src := connect(t, e.m, "root", "")
 	cur, err := src.CurrentPosition(t.Context())

@@ -43,6 +43,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) Report
 		}
 		r.Findings = append(r.Findings, judgeSourceTLS(src.TLS(), mode, time.Now()))
 		r.Findings = append(r.Findings, SourceChecks(ctx, src, cfg.Mysql.ServerID, checkpoint)...)
+		r.Findings = append(r.Findings, checkSnapshot(ctx, cfg, src))
 		src.Close()
 	}
 	r.Findings = append(r.Findings, storeFinding, checkBroker(ctx, cfg))

@@ -27,6 +27,12 @@ func (p *Producer) SnapshotHandler() http.Handler {
 			http.Error(w, "snapshot commands are accepted only from the producer's own host (run \"producer snapshot ...\" inside its pod)", http.StatusForbidden)
 			return
 		}
+		fail := func(msg string, code int) {
+			if p.opts.HTTP.Redact != nil {
+				msg = p.opts.HTTP.Redact(msg)
+			}
+			http.Error(w, msg, code)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		switch strings.TrimPrefix(r.URL.Path, SnapshotPath) {
 		case "status":
@@ -41,12 +47,12 @@ func (p *Producer) SnapshotHandler() http.Handler {
 				_, err = p.checkPlans(r.Context(), tables)
 			}
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
+				fail(err.Error(), http.StatusBadRequest)
 				return
 			}
 			s := newSnapshot(tables)
 			if err := p.snap.request(s); err != nil {
-				http.Error(w, err.Error(), http.StatusConflict)
+				fail(err.Error(), http.StatusConflict)
 				return
 			}
 			p.log.WithFields(logrus.Fields{"snapshot": s.ID, "tables": tableList(s)}).Info("snapshot requested")
@@ -58,7 +64,7 @@ func (p *Producer) SnapshotHandler() http.Handler {
 			}
 			id, err := p.snap.cancel()
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusConflict)
+				fail(err.Error(), http.StatusConflict)
 				return
 			}
 			p.log.WithField("snapshot", id).Info("snapshot cancellation requested")

@@ -43,6 +43,15 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		e2e.WaitLog(t, p, kind)
 	}
 
+	// The snapshot commands, a good and a refused one.
+	_, snapOut, snapErr := e.Command("snapshot", "start", "shop.t")
+	e2e.WaitLog(t, p, "snapshot complete")
+	_, statusOut, statusErr := e.Command("snapshot", "status")
+	_, badOut, badErr := e.Command("snapshot", "start", "shop.nosuch")
+	if !strings.Contains(badErr, "shop.nosuch") {
+		t.Errorf("the refused snapshot does not name the table: %s", badErr)
+	}
+
 	// A broker outage: its errors reach the log and /readyz.
 	e.StopBroker()
 	readyz := waitNotReady(t, e.HTTPAddr)
@@ -63,7 +72,8 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		t.Fatalf("the bad config was not refused: %s", configErr)
 	}
 
-	outputs := map[string]string{"producer log": p.Output(), "/readyz": readyz, "doctor": doctorOut + doctorErr, "config error": configErr}
+	outputs := map[string]string{"producer log": p.Output(), "/readyz": readyz, "doctor": doctorOut + doctorErr, "config error": configErr,
+		"snapshot commands": snapOut + snapErr + statusOut + statusErr + badOut + badErr}
 	for name, out := range outputs {
 		for _, secret := range append(others, ownPassword, "Pw-Url-5t") {
 			if strings.Contains(out, secret) {
