@@ -64,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	fs.BoolVar(&o.SkipSink, "skip-sink", false, "skip the sink ceiling")
 	big := fs.Bool("big", true, "also measure the peak RSS of one big transaction (NATS Streaming, once)")
 	fs.IntVar(&o.BigRows, "big-rows", 1_000_000, "rows of the big transaction")
+	fs.IntVar(&o.SnapshotRows, "snapshot-rows", 1_000_000, "rows of the table whose snapshot is measured (once per broker); 0 skips it")
 	fs.IntVar(&o.Writers, "writers", 4, "connections writing the single-row transactions")
 	fs.BoolVar(&o.Verbose, "v", false, "print the test servers' log lines")
 	if err := fs.Parse(args); err != nil {
@@ -96,6 +97,9 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 		if f.value <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %v", f.name, f.value))
 		}
+	}
+	if o.SnapshotRows < 0 {
+		errs = append(errs, fmt.Errorf("-snapshot-rows must not be negative, got %d", o.SnapshotRows))
 	}
 	if o.BigRows < 0 {
 		errs = append(errs, fmt.Errorf("-big-rows must not be negative, got %d", o.BigRows))

@@ -2,7 +2,6 @@ package binlog
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbsync/dbsync/pkg/envelope"
-	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
@@ -22,7 +20,7 @@ import (
 //  1. Open starts a window on a table: from then on the Reader notes the
 //     key of every change of the table it reads.
 //  2. The chunk is read (SnapshotReader.ReadChunk) and Submit hands it over
-//     with its watermarks.
+//     with its window and watermarks.
 //  3. Once the Reader's stream is at a transaction boundary at or after
 //     the chunk's High watermark, it drops from the chunk every row the
 //     stream changed after the chunk's Low watermark (the stream carried
@@ -31,7 +29,9 @@ import (
 //     is therefore as the table held it at that boundary, so applying
 //     everything in order gives exactly the table.
 //
-// One feed serves one Reader pass. Its methods are safe for concurrent use.
+// A table may have two windows open (the next chunk is read while the
+// previous one waits for its boundary). One feed serves one Reader pass.
+// Its methods are safe for concurrent use.
 type SnapshotFeed struct {
 	// watching is the number of open windows: the reader's fast path.
 	watching atomic.Int32
@@ -39,7 +39,7 @@ type SnapshotFeed struct {
 	ready atomic.Bool
 
 	mu      sync.Mutex
-	windows map[tableName]*window
+	windows map[tableName][]*Window
 	pending []*feedItem
 	// fresh is set when an item was submitted since the reader last
 	// looked; wake interrupts the reader's wait for the next binlog event.
@@ -47,9 +47,10 @@ type SnapshotFeed struct {
 	wake  context.CancelFunc
 }
 
-// window collects the keys of a table's changes while a chunk is read.
-type window struct {
-	key []string // the chunking key's column names; nil for the whole row
+// Window collects the keys of a table's changes while a chunk is read.
+type Window struct {
+	table tableName
+	key   []string // the chunking key's column names; nil for the whole row
 	// changed maps a changed row's key (JSON) to the position of its last
 	// change.
 	changed map[string]position.Position
@@ -63,8 +64,9 @@ type window struct {
 // feedItem is a submitted chunk (or, with chunk nil, a change of the
 // snapshot state alone) waiting for the reader.
 type feedItem struct {
-	chunk *SnapshotChunk
-	ref   envelope.SnapshotRef
+	chunk  *SnapshotChunk
+	window *Window
+	ref    envelope.SnapshotRef
 	// first is the row number of the chunk's first row.
 	first int64
 	state *position.Snapshot
@@ -83,56 +85,86 @@ type FeedResult struct {
 	Retry bool
 }
 
+// Pending is a submitted item the Reader has not published yet.
+type Pending struct{ done chan FeedResult }
+
+// Wait returns what became of the item, or ctx's error when ctx is done
+// first.
+func (p *Pending) Wait(ctx context.Context) (FeedResult, error) {
+	select {
+	case r := <-p.done:
+		return r, nil
+	case <-ctx.Done():
+		return FeedResult{}, ctx.Err()
+	}
+}
+
 // NewSnapshotFeed returns an empty feed.
 func NewSnapshotFeed() *SnapshotFeed {
-	return &SnapshotFeed{windows: map[tableName]*window{}}
+	return &SnapshotFeed{windows: map[tableName][]*Window{}}
 }
 
-// Open starts noting the changes of db.table by key (the chunking key's
-// columns; nil notes whole rows, for a table without a key). Call it
-// before the chunk's Low watermark is read.
-func (f *SnapshotFeed) Open(db, name string, key []string) {
+// Open starts noting the changes of db.name by key (the chunking key's
+// columns; nil notes whole rows, for a table without a key), for the chunk
+// read next. Call it before the chunk's Low watermark is read; hand the
+// window to Submit with the chunk, or to Close when the chunk is dropped.
+func (f *SnapshotFeed) Open(db, name string, key []string) *Window {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	tn := tableName{db, name}
-	if _, ok := f.windows[tn]; !ok {
-		f.watching.Add(1)
-	}
-	f.windows[tn] = &window{key: key, changed: map[string]position.Position{}, plans: map[*table][]int{}}
+	w := &Window{table: tableName{db, name}, key: key, changed: map[string]position.Position{}, plans: map[*table][]int{}}
+	f.windows[w.table] = append(f.windows[w.table], w)
+	f.watching.Add(1)
+	return w
 }
 
-// Submit hands a chunk over and waits until the Reader published it (or
-// asks for it again, FeedResult.Retry). first is the row number of its
-// first row, ref its envelopes' source.snapshot, and state the snapshot's
-// progress once it is published (nil: the snapshot is complete), saved
-// with the checkpoints from its boundary on. It fails when ctx is done
-// first.
-func (f *SnapshotFeed) Submit(ctx context.Context, c *SnapshotChunk, ref envelope.SnapshotRef, first int64, state *position.Snapshot) (FeedResult, error) {
-	return f.submit(ctx, &feedItem{chunk: c, ref: ref, first: first, state: state, done: make(chan FeedResult, 1)})
+// Close stops a window whose chunk is not submitted.
+func (f *SnapshotFeed) Close(w *Window) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closeLocked(w)
+}
+
+func (f *SnapshotFeed) closeLocked(w *Window) {
+	ws := f.windows[w.table]
+	for i, x := range ws {
+		if x == w {
+			f.windows[w.table] = append(ws[:i:i], ws[i+1:]...)
+			f.watching.Add(-1)
+			break
+		}
+	}
+	if len(f.windows[w.table]) == 0 {
+		delete(f.windows, w.table)
+	}
+}
+
+// Submit hands over a chunk read in window w; Pending.Wait says when the
+// Reader published it (or asks for it again, FeedResult.Retry). first is
+// the row number of its first row, ref its envelopes' source.snapshot, and
+// state the snapshot's progress once it is published (nil: the snapshot is
+// complete), saved with the checkpoints from its boundary on. Chunks are
+// published in the order they are submitted.
+func (f *SnapshotFeed) Submit(c *SnapshotChunk, w *Window, ref envelope.SnapshotRef, first int64, state *position.Snapshot) *Pending {
+	return f.submit(&feedItem{chunk: c, window: w, ref: ref, first: first, state: state, done: make(chan FeedResult, 1)})
 }
 
 // SetState makes state the snapshot progress saved with the checkpoints
 // from the Reader's next transaction boundary on (nil: no snapshot runs),
 // and waits until it is. It fails when ctx is done first.
 func (f *SnapshotFeed) SetState(ctx context.Context, state *position.Snapshot) (FeedResult, error) {
-	return f.submit(ctx, &feedItem{state: state, done: make(chan FeedResult, 1)})
+	return f.submit(&feedItem{state: state, done: make(chan FeedResult, 1)}).Wait(ctx)
 }
 
-func (f *SnapshotFeed) submit(ctx context.Context, it *feedItem) (FeedResult, error) {
+func (f *SnapshotFeed) submit(it *feedItem) *Pending {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.pending = append(f.pending, it)
 	f.fresh = true
 	f.ready.Store(true)
 	if f.wake != nil {
 		f.wake()
 	}
-	f.mu.Unlock()
-	select {
-	case r := <-it.done:
-		return r, nil
-	case <-ctx.Done():
-		return FeedResult{}, ctx.Err()
-	}
+	return &Pending{done: it.done}
 }
 
 // setWake installs the reader's wake-up; it fires at once when an item
@@ -147,46 +179,46 @@ func (f *SnapshotFeed) setWake(cancel context.CancelFunc) {
 }
 
 // take removes and returns the items that can be published at boundary
-// at, in order, each chunk with its table's window (closed).
-func (f *SnapshotFeed) take(at position.Position) ([]*feedItem, []*window) {
+// at, in order, closing their windows.
+func (f *SnapshotFeed) take(at position.Position) []*feedItem {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fresh = false
 	var items []*feedItem
-	var wins []*window
 	for len(f.pending) > 0 {
 		it := f.pending[0]
 		if it.chunk != nil && at.Compare(it.chunk.High) < 0 {
 			break
 		}
 		f.pending = f.pending[1:]
-		var w *window
-		if it.chunk != nil {
-			name := tableName{it.chunk.Plan.DB, it.chunk.Plan.Table}
-			w = f.windows[name]
-			if w != nil {
-				delete(f.windows, name)
-				f.watching.Add(-1)
-			}
+		if it.window != nil {
+			f.closeLocked(it.window)
 		}
 		items = append(items, it)
-		wins = append(wins, w)
 	}
 	f.ready.Store(len(f.pending) > 0)
-	return items, wins
+	return items
 }
 
 // note records the keys of one rows event's changes of t at pos in t's
-// open window, if any.
+// open windows.
 func (f *SnapshotFeed) note(t *table, e *replication.RowsEvent, pos position.Position) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w := f.windows[tableName{t.db, t.name}]
-	if w == nil {
+	for _, w := range f.windows[tableName{t.db, t.name}] {
+		w.note(t, e, pos)
+	}
+}
+
+func (w *Window) note(t *table, e *replication.RowsEvent, pos position.Position) {
+	if w.key == nil {
+		// Rows without a key cannot be told apart: the chunk (the whole
+		// table) is read again.
+		w.unknown = true
 		return
 	}
 	idx, ok := w.plans[t]
-	if !ok && w.key != nil {
+	if !ok {
 		for _, k := range w.key {
 			found := false
 			for i := range t.columns {
@@ -196,25 +228,18 @@ func (f *SnapshotFeed) note(t *table, e *replication.RowsEvent, pos position.Pos
 				}
 			}
 			if !found {
-				idx = nil
-				w.unknown = true // the table changed under the snapshot
+				idx = nil // the table changed under the snapshot
 				break
 			}
 		}
 		w.plans[t] = idx
 	}
-	if w.key == nil {
-		// Rows without a key cannot be told apart: the chunk (the whole
-		// table) is read again.
+	if idx == nil {
 		w.unknown = true
 		return
 	}
 	for i, image := range e.Rows {
 		skip := skipped(e, i)
-		if idx == nil {
-			w.unknown = true
-			return
-		}
 		for _, k := range idx {
 			if contains(skip, k) || k >= len(image) {
 				w.unknown = true
@@ -237,8 +262,7 @@ func (r *Reader) emitSnapshots(ctx context.Context, st *streamState, send func(*
 	if feed == nil || !feed.ready.Load() || st.at.IsZero() {
 		return nil
 	}
-	items, wins := feed.take(st.at)
-	for i, it := range items {
+	for _, it := range feed.take(st.at) {
 		at := st.at
 		at.Snapshot = it.state
 		if it.chunk == nil {
@@ -249,12 +273,11 @@ func (r *Reader) emitSnapshots(ctx context.Context, st *streamState, send func(*
 			it.done <- FeedResult{At: at}
 			continue
 		}
-		w := wins[i]
-		if w == nil || w.unknown {
+		if it.window == nil || it.window.unknown {
 			it.done <- FeedResult{At: at, Retry: true}
 			continue
 		}
-		ev, dropped, err := r.snapshotEvent(st, it, w)
+		ev, dropped, err := r.snapshotEvent(st, it)
 		if err != nil {
 			return err
 		}
@@ -273,9 +296,9 @@ func (r *Reader) emitSnapshots(ctx context.Context, st *streamState, send func(*
 	return nil
 }
 
-// snapshotEvent encodes a chunk's rows that the stream did not change
-// since the chunk's Low watermark as "read" envelopes at st.at.
-func (r *Reader) snapshotEvent(st *streamState, it *feedItem, w *window) (*Event, int, error) {
+// snapshotEvent frames a chunk's rows that the stream did not change since
+// the chunk's Low watermark as "read" envelopes at st.at.
+func (r *Reader) snapshotEvent(st *streamState, it *feedItem) (*Event, int, error) {
 	c := it.chunk
 	t := c.Plan.t
 	if t.prev == nil {
@@ -286,27 +309,30 @@ func (r *Reader) snapshotEvent(st *streamState, it *feedItem, w *window) (*Event
 	src := &envelope.Source{Name: r.cfg.SourceName, ServerID: st.serverID, History: r.history, File: st.at.File, Pos: st.at.Pos,
 		GTID: st.at.GTID, TS: now, Snapshot: &ref}
 	prefix := st.at.File + ":" + strconv.FormatUint(uint64(st.at.Pos), 10) + ":"
-	rows := make([]Row, 0, len(c.Rows))
-	ends := make([]int, 0, len(c.Rows))
-	buf := make([]byte, 0, len(c.Rows)*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.at.File)+len(r.history)+64))
+	rows := make([]Row, 0, c.Rows)
+	ends := make([]int, 0, c.Rows)
+	size := 0
+	for _, img := range c.images {
+		size += len(img)
+	}
+	head := 200 + len(t.head) + len(t.pkJSON) + len(r.cfg.SourceName) + 2*len(st.at.File) + len(st.at.GTID) + len(r.history) + len(ref.ID)
+	buf := make([]byte, 0, size+c.Rows*head)
 	dropped := 0
-	for i, vals := range c.Rows {
-		if p, ok := w.changed[c.Keys[i]]; ok && (c.Low.IsZero() || p.Compare(c.Low) >= 0) {
+	for i, img := range c.images {
+		if p, ok := it.window.changed[c.Keys[i]]; ok && (c.Low.IsZero() || p.Compare(c.Low) >= 0) {
 			dropped++
 			continue
 		}
 		n := int(it.first) + i
 		id := prefix + strconv.Itoa(n)
-		var err error
-		buf, err = r.appendEnvelope(buf, t, id, *t.prev, envelope.TypeRead, src, n, nil, vals, nil, nil)
-		if err != nil {
-			return nil, 0, failure.Permanent(fmt.Errorf("snapshot row %s of %s.%s: %w", id, t.db, t.name, err))
-		}
+		buf = appendHead(buf, t, id, *t.prev, envelope.TypeRead, src, n)
+		buf = append(buf, `,"after":`...)
+		buf = append(buf, img...)
+		buf = append(buf, '}')
 		*t.prev = id
 		rows = append(rows, Row{DB: t.db, Table: t.name, Type: envelope.TypeRead, ID: id, Event: src, Index: n})
 		ends = append(ends, len(buf))
 	}
-	t.observe(len(buf), len(rows))
 	start := 0
 	for i := range rows {
 		rows[i].Data = buf[start:ends[i]:ends[i]]

@@ -650,6 +650,26 @@ func skipped(e *replication.RowsEvent, i int) []int {
 // table's previous change in this pass ("" for none).
 func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *envelope.Source, row int,
 	before, after []any, skipBefore, skipAfter []int) ([]byte, error) {
+	b = appendHead(b, t, id, prev, typ, src, row)
+	var err error
+	if before != nil {
+		b = append(b, `,"before":`...)
+		if b, err = appendImage(b, t, before, skipBefore); err != nil {
+			return nil, err
+		}
+	}
+	if after != nil {
+		b = append(b, `,"after":`...)
+		if b, err = appendImage(b, t, after, skipAfter); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendHead writes an envelope up to its row images: version, id,
+// source, prev, db, table, type, pk and binary.
+func appendHead(b []byte, t *table, id, prev, typ string, src *envelope.Source, row int) []byte {
 	b = append(b, `{"v":1,"id":`...)
 	b = appendJSONString(b, id)
 	b = append(b, `,"source":{"name":`...)
@@ -693,21 +713,7 @@ func (r *Reader) appendEnvelope(b []byte, t *table, id, prev, typ string, src *e
 	b = append(b, `,"type":"`...)
 	b = append(b, typ...)
 	b = append(b, `",`...)
-	b = append(b, t.pkJSON...)
-	var err error
-	if before != nil {
-		b = append(b, `,"before":`...)
-		if b, err = appendImage(b, t, before, skipBefore); err != nil {
-			return nil, err
-		}
-	}
-	if after != nil {
-		b = append(b, `,"after":`...)
-		if b, err = appendImage(b, t, after, skipAfter); err != nil {
-			return nil, err
-		}
-	}
-	return append(b, '}'), nil
+	return append(b, t.pkJSON...)
 }
 
 // appendImage writes a row image as a JSON object, columns in table order,

@@ -165,9 +165,12 @@ func quoteName(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") 
 // it in the binlog.
 type SnapshotChunk struct {
 	Plan *SnapshotPlan
-	// Rows are the rows' values, decoded as the binlog decodes them, in
-	// the table's column order.
-	Rows [][]any
+	// Rows is how many rows the chunk read.
+	Rows int
+	// images are the rows encoded as an envelope's "after" object (the
+	// same bytes a binlog change of the row carries), encoded here so
+	// that the Reader only frames them.
+	images [][]byte
 	// Keys are the rows' chunking keys as JSON (the same bytes a binlog
 	// change of the row has), for matching them with live changes.
 	Keys []string
@@ -238,10 +241,13 @@ func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, aft
 	if plan.key != nil && rows > n {
 		rows = n
 	}
-	c.Rows = make([][]any, rows)
+	c.Rows = rows
+	c.images = make([][]byte, rows)
 	c.Keys = make([]string, rows)
+	vals := make([]any, len(plan.t.columns))
+	buf := make([]byte, 0, rows*plan.t.envelopeSize(0))
+	ends := make([]int, rows)
 	for i := 0; i < rows; i++ {
-		vals := make([]any, len(plan.t.columns))
 		for j := range plan.t.columns {
 			v, err := snapshotValue(&plan.t.columns[j], &r.Values[i][j])
 			if err != nil {
@@ -249,12 +255,20 @@ func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, aft
 			}
 			vals[j] = v
 		}
-		c.Rows[i] = vals
+		if buf, err = appendImage(buf, plan.t, vals, nil); err != nil {
+			return nil, err
+		}
+		ends[i] = len(buf)
 		key, err := plan.keyJSON(vals)
 		if err != nil {
 			return nil, err
 		}
 		c.Keys[i] = key
+	}
+	start := 0
+	for i := range c.images {
+		c.images[i] = buf[start:ends[i]:ends[i]]
+		start = ends[i]
 	}
 	if plan.key != nil && rows > 0 {
 		last := r.Values[rows-1]

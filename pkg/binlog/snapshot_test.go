@@ -75,7 +75,7 @@ func (h *snapshotHarness) snapshotTable(ctx context.Context, db, table string, n
 		if !plan.Keyless() {
 			key = plan.KeyColumns()
 		}
-		h.feed.Open(db, table, key)
+		w := h.feed.Open(db, table, key)
 		c, err := rd.ReadChunk(ctx, plan, after, n)
 		if err != nil {
 			h.t.Fatal(err)
@@ -84,7 +84,7 @@ func (h *snapshotHarness) snapshotTable(ctx context.Context, db, table string, n
 		if h.withoutLow {
 			c.Low = position.Position{}
 		}
-		res, err := h.feed.Submit(ctx, c, envelope.SnapshotRef{ID: "snap-test", Chunk: chunks, Last: c.Last}, rows, nil)
+		res, err := h.feed.Submit(c, w, envelope.SnapshotRef{ID: "snap-test", Chunk: chunks, Last: c.Last}, rows, nil).Wait(ctx)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func (h *snapshotHarness) snapshotTable(ctx context.Context, db, table string, n
 			continue
 		}
 		published += res.Published
-		rows += int64(len(c.Rows))
+		rows += int64(c.Rows)
 		after = c.After
 		if c.Last {
 			return published, chunks

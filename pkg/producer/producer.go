@@ -609,7 +609,7 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		budget: mem,
 	}
 	if feed != nil {
-		pl.snapshots = &snapshotRun{p: p, feed: feed, log: p.log}
+		pl.snapshots = &snapshotRun{p: p, feed: feed, log: p.log, ackedNote: make(chan struct{}, 1)}
 	}
 	return pl.run(ctx, start, stop)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,6 +14,7 @@ import (
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
@@ -243,6 +245,46 @@ type snapshotRun struct {
 	p    *Producer
 	feed *binlog.SnapshotFeed
 	log  logrus.FieldLogger
+
+	// published and acked count the snapshot rows handed to the reader
+	// and acknowledged by the broker in this pass; ackedNote wakes a
+	// wait for acknowledgements.
+	published int64
+	acked     atomic.Int64
+	ackedNote chan struct{}
+}
+
+// acknowledged counts the snapshot rows of an acknowledged batch.
+func (s *snapshotRun) acknowledged(rows map[monitor.RowKey]int) {
+	n := 0
+	for k, c := range rows {
+		if k.Type == envelope.TypeRead {
+			n += c
+		}
+	}
+	if n == 0 {
+		return
+	}
+	s.acked.Add(int64(n))
+	select {
+	case s.ackedNote <- struct{}{}:
+	default:
+	}
+}
+
+// awaitAcks waits until at most limit of the published snapshot rows are
+// not acknowledged yet: a snapshot reads ahead of the broker by a chunk,
+// not by the memory budget.
+func (s *snapshotRun) awaitAcks(ctx context.Context, limit int64) error {
+	for s.published-s.acked.Load() > limit {
+		select {
+		case <-s.ackedNote:
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // run resumes state (the checkpoint's snapshot, nil for none) and then
@@ -301,24 +343,81 @@ func (s *snapshotRun) run(ctx context.Context, state *position.Snapshot) error {
 	}
 }
 
+// inflight is a chunk handed to the reader and not published yet.
+type inflight struct {
+	pending *binlog.Pending
+	// before is the progress without it (where a retry reads again),
+	// after the progress once it is published (nil: the snapshot is
+	// complete).
+	before, after *position.Snapshot
+	table         string
+	rows          int64 // the table's rows read once it is published
+	estimated     int64
+	last          bool
+}
+
 // snapshot reads state's tables chunk by chunk until every one is done or
-// the snapshot is cancelled; it returns how it finished.
+// the snapshot is cancelled; it returns how it finished. The next chunk is
+// read while the previous one waits for its boundary and the broker.
 func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *position.Snapshot) (string, error) {
 	opts := s.p.opts.Snapshot
+	id := state.ID
 	plans := map[[2]string]*binlog.SnapshotPlan{}
 	progress := newSnapshotProgress(s.log, opts.ProgressEvery)
 	retries := 0
+	var fly *inflight
+	// land waits for the chunk in flight; retry says it must be read again
+	// (state is then where it starts).
+	land := func() (retry bool, err error) {
+		f := fly
+		fly = nil
+		res, err := f.pending.Wait(ctx)
+		if err != nil {
+			return false, err
+		}
+		if res.Retry {
+			retries++
+			if retries > maxChunkRetries {
+				return false, fmt.Errorf("snapshot %s of %s: the table changed during each of %d reads of a chunk in a way the chunk could not be reconciled with (a change without the key columns, or a keyless table); the next pass tries again",
+					id, f.table, retries)
+			}
+			state = f.before
+			return true, nil
+		}
+		retries = 0
+		s.published += int64(res.Published)
+		db, table, _ := strings.Cut(f.table, ".")
+		s.p.mon.SnapshotPublished(db, table, res.Published)
+		progress.chunk(id, f.table, f.rows, f.estimated, f.last, res)
+		if f.after != nil {
+			s.p.snap.progress(f.after, "")
+			s.p.mon.SnapshotProgress(true, remaining(f.after, s.p.snap))
+		}
+		return false, nil
+	}
 	for {
-		if s.p.snap.cancelled(state.ID) {
+		if s.p.snap.cancelled(id) {
+			if fly != nil {
+				if _, err := land(); err != nil {
+					return "", err
+				}
+			}
 			if _, err := s.feed.SetState(ctx, nil); err != nil {
 				return "", err
 			}
-			s.log.WithField("snapshot", state.ID).Warn("snapshot cancelled; its progress is removed from the checkpoint")
-			return state.ID + " cancelled", nil
+			s.log.WithField("snapshot", id).Warn("snapshot cancelled; its progress is removed from the checkpoint")
+			return id + " cancelled", nil
 		}
 		cur := state.Current()
 		if cur == nil {
-			break
+			if fly == nil {
+				s.log.WithFields(logrus.Fields{"snapshot": id}).Info("snapshot complete")
+				return id + " done", nil
+			}
+			if _, err := land(); err != nil {
+				return "", err
+			}
+			continue
 		}
 		key := [2]string{cur.DB, cur.Table}
 		plan := plans[key]
@@ -326,7 +425,7 @@ func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *po
 			var err error
 			plan, err = rd.Plan(ctx, cur.DB, cur.Table)
 			if errors.Is(err, binlog.ErrNoSuchTable) {
-				s.log.WithFields(logrus.Fields{"snapshot": state.ID, "table": cur.DB + "." + cur.Table}).Error("table is gone; skipping it in the snapshot")
+				s.log.WithFields(logrus.Fields{"snapshot": id, "table": cur.DB + "." + cur.Table}).Error("table is gone; skipping it in the snapshot")
 				next := state.Clone()
 				next.Current().Done = true
 				if next.Current() == nil {
@@ -335,21 +434,18 @@ func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *po
 				if _, err := s.feed.SetState(ctx, next); err != nil {
 					return "", err
 				}
-				if next == nil {
-					return state.ID + " done", nil
-				}
 				state = next
 				continue
 			}
 			if err != nil {
-				return "", failure.Permanent(fmt.Errorf("snapshot %s: %w", state.ID, err))
+				return "", failure.Permanent(fmt.Errorf("snapshot %s: %w", id, err))
 			}
 			if plan.Keyless() {
 				if opts.RefuseKeyless {
-					return "", failure.WithFix(failure.Permanent(fmt.Errorf("snapshot %s of %s.%s: %w", state.ID, cur.DB, cur.Table, binlog.ErrKeyless)),
+					return "", failure.WithFix(failure.Permanent(fmt.Errorf("snapshot %s of %s.%s: %w", id, cur.DB, cur.Table, binlog.ErrKeyless)),
 						"add a primary key, set Snapshot.Keyless to \"read\", or cancel the snapshot (producer snapshot cancel)")
 				}
-				s.log.WithFields(logrus.Fields{"snapshot": state.ID, "table": cur.DB + "." + cur.Table}).
+				s.log.WithFields(logrus.Fields{"snapshot": id, "table": cur.DB + "." + cur.Table}).
 					Warn("table has no primary key and no unique key over NOT NULL columns: reading it in one go, its rows held in memory at once")
 			}
 			plans[key] = plan
@@ -361,40 +457,40 @@ func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *po
 		if !plan.Keyless() {
 			keyCols = plan.KeyColumns()
 		}
-		s.feed.Open(cur.DB, cur.Table, keyCols)
+		w := s.feed.Open(cur.DB, cur.Table, keyCols)
 		chunk, err := rd.ReadChunk(ctx, plan, cur.After, max(opts.ChunkRows, 1))
 		if err != nil {
+			s.feed.Close(w)
+			return "", err
+		}
+		if fly != nil {
+			retry, err := land()
+			if err != nil {
+				s.feed.Close(w)
+				return "", err
+			}
+			if retry {
+				s.feed.Close(w) // read after a chunk that is read again
+				continue
+			}
+		}
+		// One chunk may be on its way to the broker while this one is
+		// handed over; the next waits for it.
+		if err := s.awaitAcks(ctx, int64(max(opts.ChunkRows, 1))); err != nil {
+			s.feed.Close(w)
 			return "", err
 		}
 		next := state.Clone()
 		nt := next.Current()
-		nt.After, nt.Rows, nt.Chunks, nt.Done = chunk.After, nt.Rows+int64(len(chunk.Rows)), nt.Chunks+1, chunk.Last
-		ref := envelope.SnapshotRef{ID: state.ID, Chunk: nt.Chunks, Last: chunk.Last}
+		nt.After, nt.Rows, nt.Chunks, nt.Done = chunk.After, nt.Rows+int64(chunk.Rows), nt.Chunks+1, chunk.Last
+		ref := envelope.SnapshotRef{ID: id, Chunk: nt.Chunks, Last: chunk.Last}
+		fly = &inflight{before: state, table: cur.DB + "." + cur.Table, rows: nt.Rows, estimated: plan.EstimatedRows, last: chunk.Last}
 		if next.Current() == nil {
 			next = nil // complete: the checkpoint no longer carries it
 		}
-		res, err := s.feed.Submit(ctx, chunk, ref, cur.Rows, next)
-		if err != nil {
-			return "", err
-		}
-		if res.Retry {
-			retries++
-			if retries > maxChunkRetries {
-				return "", fmt.Errorf("snapshot %s of %s.%s: the table changed during each of %d reads of chunk %d in a way the chunk could not be reconciled with (a change without the key columns, or a keyless table); the next pass tries again",
-					state.ID, cur.DB, cur.Table, retries, nt.Chunks)
-			}
-			continue
-		}
-		retries = 0
-		s.p.mon.SnapshotPublished(cur.DB, cur.Table, res.Published)
-		progress.chunk(state.ID, cur.DB+"."+cur.Table, nt.Rows, plan.EstimatedRows, chunk.Last, res)
-		if next == nil {
-			s.log.WithFields(logrus.Fields{"snapshot": state.ID, "tables": tableList(state)}).Info("snapshot complete")
-			return state.ID + " done", nil
-		}
+		fly.after = next
+		fly.pending = s.feed.Submit(chunk, w, ref, cur.Rows, next)
 		state = next
-		s.p.snap.progress(state, "")
-		s.p.mon.SnapshotProgress(true, remaining(state, s.p.snap))
 		if opts.Pause > 0 {
 			select {
 			case <-time.After(opts.Pause):
@@ -403,7 +499,6 @@ func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *po
 			}
 		}
 	}
-	return state.ID + " done", nil
 }
 
 // remaining estimates the rows the snapshot has still to read.

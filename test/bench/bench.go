@@ -37,8 +37,11 @@ type Options struct {
 	SkipLatency bool
 	SkipSink    bool
 	BigRows     int
-	Writers     int
-	Verbose     bool
+	// SnapshotRows is the size of the table the snapshot measurement
+	// reads; 0 skips it.
+	SnapshotRows int
+	Writers      int
+	Verbose      bool
 	// ProfileDir, when set, receives CPU profiles of every end-to-end
 	// run: the producer's (from its pprof endpoint) and this process's,
 	// which runs the broker, over the same window.
@@ -134,6 +137,13 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	if b.mariadb, err = serverVersion(ctx, b.db); err != nil {
 		return "", err
 	}
+	if b.opts.SnapshotRows > 0 {
+		began := time.Now()
+		if err := writeSnapshotTable(ctx, b.tb, b.db, b.opts.SnapshotRows); err != nil {
+			return "", err
+		}
+		b.progress("wrote the snapshot table (%s rows) in %s", fmtCount(float64(b.opts.SnapshotRows)), time.Since(began).Round(time.Millisecond))
+	}
 	bulk, tx, big, err := prepareWorkloads(ctx, b.tb, b.db, b.opts, b.progress)
 	if err != nil {
 		return "", err
@@ -162,6 +172,11 @@ func (b *bench) run(ctx context.Context) (string, error) {
 			return "", err
 		}
 		workloads = append(workloads, big)
+	}
+	if b.opts.SnapshotRows > 0 {
+		if err := b.measureSnapshot(ctx); err != nil {
+			return "", err
+		}
 	}
 	last, err := b.meter.sample()
 	if err != nil {
@@ -284,7 +299,13 @@ func (b *bench) report(workloads []*workload) (string, error) {
 		fmt.Fprintf(&out, "\nLatency, single-row commits at %s/s for %s (median of %d runs):\n\n%s",
 			fmtCount(b.opts.Rate), b.opts.Duration, b.opts.Runs, latencyTable(lat))
 	}
-	fmt.Fprintf(&out, "\nTargets (issue 13):\n\n%s", targetsTable(summary, lat))
+	var snapTargets [][]string
+	if b.res.Snapshot != nil {
+		var measured string
+		measured, snapTargets = snapshotTables(b.res.Snapshot)
+		fmt.Fprintf(&out, "\nSnapshot of a %s-row table (once):\n\n%s", fmtCount(float64(b.res.Snapshot.Rows)), measured)
+	}
+	fmt.Fprintf(&out, "\nTargets (issues 13 and 14):\n\n%s", targetsTable(summary, lat, snapTargets))
 	fmt.Fprintf(&out, "\nOther processes used %s of the CPUs during the measurements (%s).\n",
 		fmtPercent(b.res.OtherCPU), otherPerRun(b.res.Runs))
 

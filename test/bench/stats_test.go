@@ -133,7 +133,7 @@ func TestTargetsTable(t *testing.T) {
 		{Broker: "stan", Rate: 1000, P99: 2 * time.Millisecond},
 		{Broker: "jetstream", Rate: 500, P99: 2 * time.Millisecond}, // below the target rate
 	}
-	got := targetsTable(rows, lat)
+	got := targetsTable(rows, lat, nil)
 	if strings.Contains(got, "bulk on stan") {
 		t.Errorf("targetsTable has a bulk target for NATS Streaming:\n%s", got)
 	}
