@@ -190,7 +190,23 @@ func TestSnapshotKill9UnderWrites(t *testing.T) {
 					t.Logf("restart %d resumed at chunk %s", kills, m[1])
 				}
 			}
+			// A graceful stop mid-snapshot keeps its progress too.
 			p := e.Start()
+			e2e.WaitLog(t, p, "snapshot resumed from the checkpoint")
+			time.Sleep(300 * time.Millisecond)
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("SIGTERM mid-snapshot: exit %d:\n%s", code, p.Output())
+			}
+			cp, err := e.Checkpoint()
+			if err != nil || cp.Snapshot == nil || cp.Snapshot.Current() == nil || cp.Snapshot.Current().Chunks == 0 {
+				t.Fatalf("after SIGTERM mid-snapshot the checkpoint holds %+v (%v), want the snapshot's progress", cp.Snapshot, err)
+			}
+			stoppedAt := cp.Snapshot.Current().Chunks
+			p = e.Start()
+			e2e.WaitLog(t, p, "snapshot resumed from the checkpoint")
+			if m := resumed.FindStringSubmatch(p.Output()); m == nil || m[1] != strconv.Itoa(stoppedAt+1) {
+				t.Errorf("after SIGTERM at chunk %d the restart resumed at %v", stoppedAt, m)
+			}
 			e2e.WaitLog(t, p, "snapshot complete")
 			writes := w.finish()
 			e.DB.Exec(t, "CREATE TABLE snap.done (id INT PRIMARY KEY)", "INSERT INTO snap.done VALUES (1)")
@@ -200,7 +216,7 @@ func TestSnapshotKill9UnderWrites(t *testing.T) {
 			}
 			got, reads := applyAll(t, e.Read("snap.items"))
 			sameRows(t, "snap.items", got, selectRows(t, e.DB.DB(t), "snap.items"))
-			t.Logf("%s: 5 kills during the snapshot, %d read rows stored, %d writes during it; the consumer's table equals the source", broker, reads, writes)
+			t.Logf("%s: 5 kills and a SIGTERM during the snapshot, %d read rows stored, %d writes during it; the consumer's table equals the source", broker, reads, writes)
 			if reads < rows/2 {
 				t.Errorf("only %d read rows stored for a %d-row table", reads, rows)
 			}
@@ -229,6 +245,9 @@ func TestInitialSnapshotOnce(t *testing.T) {
 			e2e.WaitLog(t, p, "snapshot complete")
 			if !strings.Contains(p.Output(), "table has no primary key") {
 				t.Errorf("no warning about i.nokey:\n%s", p.Output())
+			}
+			if !regexp.MustCompile(`snapshot: table done.*estimated_rows=\d+.*percent=\d+.*rows_per_sec=\d+.*table=i\.a`).MatchString(p.Output()) {
+				t.Errorf("no progress line for i.a with rows, estimate, percent and rate:\n%s", p.Output())
 			}
 			e.DB.Exec(t, "INSERT INTO i.a VALUES (1, 5, 'live')")
 			e.WaitFor("i.a", 2501, time.Minute)
@@ -341,6 +360,14 @@ func TestSnapshotCommand(t *testing.T) {
 			if !strings.Contains(status, "no snapshot running") || !strings.Contains(status, "done") {
 				t.Errorf("status after the snapshot:\n%s", status)
 			}
+			for sample, want := range map[string]float64{
+				`dbsync_snapshot_rows_total{db="c",table="x"}`: 3000, `dbsync_snapshot_rows_total{db="c",table="y"}`: 2000,
+				"dbsync_snapshot_running": 0, "dbsync_snapshot_remaining_rows": 0,
+			} {
+				if got := scrape(t, e.HTTPAddr, sample); got != want {
+					t.Errorf("%s = %v, want %v", sample, got, want)
+				}
+			}
 			// The live table flowed during the snapshot: some of its
 			// changes sit between the first and the last read row.
 			xs := e.Read("c.x")
@@ -390,4 +417,26 @@ func after(a, b envelope.Source) bool {
 		return a.Pos > b.Pos
 	}
 	return a.Row > b.Row
+}
+
+// TestKeylessTableRefused: with Snapshot.Keyless refuse, an initial
+// snapshot that would have to read a table without a usable key in one go
+// does not start; the error names the table and the fixes.
+func TestKeylessTableRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.DB.Exec(t, "CREATE DATABASE k", "CREATE TABLE k.nokey (a INT, b INT NULL, UNIQUE KEY (b))", "CREATE TABLE k.ok (id INT PRIMARY KEY)")
+	e.Set("Snapshot.Mode", "initial")
+	e.Set("Snapshot.Keyless", "refuse")
+	p := e.Start()
+	if code := p.Wait(time.Minute); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
+	}
+	mustContain(t, p.Output(), "k.nokey", "no primary key", "add a primary key", "Snapshot.Keyless")
+	if strings.Contains(p.Output(), "k.ok:") {
+		t.Errorf("the refusal names k.ok, which has a key:\n%s", p.Output())
+	}
+	if _, err := e.Checkpoint(); err == nil {
+		t.Error("a refused first start saved a checkpoint")
+	}
 }
