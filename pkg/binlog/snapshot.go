@@ -188,8 +188,8 @@ type SnapshotChunk struct {
 // rows of a keyless table) in one consistent-snapshot transaction, and the
 // watermarks around it. Open the table's window (SnapshotFeed.Open) first.
 func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, after []position.KeyValue, n int) (*SnapshotChunk, error) {
-	var low position.Position
-	if _, err := sr.src.execute(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
+	low, err := sr.begin(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s.%s: %w", plan.DB, plan.Table, err)
 	}
 	committed := false
@@ -198,28 +198,6 @@ func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, aft
 			_, _ = sr.src.execute(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
-	if sr.src.flavor == mysql.MariaDBFlavor {
-		// MariaDB names the binlog position its consistent snapshot
-		// corresponds to exactly.
-		r, err := sr.src.execute(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s.%s: %w", plan.DB, plan.Table, err)
-		}
-		for i := 0; i < r.RowNumber(); i++ {
-			k, _ := r.GetString(i, 0)
-			v, _ := r.GetString(i, 1)
-			switch strings.ToLower(k) {
-			case "binlog_snapshot_file":
-				low.File = v
-			case "binlog_snapshot_position":
-				p, _ := strconv.ParseUint(v, 10, 32)
-				low.Pos = uint32(p)
-			}
-		}
-		if low.File == "" {
-			low = position.Position{}
-		}
-	}
 	query, args, err := plan.chunkQuery(after, n)
 	if err != nil {
 		return nil, err
@@ -279,6 +257,74 @@ func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, aft
 		c.After = after
 	}
 	return c, nil
+}
+
+// maxSnapshotStarts bounds how often begin starts a snapshot again while
+// a transaction the binlog already holds is not committed yet.
+const maxSnapshotStarts = 1000
+
+// begin starts a consistent-snapshot transaction and returns the binlog
+// position it corresponds to (Low), or the zero Position where the server
+// cannot say (MySQL).
+//
+// On MariaDB the snapshot is started again until that position is at or
+// after the binlog's end as it was just before: a transaction is written
+// to the binlog before it commits, so the binlog reader may have read (and
+// the window missed, being opened later) a change the snapshot does not
+// see yet. Once Low is past the end the window was opened before, every
+// change the snapshot misses is one the window notes.
+func (sr *SnapshotReader) begin(ctx context.Context) (position.Position, error) {
+	for attempt := 1; ; attempt++ {
+		var before position.Position
+		if sr.src.flavor == mysql.MariaDBFlavor {
+			var err error
+			if before, err = sr.src.CurrentPosition(ctx); err != nil {
+				return position.Position{}, err
+			}
+		}
+		if _, err := sr.src.execute(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
+			return position.Position{}, err
+		}
+		if sr.src.flavor != mysql.MariaDBFlavor {
+			return position.Position{}, nil
+		}
+		// MariaDB names the binlog position its consistent snapshot
+		// corresponds to exactly.
+		r, err := sr.src.execute(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
+		if err != nil {
+			return position.Position{}, err
+		}
+		var low position.Position
+		for i := 0; i < r.RowNumber(); i++ {
+			k, _ := r.GetString(i, 0)
+			v, _ := r.GetString(i, 1)
+			switch strings.ToLower(k) {
+			case "binlog_snapshot_file":
+				low.File = v
+			case "binlog_snapshot_position":
+				p, _ := strconv.ParseUint(v, 10, 32)
+				low.Pos = uint32(p)
+			}
+		}
+		if low.File == "" || low.Compare(before) >= 0 {
+			if low.File == "" {
+				low = position.Position{}
+			}
+			return low, nil
+		}
+		if _, err := sr.src.execute(ctx, "ROLLBACK"); err != nil {
+			return position.Position{}, err
+		}
+		if attempt >= maxSnapshotStarts {
+			return position.Position{}, fmt.Errorf("the consistent snapshot stayed behind the binlog (at %s, the binlog at %s) through %d starts: a transaction in the binlog does not commit (an XA transaction prepared and left open?)",
+				low, before, attempt)
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			return position.Position{}, ctx.Err()
+		}
+	}
 }
 
 // chunkQuery is the SELECT of the rows after the key after (n+1 of them,

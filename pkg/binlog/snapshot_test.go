@@ -114,16 +114,7 @@ func TestSnapshotMatchesBinlog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := db.DB(t).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, s := range testenv.ReadSQLFile(t, "testdata/all_types.sql") {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
+	execOnOneConn(ctx, t, db, testenv.ReadSQLFile(t, "testdata/all_types.sql"))
 	h := startSnapshotHarness(ctx, t, db, start)
 	// The binlog's changes first: 6 of them.
 	latest := map[string]json.RawMessage{}

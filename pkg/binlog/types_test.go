@@ -45,17 +45,7 @@ func captureEnvelopes(t *testing.T, db *testenv.MariaDB, stmts []string, want in
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One connection, so the session settings of stmts[0] hold for the rest.
-	conn, err := db.DB(t).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, s := range stmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
+	execOnOneConn(ctx, t, db, stmts)
 	events := make(chan Event, 64)
 	stop := make(chan struct{})
 	done := make(chan error, 1)
@@ -82,6 +72,22 @@ func captureEnvelopes(t *testing.T, db *testenv.MariaDB, stmts []string, want in
 		t.Fatal(err)
 	}
 	return append(b, '\n')
+}
+
+// execOnOneConn runs stmts on one connection of db, so that the session
+// settings of the first hold for the rest.
+func execOnOneConn(ctx context.Context, t *testing.T, db *testenv.MariaDB, stmts []string) {
+	t.Helper()
+	conn, err := db.DB(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
 }
 
 // connectTest connects a Source to db as a test reader (source name
