@@ -184,13 +184,23 @@ func (g *authGuard) refused() bool { return g.tripped.Load() }
 // dialer dials TCP with timeout; with watch the connection is inspected
 // until authentication ends.
 func (g *authGuard) dialer(timeout time.Duration, watch bool) client.Dialer {
+	return g.idleDialer(timeout, watch, 0, 0)
+}
+
+// idleDialer is dialer whose connections fail a read after readTimeout
+// of silence (see idleConn; 0: never), for a server sending a heartbeat
+// every heartbeat while idle.
+func (g *authGuard) idleDialer(timeout time.Duration, watch bool, readTimeout, heartbeat time.Duration) client.Dialer {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := &net.Dialer{Timeout: timeout}
 		conn, err := d.DialContext(ctx, network, addr)
-		if err != nil || !watch {
+		if err != nil {
 			return conn, err
 		}
-		return &guardConn{Conn: conn, guard: g}, nil
+		if watch {
+			conn = &guardConn{Conn: conn, guard: g}
+		}
+		return newIdleConn(conn, readTimeout, heartbeat), nil
 	}
 }
 

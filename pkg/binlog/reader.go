@@ -127,17 +127,18 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			timeout = 10 * time.Second
 		}
 		return replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-			ServerID:                r.cfg.ServerID,
-			Flavor:                  r.src.Flavor(),
-			Host:                    r.cfg.Host,
-			Port:                    r.cfg.Port,
-			User:                    r.cfg.User,
-			Password:                r.cfg.Password,
-			TLSConfig:               tlsCfg,
-			Dialer:                  guard.dialer(timeout, tlsCfg == nil),
+			ServerID:  r.cfg.ServerID,
+			Flavor:    r.src.Flavor(),
+			Host:      r.cfg.Host,
+			Port:      r.cfg.Port,
+			User:      r.cfg.User,
+			Password:  r.cfg.Password,
+			TLSConfig: tlsCfg,
+			// The read timeout is the connection's (idleConn): go-mysql's
+			// sets a deadline on every packet.
+			Dialer:                  guard.idleDialer(timeout, tlsCfg == nil, r.cfg.ReadTimeout, r.cfg.HeartbeatPeriod),
 			Charset:                 r.cfg.Charset,
 			HeartbeatPeriod:         r.cfg.HeartbeatPeriod,
-			ReadTimeout:             r.cfg.ReadTimeout,
 			TimestampStringLocation: time.UTC,
 			ParseTime:               true, // time.Time: no Sprintf per DATETIME value
 			RenderJSONAsMySQLText:   true,

@@ -42,15 +42,17 @@ func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourc
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID:                sourceServerID,
-		Flavor:                  mysql.MariaDBFlavor,
-		Host:                    db.Host,
-		Port:                    uint16(db.Port),
-		User:                    db.User,
-		Password:                db.Password,
-		Charset:                 "utf8mb4",
+		ServerID: sourceServerID,
+		Flavor:   mysql.MariaDBFlavor,
+		Host:     db.Host,
+		Port:     uint16(db.Port),
+		User:     db.User,
+		Password: db.Password,
+		Charset:  "utf8mb4",
+		// No ReadTimeout: the producer keeps go-mysql's off too and lets
+		// its connection fail a silent read (pkg/binlog idleConn, a
+		// deadline moved every few seconds, not per packet).
 		HeartbeatPeriod:         10 * time.Second,
-		ReadTimeout:             30 * time.Second,
 		TimestampStringLocation: time.UTC,
 		RenderJSONAsMySQLText:   true,
 		DisableRetrySync:        true,
