@@ -119,7 +119,9 @@ type Mysql struct {
 
 // Storage selects the checkpoint store.
 type Storage struct {
-	// DaoName is "bolt" (default) or "redis".
+	// DaoName is "bolt" (default), "redis" or "nats" (a key-value bucket
+	// of the NATS server JetStream.URL names, with JetStream.Auth and
+	// JetStream.TLS; see JetStream.CheckpointBucket).
 	DaoName string
 	// PosKey is the key the checkpoint is stored under; default "key".
 	PosKey string
@@ -179,6 +181,11 @@ type JetStream struct {
 	// Stream is the stream holding the changes; default "DBSYNC". It is
 	// created when missing; an existing one must agree with these settings.
 	Stream string
+	// CheckpointBucket is the key-value bucket of the checkpoint with
+	// Storage.DaoName "nats" (created with JetStream.Replicas replicas;
+	// its leases live in CheckpointBucket+"_LEASE"); default
+	// "DBSYNC_CHECKPOINT".
+	CheckpointBucket string
 	// Storage is "file" (default) or "memory".
 	Storage string
 	// Replicas of the stream; default 1.
@@ -338,6 +345,7 @@ const (
 	DefaultLogFormat         = "text"
 	DefaultMemoryBudget      = 64 << 20
 	DefaultSnapshotChunkRows = 4096
+	DefaultCheckpointBucket  = "DBSYNC_CHECKPOINT"
 	DefaultNATSMaxPayload    = 1 << 20
 	// DefaultDeadLetterSubject follows ProName in Tables.DeadLetterSubject's
 	// default.
@@ -410,6 +418,7 @@ func (c *Config) applyStringDefaults() {
 	set(&c.MQName, DefaultMQName)
 	set(&c.JetStream.Listen, DefaultJetStreamListen)
 	set(&c.JetStream.Stream, DefaultJetStreamStream)
+	set(&c.JetStream.CheckpointBucket, DefaultCheckpointBucket)
 	set(&c.JetStream.Storage, DefaultJetStreamStore)
 	set(&c.HTTP.Listen, DefaultHTTPListen)
 	set(&c.Log.Level, DefaultLogLevel)

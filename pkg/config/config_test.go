@@ -77,7 +77,7 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 			Host: "nats://nats.default.svc.cluster.local", Port: "4222", ClusterID: "stan", ClientID: "binlogsync",
 			MaxInflight: 4096, AckTimeout: Duration(30 * time.Second),
 		},
-		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", Storage: "file", Replicas: 1,
+		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", CheckpointBucket: "DBSYNC_CHECKPOINT", Storage: "file", Replicas: 1,
 			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second), MaxPayload: 1 << 20,
 			MaxAge: Duration(7 * 24 * time.Hour)},
 		HTTP:     HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
@@ -373,6 +373,17 @@ func TestConditionalRequirements(t *testing.T) {
 		{"redis store needs redis address", func(m map[string]any) {
 			section(m, "Storage")["DaoName"] = "redis"
 		}, []string{"Redis.Host: is required", "Redis.Port: is required"}},
+		{"nats store needs an external NATS server", func(m map[string]any) {
+			section(m, "Storage")["DaoName"] = "nats"
+		}, []string{"Storage.DaoName: \"nats\" keeps the checkpoint in the NATS server JetStream.URL names"}},
+		{"nats store with a server and a bad bucket", func(m map[string]any) {
+			section(m, "Storage")["DaoName"] = "nats"
+			m["JetStream"] = map[string]any{"URL": "nats://nats:4222", "CheckpointBucket": "a.b"}
+		}, []string{"JetStream.CheckpointBucket: \"a.b\" is not a key-value bucket name"}},
+		{"nats store with a server", func(m map[string]any) {
+			section(m, "Storage")["DaoName"] = "nats"
+			m["JetStream"] = map[string]any{"URL": "nats://nats:4222"}
+		}, nil},
 		{"redis store with address", func(m map[string]any) {
 			section(m, "Storage")["DaoName"] = "redis"
 			m["Redis"] = map[string]any{"Host": "127.0.0.1", "Port": 6379, "DB": 2}

@@ -21,7 +21,7 @@ import (
 func MQNames() []string { return []string{"stan", "jetstream"} }
 
 // DaoNames lists the supported values of Storage.DaoName.
-func DaoNames() []string { return []string{"bolt", "redis"} }
+func DaoNames() []string { return []string{"bolt", "redis", "nats"} }
 
 // Flavors lists the supported values of Mysql.Flavor ("" auto-detects).
 func Flavors() []string { return []string{"", "mysql", "mariadb"} }
@@ -85,6 +85,14 @@ func (c *Config) Validate() error {
 			v.add("Redis.DB", "%d is negative; use a database number >= 0", c.Redis.DB)
 		}
 		v.tls("Redis.TLS", c.Redis.TLS, false)
+	case "nats":
+		if c.JetStream.URL == "" {
+			v.add("Storage.DaoName", "\"nats\" keeps the checkpoint in the NATS server JetStream.URL names, and JetStream.URL is empty "+
+				"(the embedded server lives and dies with this producer); set JetStream.URL (DBSYNC_JETSTREAM_URL) to a NATS server with JetStream, or use bolt")
+		}
+		if strings.ContainsAny(c.JetStream.CheckpointBucket, " .*>\t") {
+			v.add("JetStream.CheckpointBucket", "%q is not a key-value bucket name (letters, digits, '-' and '_')", c.JetStream.CheckpointBucket)
+		}
 	}
 
 	// Message queue

@@ -13,6 +13,8 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/mq"
+	"github.com/dbsync/dbsync/pkg/redact"
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
@@ -35,6 +37,30 @@ func InspectStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogge
 func openStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger, create bool) (storage.PositionStorager, error) {
 	log = orDiscard(log)
 	switch cfg.Storage.DaoName {
+	case "nats":
+		tlsConfig, err := natsTLS("JetStream.TLS", cfg.JetStream.TLS, cfg.JetStream.URL)
+		if err != nil {
+			return nil, err
+		}
+		security, err := mq.SecurityOptions(natsAuth(cfg.JetStream.Auth), tlsConfig)
+		if err != nil {
+			return nil, failure.WithFix(err, "set one kind of JetStream.Auth")
+		}
+		store, err := storage.OpenNATS(ctx, storage.NATSOptions{
+			URL:       cfg.JetStream.URL,
+			Options:   security,
+			Bucket:    cfg.JetStream.CheckpointBucket,
+			Key:       cfg.Storage.PosKey,
+			Replicas:  cfg.JetStream.Replicas,
+			MustExist: !create,
+		}, log)
+		if err != nil {
+			if errors.Is(err, storage.ErrNoCheckpoint) || failure.Fix(err) != "" {
+				return nil, err
+			}
+			return nil, failure.WithFix(err, "start the NATS server (with JetStream) there, or fix JetStream.URL and JetStream.Auth (DBSYNC_JETSTREAM_URL, ...)")
+		}
+		return store, nil
 	case "redis":
 		mode := cfg.Redis.TLS.Effective(false)
 		tlsConfig, err := clientTLS("Redis.TLS", cfg.Redis.TLS, mode, cfg.Redis.Host)
@@ -89,8 +115,11 @@ func boltFix(cfg *config.Config, err error) error {
 // DescribeStore names the configured checkpoint store for messages: "bolt
 // file PATH" or "redis at ADDR (db N, key K)".
 func DescribeStore(cfg *config.Config) string {
-	if cfg.Storage.DaoName == "redis" {
+	switch cfg.Storage.DaoName {
+	case "redis":
 		return fmt.Sprintf("redis at %s (db %d, key %q)", cfg.RedisAddr(), cfg.Redis.DB, cfg.Storage.PosKey)
+	case "nats":
+		return fmt.Sprintf("NATS key-value store at %s (bucket %s, key %q)", redact.URL(cfg.JetStream.URL), cfg.JetStream.CheckpointBucket, cfg.Storage.PosKey)
 	}
 	return "bolt file " + cfg.BoltPath()
 }

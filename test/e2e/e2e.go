@@ -142,6 +142,26 @@ func newEnv(t testing.TB, bin, broker string, db testenv.MariaDBOptions, natsOpt
 // Env's methods take subjects without it ("db.table") for both brokers.
 const jetStreamPrefix = "dbsync."
 
+// Clone returns a second Env on the same servers, for a second producer:
+// a copy of the config with a directory (DataDir) and an operations
+// listener of its own.
+func (e *Env) Clone(t testing.TB) *Env {
+	t.Helper()
+	b, err := json.Marshal(e.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *e
+	c.T, c.Dir, c.Cfg = t, t.TempDir(), nil
+	if err := json.Unmarshal(b, &c.Cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.Cfg["DataDir"] = c.Dir
+	c.HTTPAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	c.Cfg["HTTP"] = map[string]any{"Listen": c.HTTPAddr}
+	return &c
+}
+
 // StopBroker stops the broker; StartBroker starts it again with its data.
 func (e *Env) StopBroker() {
 	if e.NATS != nil {
