@@ -384,13 +384,13 @@ type natsLease struct {
 	owner string
 	ttl   time.Duration
 
-	mu        sync.Mutex
-	rev       uint64
-	confirmed time.Time
-	lostReason  error
-	released  bool
+	mu         sync.Mutex
+	rev        uint64
+	confirmed  time.Time
+	lostReason error
+	released   bool
 
-	lost, stop, done chan struct{}
+	lost, stop, done   chan struct{}
 	loseOnce, stopOnce sync.Once
 }
 
