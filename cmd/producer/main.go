@@ -112,8 +112,12 @@ func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, lo
 		log.WithFields(logrus.Fields{"gogc": percent, "gomemlimit": os.Getenv("GOMEMLIMIT")}).
 			Info("embedded NATS server under a memory limit: garbage collection target raised (set GOGC to choose another)")
 	}
-	parts, err := wiring.Open(ctx, cfg, "dbsync producer", log)
+	parts, tookOver, err := openActive(ctx, cfg, secrets.Text, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped while standing by")
+			return 0
+		}
 		logFailure(log, err, "cannot start")
 		return 1
 	}
@@ -126,7 +130,7 @@ func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, lo
 		Preflight: func(ctx context.Context, checkpoint *position.Position) error {
 			return doctor.Preflight(ctx, parts.Source, cfg.Mysql.ServerID, checkpoint, log)
 		},
-	}, producerOptions(cfg, parts.SourceConfig.SourceName, secrets), log)
+	}, producerOptions(cfg, parts.SourceConfig.SourceName, secrets, tookOver), log)
 	if err != nil {
 		logFailure(log, err, "cannot start")
 		return 1
@@ -140,7 +144,7 @@ func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, lo
 }
 
 // producerOptions are the producer's settings from cfg.
-func producerOptions(cfg *config.Config, sourceName string, secrets *redact.Secrets) producer.Options {
+func producerOptions(cfg *config.Config, sourceName string, secrets *redact.Secrets, tookOver bool) producer.Options {
 	opts := producer.Options{
 		SourceName:        sourceName,
 		Subject:           cfg.Subject,
@@ -155,6 +159,7 @@ func producerOptions(cfg *config.Config, sourceName string, secrets *redact.Secr
 		},
 		MemoryBudget: cfg.Memory.Budget,
 		StallTimeout: cfg.HTTP.StallTimeout.Duration(),
+		TookOver:     tookOver,
 		Snapshot: producer.SnapshotOptions{
 			Initial:       cfg.Snapshot.Mode == config.SnapshotInitial || cfg.Snapshot.Mode == config.SnapshotWhenNeeded,
 			ChunkRows:     cfg.Snapshot.ChunkRows,
@@ -264,7 +269,7 @@ func openAdmin(ctx context.Context, cfg *config.Config, sourceFailure string, lo
 	if err != nil {
 		return nil, nil, nil, refuseIfHeld(err)
 	}
-	lease, err := wiring.HoldStore(ctx, store, "dbsync admin")
+	lease, err := wiring.HoldStoreFor(ctx, store, "dbsync admin", cfg.HA.LeaseTTL.Duration())
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, refuseIfHeld(err)

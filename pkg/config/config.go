@@ -40,6 +40,7 @@ type Config struct {
 	Memory    Memory
 	Tables    Tables
 	Snapshot  Snapshot
+	HA        HA
 	Log       Log
 	HTTP      HTTP
 }
@@ -73,6 +74,20 @@ type Snapshot struct {
 	// go, with a warning; its rows are held in memory at once) or
 	// "refuse".
 	Keyless string
+}
+
+// HA runs several producer replicas for one source, exactly one of which
+// streams: the holder of the checkpoint store's lease (Storage.DaoName
+// redis or nats).
+type HA struct {
+	// Standby makes a producer that finds the lease held wait, ready, and
+	// take over when the lease lapses, instead of stopping (default
+	// false).
+	Standby bool
+	// LeaseTTL is how long the lease outlives a holder that stopped
+	// renewing it (crashed, frozen, cut off): a standby takes over within
+	// about 4/3 of it. Default 15s.
+	LeaseTTL Duration
 }
 
 // Snapshot modes and keyless policies.
@@ -346,6 +361,7 @@ const (
 	DefaultMemoryBudget      = 64 << 20
 	DefaultSnapshotChunkRows = 4096
 	DefaultCheckpointBucket  = "DBSYNC_CHECKPOINT"
+	DefaultLeaseTTL          = 15 * time.Second
 	DefaultNATSMaxPayload    = 1 << 20
 	// DefaultDeadLetterSubject follows ProName in Tables.DeadLetterSubject's
 	// default.
@@ -396,6 +412,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Batch.MaxBytes, DefaultBatchMaxBytes)
 	setInt(&c.Memory.Budget, DefaultMemoryBudget)
 	setInt(&c.Snapshot.ChunkRows, DefaultSnapshotChunkRows)
+	setDur(&c.HA.LeaseTTL, DefaultLeaseTTL)
 	setInt(&c.JetStream.MaxPayload, DefaultNATSMaxPayload)
 }
 

@@ -85,6 +85,7 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 		Memory:   Memory{Budget: 64 << 20},
 		Tables:   Tables{OnUnpublishable: TablePolicy{All: "stop"}},
 		Snapshot: Snapshot{Mode: "never", ChunkRows: 4096, Keyless: "read"},
+		HA:       HA{LeaseTTL: Duration(15 * time.Second)},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -380,6 +381,9 @@ func TestConditionalRequirements(t *testing.T) {
 			section(m, "Storage")["DaoName"] = "nats"
 			m["JetStream"] = map[string]any{"URL": "nats://nats:4222", "CheckpointBucket": "a.b"}
 		}, []string{"JetStream.CheckpointBucket: \"a.b\" is not a key-value bucket name"}},
+		{"a standby needs a shared store", func(m map[string]any) {
+			m["HA"] = map[string]any{"Standby": true, "LeaseTTL": "500ms"}
+		}, []string{"HA.Standby: a standby needs a checkpoint store the replicas share", "HA.LeaseTTL: 500ms is below 1s"}},
 		{"nats store with a server", func(m map[string]any) {
 			section(m, "Storage")["DaoName"] = "nats"
 			m["JetStream"] = map[string]any{"URL": "nats://nats:4222"}

@@ -189,6 +189,14 @@ func (c *Config) Validate() error {
 			c.Memory.Budget, 2*c.Batch.MaxBytes, DefaultMemoryBudget)
 	}
 
+	// High availability
+	if c.HA.LeaseTTL < Duration(time.Second) {
+		v.add("HA.LeaseTTL", "%s is below 1s (default 15s)", c.HA.LeaseTTL.Duration())
+	}
+	if c.HA.Standby && c.Storage.DaoName == "bolt" {
+		v.add("HA.Standby", "a standby needs a checkpoint store the replicas share, and bolt is a local file: set Storage.DaoName to nats or redis")
+	}
+
 	// Snapshot
 	v.oneOf("Snapshot.Mode", c.Snapshot.Mode, []string{SnapshotNever, SnapshotInitial, SnapshotWhenNeeded})
 	v.oneOf("Snapshot.Keyless", c.Snapshot.Keyless, []string{KeylessRead, KeylessRefuse})

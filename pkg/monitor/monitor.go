@@ -70,6 +70,7 @@ type Monitor struct {
 	snapshotRows      *prometheus.CounterVec
 	snapshotRemaining prometheus.Gauge
 	snapshotRunning   prometheus.Gauge
+	takeovers         prometheus.Counter
 
 	mu       sync.Mutex
 	sourceOK bool
@@ -121,8 +122,13 @@ func New(stallTimeout time.Duration) *Monitor {
 	m.snapshotRows = f.counterVec("dbsync_snapshot_rows_total", "Rows a snapshot published (type read), by table.", "db", "table")
 	m.snapshotRemaining = f.gauge("dbsync_snapshot_remaining_rows", "Estimated rows the running snapshot has still to read (information_schema's estimate; 0 when none runs).")
 	m.snapshotRunning = f.gauge("dbsync_snapshot_running", "1 while a snapshot runs.")
+	f.gaugeFunc("dbsync_ha_active", "1 while this replica streams (holds the checkpoint lease), 0 while it stands by.", func() float64 { return 1 })
+	m.takeovers = f.counter("dbsync_ha_takeovers_total", "Times this process took the checkpoint lease over from another replica after standing by (HA.Standby).")
 	return m
 }
+
+// TookOver counts a takeover from another replica.
+func (m *Monitor) TookOver() { m.takeovers.Inc() }
 
 // SnapshotPublished counts n rows of db.table a snapshot published.
 func (m *Monitor) SnapshotPublished(db, table string, n int) {

@@ -88,6 +88,10 @@ type Options struct {
 	MonitorInterval time.Duration
 	// Snapshot tunes snapshots of tables' existing rows.
 	Snapshot SnapshotOptions
+	// TookOver says this producer stood by (HA.Standby) and took the
+	// checkpoint lease over from another replica (counted in
+	// dbsync_ha_takeovers_total).
+	TookOver bool
 }
 
 func (o *Options) defaults() {
@@ -135,6 +139,9 @@ type Producer struct {
 func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger) (_ *Producer, err error) {
 	opts.defaults()
 	p := &Producer{opts: opts, log: log, store: c.Store, lease: c.Lease, src: c.Source, mon: monitor.New(opts.StallTimeout), snap: newSnapshotControl()}
+	if opts.TookOver {
+		p.mon.TookOver()
+	}
 	defer func() {
 		if err != nil {
 			p.Close()

@@ -18,9 +18,6 @@ import (
 	"github.com/dbsync/dbsync/pkg/storage"
 )
 
-// leaseTTL is how long a checkpoint lease outlives a holder that crashed.
-const leaseTTL = 15 * time.Second
-
 // OpenStore opens the checkpoint store Storage.DaoName names ("bolt", the
 // default, or "redis"), creating a bolt file that does not exist yet.
 func OpenStore(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (storage.PositionStorager, error) {
@@ -133,6 +130,12 @@ func DescribeStore(cfg *config.Config) string {
 // never lost. It fails with an error wrapping storage.ErrHeld, naming the
 // holder, while another process holds it.
 func HoldStore(ctx context.Context, store storage.PositionStorager, role string) (storage.Lease, error) {
+	return HoldStoreFor(ctx, store, role, config.DefaultLeaseTTL)
+}
+
+// HoldStoreFor is HoldStore with a lease that outlives a holder that
+// stopped renewing it by ttl (HA.LeaseTTL).
+func HoldStoreFor(ctx context.Context, store storage.PositionStorager, role string, ttl time.Duration) (storage.Lease, error) {
 	l, ok := store.(storage.Leaser)
 	if !ok {
 		return exclusive{}, nil
@@ -141,7 +144,7 @@ func HoldStore(ctx context.Context, store storage.PositionStorager, role string)
 	if err != nil {
 		return nil, err
 	}
-	return l.AcquireLease(ctx, owner, leaseTTL)
+	return l.AcquireLease(ctx, owner, ttl)
 }
 
 // leaseOwner is a lease owner id for role: random, so that every process

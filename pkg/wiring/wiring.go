@@ -49,7 +49,7 @@ func Open(ctx context.Context, cfg *config.Config, role string, log logrus.Field
 	if c.Store, err = OpenStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	if c.Lease, err = HoldStore(ctx, c.Store, role); err != nil {
+	if c.Lease, err = HoldStoreFor(ctx, c.Store, role, cfg.HA.LeaseTTL.Duration()); err != nil {
 		return nil, err
 	}
 	if c.SourceConfig, err = SourceConfig(cfg); err != nil {
