@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/test/e2e"
+	"github.com/dbsync/dbsync/test/faultproxy"
 )
 
 // TestStandbyTakesOver runs two producers for one source with the NATS
@@ -87,4 +88,58 @@ func get(t *testing.T, addr, path string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestCutOffLeaderIsFenced cuts the active producer off from NATS (a
+// partition: connections open, no bytes) while the standby takes over,
+// then lets it through again: the deposed leader publishes nothing the
+// stream keeps and saves no checkpoint; it stops, naming the lease it
+// lost, and every committed row is stored once, in order.
+func TestCutOffLeaderIsFenced(t *testing.T) {
+	t.Parallel()
+	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+	e.Set("Storage.DaoName", "nats")
+	e.Set("HA", map[string]any{"Standby": true, "LeaseTTL": "2s"})
+	e.Set("Batch.MaxRows", 16)
+	e.DB.Exec(t, "CREATE DATABASE wl")
+	// The leader reaches NATS through a proxy; the standby directly.
+	proxy := faultproxy.Start(t, strings.TrimPrefix(e.NATS.URL(), "nats://"))
+	leaderEnv, standbyEnv := e, e.Clone(t)
+	leaderEnv.Set("JetStream.URL", "nats://"+proxy.Addr())
+	leader := leaderEnv.Start()
+	e2e.WaitLog(t, leader, "binlog stream started")
+	standby := standbyEnv.Start()
+	e2e.WaitLog(t, standby, "standby: another replica holds the checkpoint lease")
+	l := e2e.StartLoad(t, e.DB.DB(t), 1)
+	time.Sleep(500 * time.Millisecond)
+
+	proxy.Blackhole()
+	cut := leader.Output()
+	e2e.WaitLog(t, standby, "binlog stream started")
+	time.Sleep(time.Second) // the new leader publishes meanwhile
+	proxy.Pass()
+	if code := leader.Wait(time.Minute); code != 1 {
+		t.Fatalf("the deposed leader exited %d, want 1:\n%s", code, leader.Output())
+	}
+	after := strings.TrimPrefix(leader.Output(), cut)
+	for _, line := range strings.Split(after, "\n") {
+		if line != "" && !strings.Contains(line, "level=debug") {
+			t.Logf("deposed leader: %s", line)
+		}
+	}
+	if !strings.Contains(after, "lease") || !strings.Contains(after, "lost") {
+		t.Errorf("the deposed leader does not say it lost the lease:\n%s", after)
+	}
+	if strings.Contains(after, "checkpoint saved") {
+		t.Errorf("the deposed leader saved a checkpoint after the takeover:\n%s", after)
+	}
+	committed := l.Finish()
+	e.WaitDistinct("wl.t0", len(committed[0]), time.Minute)
+	if code := standby.Stop(); code != 0 {
+		t.Fatalf("the new leader exited %d:\n%s", code, standby.Output())
+	}
+	if dups := checkDelivery(t, "wl.t0", committed[0], e.Read("wl.t0")); dups != 0 {
+		t.Errorf("JetStream stored %d duplicates", dups)
+	}
+	t.Logf("%d rows committed across the partition and the takeover, each stored once in order", len(committed[0]))
 }
