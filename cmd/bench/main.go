@@ -65,6 +65,8 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	big := fs.Bool("big", true, "also measure the peak RSS of one big transaction (NATS Streaming, once)")
 	fs.IntVar(&o.BigRows, "big-rows", 1_000_000, "rows of the big transaction")
 	fs.IntVar(&o.SnapshotRows, "snapshot-rows", 1_000_000, "rows of the table whose snapshot is measured (once per broker); 0 skips it")
+	fs.IntVar(&o.Takeovers, "takeovers", 10, "times the active producer of a standby pair (NATS checkpoint store, HA.Standby) is killed; 0 skips it")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", 5*time.Second, "HA.LeaseTTL of the standby pair")
 	fs.IntVar(&o.Writers, "writers", 4, "connections writing the single-row transactions")
 	fs.BoolVar(&o.Verbose, "v", false, "print the test servers' log lines")
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 		if f.value <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %v", f.name, f.value))
 		}
+	}
+	if o.Takeovers < 0 || o.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("-takeovers must not be negative and -lease-ttl at least 1s, got %d and %s", o.Takeovers, o.LeaseTTL))
 	}
 	if o.SnapshotRows < 0 {
 		errs = append(errs, fmt.Errorf("-snapshot-rows must not be negative, got %d", o.SnapshotRows))

@@ -40,8 +40,12 @@ type Options struct {
 	// SnapshotRows is the size of the table the snapshot measurement
 	// reads; 0 skips it.
 	SnapshotRows int
-	Writers      int
-	Verbose      bool
+	// Takeovers is how many times the active producer of a standby pair
+	// is killed (0 skips it); LeaseTTL is their HA.LeaseTTL.
+	Takeovers int
+	LeaseTTL  time.Duration
+	Writers   int
+	Verbose   bool
 	// ProfileDir, when set, receives CPU profiles of every end-to-end
 	// run: the producer's (from its pprof endpoint) and this process's,
 	// which runs the broker, over the same window.
@@ -178,6 +182,14 @@ func (b *bench) run(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	if b.opts.Takeovers > 0 {
+		r, err := measureTakeovers(ctx, b.tb, b.bin, b.db, b.opts.Takeovers, b.opts.LeaseTTL)
+		if err != nil {
+			return "", err
+		}
+		b.res.Takeovers = r
+		b.progress("takeovers: %d, HA.LeaseTTL %s: median %s, max %s", len(r.Times), r.LeaseTTL, r.median().Round(time.Millisecond), r.max().Round(time.Millisecond))
+	}
 	last, err := b.meter.sample()
 	if err != nil {
 		return "", err
@@ -304,6 +316,10 @@ func (b *bench) report(workloads []*workload) (string, error) {
 		var measured string
 		measured, snapTargets = snapshotTables(b.res.Snapshot)
 		fmt.Fprintf(&out, "\nSnapshot of a %s-row table (once):\n\n%s", fmtCount(float64(b.res.Snapshot.Rows)), measured)
+	}
+	if r := b.res.Takeovers; r != nil {
+		fmt.Fprintf(&out, "\nStandby takeovers (%d, HA.LeaseTTL %s): median %s, max %s\n", len(r.Times), r.LeaseTTL,
+			r.median().Round(time.Millisecond), r.max().Round(time.Millisecond))
 	}
 	fmt.Fprintf(&out, "\nTargets (issues 13 and 14):\n\n%s", targetsTable(summary, lat, snapTargets))
 	fmt.Fprintf(&out, "\nOther processes used %s of the CPUs during the measurements (%s).\n",

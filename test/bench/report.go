@@ -34,6 +34,8 @@ type results struct {
 	BigE2E    *e2eResult
 	// Snapshot is the one-off snapshot measurement (nil when not run).
 	Snapshot *snapshotResult
+	// Takeovers is the standby takeover measurement (nil when not run).
+	Takeovers *takeoverResult
 	// Runs says how much other processes disturbed each run; OtherCPU is
 	// the same over all measurements.
 	Runs     []runNoise
@@ -432,9 +434,26 @@ func markdown(in reportInput) string {
 			"workload above (the same table shape; a snapshot envelope is some 50 bytes longer).\n\n")
 		b.WriteString(measured)
 	}
+	if r := in.Results.Takeovers; r != nil {
+		fmt.Fprintf(&b, "\n## Standby takeovers\n\n")
+		fmt.Fprintf(&b, "Two producers for one source, the NATS key-value checkpoint store and `HA.Standby` with `HA.LeaseTTL: %s`, "+
+			"against a NATS server of their own, under single-row commits at about 200/s: the active one is killed with SIGKILL %d times, "+
+			"and each time the clock runs until the standby logged that its binlog stream started (it then publishes from the checkpoint). "+
+			"Median **%s**, max **%s**; every one: %s.\n",
+			r.LeaseTTL, len(r.Times), r.median().Round(time.Millisecond), r.max().Round(time.Millisecond), fmtDurations(r.Times))
+	}
 	fmt.Fprintf(&b, "\n## Targets\n\n")
 	b.WriteString(targetsTable(in.Summary, in.Latency, snapTargets))
 	fmt.Fprintf(&b, "\n## Every run\n\n")
 	b.WriteString(rawTables(in.Results))
 	return b.String()
+}
+
+// fmtDurations lists durations rounded to milliseconds.
+func fmtDurations(ds []time.Duration) string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond).String()
+	}
+	return strings.Join(out, ", ")
 }
