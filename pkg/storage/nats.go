@@ -388,7 +388,6 @@ type natsLease struct {
 	rev        uint64
 	confirmed  time.Time
 	lostReason error
-	released   bool
 
 	lost, stop, done   chan struct{}
 	loseOnce, stopOnce sync.Once

@@ -21,11 +21,7 @@ import (
 // once, in commit order, on JetStream.
 func TestStandbyTakesOver(t *testing.T) {
 	t.Parallel()
-	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
-	e.Set("Storage.DaoName", "nats")
-	e.Set("HA", map[string]any{"Standby": true, "LeaseTTL": "2s"})
-	e.Set("Batch.MaxRows", 64)
-	e.DB.Exec(t, "CREATE DATABASE wl")
+	e := standbyEnv(t, 64)
 	envs := []*e2e.Env{e, e.Clone(t)}
 	procs := make([]*e2e.Proc, 2)
 	procs[0] = envs[0].Start()
@@ -78,6 +74,18 @@ func TestStandbyTakesOver(t *testing.T) {
 		takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond), total)
 }
 
+// standbyEnv is a JetStream environment whose producers keep the
+// checkpoint in NATS and stand by (lease ttl 2s), publishing batches of at
+// most batchRows, with the load's database wl.
+func standbyEnv(t *testing.T, batchRows int) *e2e.Env {
+	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
+	e.Set("Storage.DaoName", "nats")
+	e.Set("HA", map[string]any{"Standby": true, "LeaseTTL": "2s"})
+	e.Set("Batch.MaxRows", batchRows)
+	e.DB.Exec(t, "CREATE DATABASE wl")
+	return e
+}
+
 // get returns the body of GET path on the operations listener at addr.
 func get(t *testing.T, addr, path string) string {
 	t.Helper()
@@ -97,11 +105,7 @@ func get(t *testing.T, addr, path string) string {
 // lost, and every committed row is stored once, in order.
 func TestCutOffLeaderIsFenced(t *testing.T) {
 	t.Parallel()
-	e := e2e.NewEnvBroker(t, producerBin, e2e.JetStream)
-	e.Set("Storage.DaoName", "nats")
-	e.Set("HA", map[string]any{"Standby": true, "LeaseTTL": "2s"})
-	e.Set("Batch.MaxRows", 16)
-	e.DB.Exec(t, "CREATE DATABASE wl")
+	e := standbyEnv(t, 16)
 	// The leader reaches NATS through a proxy; the standby directly.
 	proxy := faultproxy.Start(t, strings.TrimPrefix(e.NATS.URL(), "nats://"))
 	leaderEnv, standbyEnv := e, e.Clone(t)
