@@ -3,11 +3,15 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,6 +37,8 @@ type NATSOptions struct {
 	MaxPayload int32
 	// Security is the TLS and authentication the server requires.
 	Security NATSSecurity
+	// cluster, when set, makes the server a node of a cluster.
+	cluster func(*server.Options)
 }
 
 // StartNATS starts a NATS server with JetStream; it is shut down at test
@@ -53,6 +59,64 @@ func StartNATSWith(t testing.TB, opts NATSOptions) *NATS {
 		}
 	})
 	return n
+}
+
+// StartNATSCluster starts n NATS servers with JetStream forming one
+// cluster (routes on free loopback ports), and waits until JetStream
+// answers; they are shut down at test cleanup. A client connected to one
+// learns the others.
+func StartNATSCluster(t testing.TB, n int) []*NATS {
+	t.Helper()
+	routePorts := make([]int, n)
+	var routes []string
+	for i := range routePorts {
+		routePorts[i] = FreePort(t)
+		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(routePorts[i]))
+	}
+	nodes := make([]*NATS, n)
+	for i := range nodes {
+		node := &NATS{Host: "127.0.0.1", Port: FreePort(t), Dir: t.TempDir()}
+		name, routePort := fmt.Sprintf("node-%d", i), routePorts[i]
+		node.opts.cluster = func(o *server.Options) {
+			o.ServerName = name
+			o.Cluster = server.ClusterOpts{Name: "dbsync-test", Host: "127.0.0.1", Port: routePort}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}
+		t.Cleanup(func() {
+			node.mu.Lock()
+			defer node.mu.Unlock()
+			if node.srv != nil {
+				node.srv.Shutdown()
+				node.srv = nil
+			}
+		})
+		nodes[i] = node
+	}
+	var wg sync.WaitGroup
+	for _, node := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); node.Restart(t) }()
+	}
+	wg.Wait()
+	// JetStream answers once the cluster elected its meta leader.
+	nc := nodes[0].Conn(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: the NATS cluster's JetStream did not answer within 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // URL returns "nats://127.0.0.1:PORT".
@@ -78,8 +142,18 @@ func (n *NATS) Restart(t testing.TB) {
 		t.Fatalf("testenv: nats on %s is already running", n.URL())
 	}
 	sec := n.opts.Security
+	tune := sec.tune()
+	if n.opts.cluster != nil {
+		secTune := tune
+		tune = func(o *server.Options) {
+			if secTune != nil {
+				secTune(o)
+			}
+			n.opts.cluster(o)
+		}
+	}
 	srv, err := natsembed.Start(natsembed.Options{Host: n.Host, Port: n.Port, StoreDir: n.Dir, Name: "testenv", MaxPayload: n.opts.MaxPayload,
-		Auth: sec.Auth, TLS: sec.serverTLS(t), Tune: sec.tune()})
+		Auth: sec.Auth, TLS: sec.serverTLS(t), Tune: tune})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
