@@ -321,6 +321,16 @@ type streamState struct {
 	// snapshot chunk can be published. serverID is the last event's.
 	at       position.Position
 	serverID uint32
+	// payload is set while the events of a compressed transaction
+	// (MySQL's binlog_transaction_compression) are handled.
+	payload *payloadState
+}
+
+// payloadState places the rows of a compressed transaction: every one at
+// the start of the payload event, numbered on across its rows events.
+type payloadState struct {
+	pos  uint32
+	rows int
 }
 
 // handle turns one binlog event into what the pipeline needs, or nil.
@@ -366,9 +376,7 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 	case *replication.GtidTaggedLogEvent:
 		st.gtid = mysqlGTID(&e.GTIDEvent)
 	case *replication.TransactionPayloadEvent:
-		return nil, failure.WithFix(failure.Permanent(fmt.Errorf("compressed transaction at %s:%d: dbsync does not read compressed transactions yet",
-			st.file, h.LogPos-h.EventSize)),
-			"SET GLOBAL binlog_transaction_compression=OFF on the server (the transactions already written compressed need a re-sync)")
+		return r.payload(ctx, st, h, e, collations)
 	case *replication.GenericEvent:
 		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
 			// The end of an XA transaction's first phase: its rows are in
@@ -404,6 +412,39 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		return r.rows(st, h, e)
 	}
 	return nil, nil
+}
+
+// payload handles the events of a compressed transaction (MySQL's
+// TRANSACTION_PAYLOAD_EVENT, decompressed by go-mysql) as one event: its
+// rows, at the payload event's start and numbered across its rows events
+// so that coordinates stay unique and ordered, and its boundary at the
+// payload's end.
+func (r *Reader) payload(ctx context.Context, st *streamState, h *replication.EventHeader, e *replication.TransactionPayloadEvent, collations map[uint64]string) (*Event, error) {
+	if len(e.Events) == 0 && e.UncompressedSize > 0 {
+		return nil, failure.Permanent(fmt.Errorf("compressed transaction at %s:%d: nothing decoded from its %d bytes", st.file, h.LogPos-h.EventSize, e.UncompressedSize))
+	}
+	st.payload = &payloadState{pos: h.LogPos - h.EventSize}
+	defer func() { st.payload = nil }()
+	var merged *Event
+	for _, inner := range e.Events {
+		out, err := r.handle(ctx, st, inner, collations)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			continue
+		}
+		if merged == nil {
+			merged = out
+			continue
+		}
+		merged.Rows = append(merged.Rows, out.Rows...)
+		merged.Bytes += out.Bytes
+		if out.Boundary {
+			merged.Boundary, merged.Flush, merged.Position, merged.Time = true, out.Flush, out.Position, out.Time
+		}
+	}
+	return merged, nil
 }
 
 // passHeader moves st.at past a binlog file's header event read outside a
@@ -586,6 +627,11 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 		return nil, nil
 	}
 	pos := h.LogPos - h.EventSize
+	base := 0 // the first row's number
+	if pl := st.payload; pl != nil {
+		pos, base = pl.pos, pl.rows
+		pl.rows += len(e.Rows) / step
+	}
 	if feed := r.cfg.Snapshots; feed != nil && feed.watching.Load() > 0 && t.unpublishable == "" {
 		feed.note(t, e, position.Position{File: st.file, Pos: pos})
 	}
@@ -596,7 +642,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
 	if t.unpublishable != "" {
 		for i := range rows {
-			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(i), Event: event, Index: i, Unpublishable: t.unpublishable}
+			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(base+i), Event: event, Index: base + i, Unpublishable: t.unpublishable}
 		}
 		return &Event{Rows: rows, Time: ts}, nil
 	}
@@ -605,7 +651,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	// envelope so it rarely grows (growing copies it and wastes the rest).
 	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.file)+len(st.gtid)+len(r.history)+int(h.EventSize)*step/max(n, 1)))
 	for i := 0; i < n; i++ {
-		id := prefix + strconv.Itoa(i)
+		id := prefix + strconv.Itoa(base+i)
 		var before, after []any
 		var skipBefore, skipAfter []int
 		switch typ {
@@ -618,12 +664,12 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 			after, skipAfter = e.Rows[2*i+1], skipped(e, 2*i+1)
 		}
 		var err error
-		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, event, i, before, after, skipBefore, skipAfter)
+		buf, err = r.appendEnvelope(buf, t, id, *t.prev, typ, event, base+i, before, after, skipBefore, skipAfter)
 		if err != nil {
 			return nil, failure.Permanent(fmt.Errorf("row %s: %w", id, err))
 		}
 		*t.prev = id
-		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Event: event, Index: i}
+		rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: id, Event: event, Index: base + i}
 		ends[i] = len(buf)
 	}
 	t.observe(len(buf), n)
