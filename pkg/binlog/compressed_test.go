@@ -192,3 +192,15 @@ func TestMySQLCompressedTransaction(t *testing.T) {
 	}
 	t.Logf("one compressed transaction: %d rows %v at binlog.000007:%d, boundary at %d", len(out.Rows), types, payloadStart, end)
 }
+
+// TestMySQLGTID renders MySQL GTID events as "uuid:n", and the anonymous
+// transactions of a server with gtid_mode=OFF as no GTID.
+func TestMySQLGTID(t *testing.T) {
+	sid := []byte{0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62}
+	if got := mysqlGTID(&replication.GTIDEvent{SID: sid, GNO: 23}); got != "3e11fa47-71ca-11e1-9e33-c80aa9429562:23" {
+		t.Errorf("GTID event: %q", got)
+	}
+	if got := mysqlGTID(&replication.GTIDEvent{SID: make([]byte, 16), GNO: 0}); got != "" {
+		t.Errorf("anonymous GTID event: %q, want none", got)
+	}
+}
