@@ -178,6 +178,15 @@ func (f *SnapshotFeed) setWake(cancel context.CancelFunc) {
 	}
 }
 
+// settle marks the submitted items as seen without taking them: the
+// reader publishes them at its next boundary, and is not woken again for
+// them meanwhile.
+func (f *SnapshotFeed) settle() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fresh = false
+}
+
 // take removes and returns the items that can be published at boundary
 // at, in order, closing their windows.
 func (f *SnapshotFeed) take(at position.Position) []*feedItem {
@@ -238,13 +247,24 @@ func (w *Window) note(t *table, e *replication.RowsEvent, pos position.Position)
 		w.unknown = true
 		return
 	}
+	// An update's images come in pairs, before then after; with
+	// binlog_row_image=MINIMAL an after image holds only the changed
+	// columns, so one without the key did not change it.
+	update := e.Type() == replication.EnumRowsEventTypeUpdate
 	for i, image := range e.Rows {
 		skip := skipped(e, i)
+		missing := false
 		for _, k := range idx {
 			if contains(skip, k) || k >= len(image) {
-				w.unknown = true
-				return
+				missing = true
 			}
+		}
+		if missing && update && i%2 == 1 {
+			continue
+		}
+		if missing {
+			w.unknown = true
+			return
 		}
 		key, err := keyOf(t, idx, image)
 		if err != nil {

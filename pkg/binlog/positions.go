@@ -28,7 +28,16 @@ func (s *Source) CurrentPosition(ctx context.Context) (position.Position, error)
 	pos, _ := r.GetUint(0, 1)
 	p := position.Position{File: file, Pos: uint32(pos)}
 	if s.flavor == mysql.MariaDBFlavor {
-		p.GTID, _ = s.queryString(ctx, "SELECT @@gtid_binlog_pos")
+		// The GTID state at exactly that position: @@gtid_binlog_pos,
+		// read by a second query, may already include transactions
+		// written after it on a busy server.
+		gr, err := s.execute(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos)
+		if err != nil {
+			return position.Position{}, err
+		}
+		if gr.RowNumber() > 0 {
+			p.GTID, _ = gr.GetString(0, 0)
+		}
 	} else if gtid, err := r.GetString(0, 4); err == nil {
 		p.GTID = strings.ReplaceAll(gtid, "\n", "")
 	}

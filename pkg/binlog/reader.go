@@ -219,13 +219,18 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			getCtx = ctx
 		}
 		ev, err := streamer.GetEvent(getCtx)
-		if err != nil && !stopping && waitCtx.Err() != nil && readCtx.Err() == nil && ctx.Err() == nil {
-			// Woken for a snapshot chunk.
-			rearm()
+		if err != nil && errors.Is(err, context.Canceled) && !stopping && waitCtx.Err() != nil && readCtx.Err() == nil && ctx.Err() == nil {
+			// Woken for a snapshot chunk (a stream error waiting at the
+			// same time is not taken for one: it is not Canceled).
 			if accepted && !st.inTx && held == nil {
+				rearm()
 				if err := r.emitSnapshots(ctx, st, send); err != nil {
 					return err
 				}
+			} else {
+				// Inside a transaction: the chunk waits for its end.
+				r.cfg.Snapshots.settle()
+				rearm()
 			}
 			continue
 		}

@@ -126,7 +126,7 @@ func (sr *SnapshotReader) Plan(ctx context.Context, db, name string) (*SnapshotP
 // chunkKey picks the chunking key: PRIMARY, else the first unique key (by
 // name) whose columns are all NOT NULL; none returns "", nil.
 func (sr *SnapshotReader) chunkKey(ctx context.Context, db, name string, info *infoTable) (string, []string, error) {
-	if len(info.pk) > 0 {
+	if len(info.pk) > 0 && orderable(info, info.pk) {
 		return "PRIMARY", info.pk, nil
 	}
 	r, err := sr.src.execute(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
@@ -145,7 +145,7 @@ func (sr *SnapshotReader) chunkKey(ctx context.Context, db, name string, info *i
 		keys[idx] = append(keys[idx], col)
 	}
 	for _, idx := range order {
-		usable := true
+		usable := idx != "PRIMARY" && orderable(info, keys[idx])
 		for _, col := range keys[idx] {
 			if c := info.column(col); c == nil || c.nullable {
 				usable = false
@@ -156,6 +156,25 @@ func (sr *SnapshotReader) chunkKey(ctx context.Context, db, name string, info *i
 		}
 	}
 	return "", nil, nil
+}
+
+// orderable reports whether chunks can be bounded by the columns cols:
+// "key > value" must order rows as ORDER BY key does, which ENUM and SET
+// (ordered by member index, compared by name), BIT, floating point, JSON
+// and spatial columns do not promise.
+func orderable(info *infoTable, cols []string) bool {
+	for _, col := range cols {
+		c := info.column(col)
+		if c == nil {
+			return false
+		}
+		switch strings.ToLower(c.dataType) {
+		case "enum", "set", "bit", "float", "double", "real", "json", "geometry", "point", "linestring", "polygon",
+			"multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection":
+			return false
+		}
+	}
+	return true
 }
 
 // quoteName quotes an identifier in backquotes.
@@ -352,14 +371,22 @@ func (p *SnapshotPlan) chunkQuery(after []position.KeyValue, n int) (string, []a
 		}
 		// (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...: what an index range
 		// scan serves on every server version.
+		// A DECIMAL is bound as one: as a string it would compare as a
+		// double, and keys beyond its 53 bits would tie.
+		param := func(k int) string {
+			if p.t.columns[k].kind == kindDecimal {
+				return "CAST(? AS DECIMAL(65,30))"
+			}
+			return "?"
+		}
 		var ors []string
 		for i := range p.key {
 			var ands []string
 			for j := 0; j < i; j++ {
-				ands = append(ands, quoteName(p.t.columns[p.key[j]].name)+" = ?")
+				ands = append(ands, quoteName(p.t.columns[p.key[j]].name)+" = "+param(p.key[j]))
 				args = append(args, vals[j])
 			}
-			ands = append(ands, quoteName(p.t.columns[p.key[i]].name)+" > ?")
+			ands = append(ands, quoteName(p.t.columns[p.key[i]].name)+" > "+param(p.key[i]))
 			args = append(args, vals[i])
 			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
 		}

@@ -187,6 +187,8 @@ func TestSnapshotKeys(t *testing.T) {
 		"CREATE TABLE k.gaps (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, v INT)",
 		"CREATE TABLE k.uniq (u INT NOT NULL, w INT NULL, v INT, UNIQUE KEY nullable (w), UNIQUE KEY usable (u))",
 		"CREATE TABLE k.keyless (v INT, s VARCHAR(10))",
+		"CREATE TABLE k.deckey (d DECIMAL(30,0) NOT NULL PRIMARY KEY, v INT)",
+		"CREATE TABLE k.enumkey (e ENUM('b','a','c') NOT NULL PRIMARY KEY, v INT)",
 	} {
 		if _, err := sqlDB.Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -203,6 +205,11 @@ func TestSnapshotKeys(t *testing.T) {
 	exec(t, sqlDB, "INSERT INTO k.gaps VALUES (1, 1), (2, 2), (1000, 3), (1001, 4), (99999999, 5), (18446744073709551615, 6), (0, 7)")
 	exec(t, sqlDB, "INSERT INTO k.uniq VALUES (5, NULL, 1), (3, NULL, 2), (9, 1, 3), (-1, 2, 4), (100, NULL, 5)")
 	exec(t, sqlDB, "INSERT INTO k.keyless VALUES (1, 'a'), (1, 'a'), (2, NULL)")
+	// Adjacent keys beyond 2^53: bound as strings they would compare as
+	// doubles and tie at a chunk's edge.
+	exec(t, sqlDB, "INSERT INTO k.deckey VALUES (1152921504606846976, 1), (1152921504606846977, 2), (1152921504606846978, 3), (-5, 4)")
+	// ENUM orders by member index but compares by name: not a chunk key.
+	exec(t, sqlDB, "INSERT INTO k.enumkey VALUES ('a', 1), ('b', 2), ('c', 3)")
 	_, src, _ := connectTest(ctx, t, db)
 	start, err := src.CurrentPosition(ctx)
 	if err != nil {
@@ -220,6 +227,8 @@ func TestSnapshotKeys(t *testing.T) {
 		{"gaps", []string{"id"}, "PRIMARY", 2},
 		{"uniq", []string{"u"}, "usable", 2},
 		{"keyless", []string{"v", "s"}, "", 2},
+		{"deckey", []string{"d"}, "PRIMARY", 1},
+		{"enumkey", []string{"e"}, "", 1},
 	} {
 		rd, err := OpenSnapshotReader(ctx, h.cfg, quietLog())
 		if err != nil {
@@ -237,9 +246,9 @@ func TestSnapshotKeys(t *testing.T) {
 		want := tableImages(t, sqlDB, "k."+tc.table, tc.key...)
 		rep := newReplica(tc.key...)
 		if tc.keyName == "" {
-			// Keyless: one read, every row (duplicates included).
+			// Read in one go: one chunk, every row (duplicates included).
 			if chunks != 1 || published != 3 {
-				t.Fatalf("k.keyless: %d rows in %d chunks, want 3 in 1", published, chunks)
+				t.Fatalf("k.%s: %d rows in %d chunks, want 3 in 1", tc.table, published, chunks)
 			}
 		}
 		for i := 0; i < published; i++ {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dbsync/dbsync/pkg/binlog"
+	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
@@ -41,6 +42,9 @@ type batch struct {
 	// transactions the transaction boundaries it covers (for metrics).
 	rows         map[monitor.RowKey]int
 	transactions int
+	// snapshotRows counts the snapshot rows the batch publishes, as
+	// themselves or as dead-letter markers.
+	snapshotRows int
 }
 
 func (b *batch) empty() bool { return len(b.msgs) == 0 && b.checkpoint == nil }
@@ -137,6 +141,9 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 				continue
 			}
 			cur.msgs = append(cur.msgs, msg)
+			if row.Type == envelope.TypeRead {
+				cur.snapshotRows++
+			}
 			if v == publishRow {
 				cur.bytes += len(row.Data)
 				if cur.rows == nil {

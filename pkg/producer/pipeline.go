@@ -183,7 +183,7 @@ func (p *pipeline) awaitAcks(ctx context.Context, inflight <-chan sentBatch, cp 
 		p.budget.release(sb.b.bytes)
 		p.mon.BudgetUsed(p.budget.inUse())
 		if p.snapshots != nil {
-			p.snapshots.acknowledged(sb.b.rows)
+			p.snapshots.acknowledged(sb.b.snapshotRows)
 		}
 		if len(sb.b.msgs) > 0 || sb.b.transactions > 0 {
 			p.mon.Published(sb.b.rows, sb.b.transactions, sb.b.eventTime, time.Since(sb.start))

@@ -14,7 +14,6 @@ import (
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/failure"
-	"github.com/dbsync/dbsync/pkg/monitor"
 	"github.com/dbsync/dbsync/pkg/position"
 )
 
@@ -178,6 +177,29 @@ func (c *snapshotControl) cancelled(id string) bool {
 	return c.cancelID == id
 }
 
+// resume makes s (the checkpoint's snapshot of a new pass, nil for none)
+// the running one.
+func (c *snapshotControl) resume(s *position.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s == nil && c.current != nil {
+		c.last = c.current.ID + " ended with the previous pass (its progress was not in the checkpoint)"
+	}
+	c.current = s.Clone()
+	if s == nil || c.cancelID != s.ID {
+		c.cancelID = ""
+	}
+}
+
+// putBack returns a taken request that could not begin.
+func (c *snapshotControl) putBack(s *position.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.requested == nil {
+		c.requested = s
+	}
+}
+
 // take returns the requested snapshot, if any, as begun.
 func (c *snapshotControl) take() *position.Snapshot {
 	c.mu.Lock()
@@ -254,14 +276,8 @@ type snapshotRun struct {
 	ackedNote chan struct{}
 }
 
-// acknowledged counts the snapshot rows of an acknowledged batch.
-func (s *snapshotRun) acknowledged(rows map[monitor.RowKey]int) {
-	n := 0
-	for k, c := range rows {
-		if k.Type == envelope.TypeRead {
-			n += c
-		}
-	}
+// acknowledged counts n snapshot rows of an acknowledged batch.
+func (s *snapshotRun) acknowledged(n int) {
 	if n == 0 {
 		return
 	}
@@ -302,6 +318,9 @@ func (s *snapshotRun) run(ctx context.Context, state *position.Snapshot) error {
 		}
 	}()
 	ctl := s.p.snap
+	// The checkpoint this pass starts from says what runs, whatever the
+	// previous pass last reported.
+	ctl.resume(state)
 	if cur := state.Current(); cur != nil {
 		s.log.WithFields(logrus.Fields{"snapshot": state.ID, "table": cur.DB + "." + cur.Table, "next_chunk": cur.Chunks + 1, "rows_done": cur.Rows}).
 			Info("snapshot resumed from the checkpoint")
@@ -319,6 +338,7 @@ func (s *snapshotRun) run(ctx context.Context, state *position.Snapshot) error {
 			}
 			// Saved with the next checkpoint: a restart resumes it.
 			if _, err := s.feed.SetState(ctx, state); err != nil {
+				ctl.putBack(state) // the next pass begins it
 				return nil
 			}
 			s.log.WithFields(logrus.Fields{"snapshot": state.ID, "tables": tableList(state)}).Info("snapshot started")
@@ -425,6 +445,14 @@ func (s *snapshotRun) snapshot(ctx context.Context, rd SnapshotReader, state *po
 			var err error
 			plan, err = rd.Plan(ctx, cur.DB, cur.Table)
 			if errors.Is(err, binlog.ErrNoSuchTable) {
+				if fly != nil {
+					// The chunk before must be published (or read
+					// again) before the progress moves past it.
+					if _, err := land(); err != nil {
+						return "", err
+					}
+					continue
+				}
 				s.log.WithFields(logrus.Fields{"snapshot": id, "table": cur.DB + "." + cur.Table}).Error("table is gone; skipping it in the snapshot")
 				next := state.Clone()
 				next.Current().Done = true

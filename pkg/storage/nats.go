@@ -189,17 +189,45 @@ func (s *NATSStore) Save(ctx context.Context, pos position.Position) error {
 	if err != nil {
 		return err
 	}
-	var rev uint64
-	if s.rev == 0 {
-		rev, err = s.kv.Create(ctx, s.opts.Key, val)
-	} else {
-		rev, err = s.kv.Update(ctx, s.opts.Key, val, s.rev)
+	rev, err := s.writeLocked(ctx, val)
+	if err != nil && isWrongRevision(err) && s.adoptOwnLocked(ctx, owner) {
+		rev, err = s.writeLocked(ctx, val) // this process's write whose reply was lost
 	}
 	if err != nil {
 		return s.conflictLocked(ctx, "save", err)
 	}
 	s.rev = rev
 	return nil
+}
+
+// writeLocked writes val if the checkpoint is at s.rev (absent for 0).
+func (s *NATSStore) writeLocked(ctx context.Context, val []byte) (uint64, error) {
+	if s.rev == 0 {
+		return s.kv.Create(ctx, s.opts.Key, val)
+	}
+	return s.kv.Update(ctx, s.opts.Key, val, s.rev)
+}
+
+// adoptOwnLocked takes the checkpoint's current revision as seen when it
+// was written by owner, this process's lease holder: a write whose reply
+// was lost (a timeout, a cluster electing a leader) moved the revision,
+// and nobody else can have written under the lease since.
+func (s *NATSStore) adoptOwnLocked(ctx context.Context, owner string) bool {
+	if owner == "" {
+		return false
+	}
+	e, err := s.kv.Get(ctx, s.opts.Key)
+	if err != nil {
+		return false
+	}
+	var rec struct {
+		Owner string `json:"owner"`
+	}
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Owner != owner {
+		return false
+	}
+	s.rev = e.Revision()
+	return true
 }
 
 // Delete removes the checkpoint under the same compare-and-set as Save.
@@ -336,6 +364,7 @@ func (s *NATSStore) AcquireLease(ctx context.Context, owner string, ttl time.Dur
 	}
 	l := &natsLease{store: s, kv: leases, owner: owner, ttl: ttl, rev: rev, confirmed: time.Now(),
 		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.refresh() // (Release waits for it)
 	s.mu.Lock()
 	s.leases = leases
 	s.lease = l
@@ -345,7 +374,6 @@ func (s *NATSStore) AcquireLease(ctx context.Context, owner string, ttl time.Dur
 		l.Release()
 		return nil, err
 	}
-	go l.refresh()
 	return l, nil
 }
 
@@ -465,15 +493,24 @@ func (l *natsLease) renew(ctx context.Context) error {
 		return err
 	}
 	e, gerr := l.kv.Get(ctx, l.store.opts.Key)
-	if gerr == nil && string(e.Value()) != l.owner {
+	switch {
+	case gerr == nil && string(e.Value()) != l.owner:
 		l.lose(l.lostTo(fmt.Sprintf("%q", e.Value())))
 		return nil
+	case gerr == nil:
+		// Still this owner's: a renewal whose reply was lost moved it.
+		l.mu.Lock()
+		l.rev, l.confirmed = e.Revision(), time.Now()
+		l.mu.Unlock()
+		return nil
+	case !errors.Is(gerr, jetstream.ErrKeyNotFound):
+		return gerr
 	}
 	// Gone: take it again if the checkpoint is still where this process
-	// last left it.
+	// last left it (no save of this process comes in between).
 	l.store.mu.Lock()
+	defer l.store.mu.Unlock()
 	seen := l.store.rev
-	l.store.mu.Unlock()
 	ce, cerr := l.store.kv.Get(ctx, l.store.opts.Key)
 	current := uint64(0)
 	if cerr == nil {

@@ -91,6 +91,7 @@ func TestNATSClusterLosesANode(t *testing.T) {
 	if code := p.Stop(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.Output())
 	}
+	nodes[0].Restart(t) // the whole cluster serves the reads
 	total := 0
 	for i := range committed {
 		subject := fmt.Sprintf("wl.t%d", i)

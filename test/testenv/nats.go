@@ -241,6 +241,7 @@ func (n *NATS) ReadSubject(t testing.TB, stream, subject string) [][]byte {
 		t.Fatalf("testenv: ordered consumer on %s %s: %v", stream, subject, err)
 	}
 	out := make([][]byte, 0, want)
+	empty := 0 // consecutive empty fetches (a cluster electing a leader)
 	for len(out) < want {
 		batch, err := cons.Fetch(min(want-len(out), 1000), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -251,7 +252,12 @@ func (n *NATS) ReadSubject(t testing.TB, stream, subject string) [][]byte {
 			out = append(out, append([]byte(nil), m.Data()...))
 			got++
 		}
-		if got == 0 || ctx.Err() != nil {
+		if got == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		if empty >= 6 || ctx.Err() != nil {
 			t.Fatalf("testenv: read %s %s: got %d of %d messages", stream, subject, len(out), want)
 		}
 	}
