@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -32,10 +33,15 @@ func (s *Source) CurrentPosition(ctx context.Context) (position.Position, error)
 		// read by a second query, may already include transactions
 		// written after it on a busy server.
 		gr, err := s.execute(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos)
-		if err != nil {
+		var me *mysql.MyError
+		switch {
+		case errors.As(err, &me) && me.Code == errFunctionMissing:
+			// A proxy without the function: the server's state now
+			// (the history check then refuses to resume through it).
+			p.GTID, _ = s.queryString(ctx, "SELECT @@gtid_binlog_pos")
+		case err != nil:
 			return position.Position{}, err
-		}
-		if gr.RowNumber() > 0 {
+		case gr.RowNumber() > 0:
 			p.GTID, _ = gr.GetString(0, 0)
 		}
 	} else if gtid, err := r.GetString(0, 4); err == nil {
