@@ -9,6 +9,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/position"
 )
 
 // mysqlCompressedPayload is a real MySQL 8.0.27 zstd transaction payload
@@ -162,13 +163,23 @@ func TestMySQLCompressedTransaction(t *testing.T) {
 	r.forgetTableIDs()
 	r.infos, r.prev = map[string]*infoTable{}, map[[2]string]*string{}
 	collations, _ := cat.collationCharsets(context.Background())
-	st := &streamState{file: "binlog.000007", gtid: "3e11fa47-71ca-11e1-9e33-c80aa9429562:23"}
+	const uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+	st := &streamState{file: "binlog.000007", gtids: newGTIDTracker(uuid+":1-22", position.GTIDState{})}
+	// The transaction's GTID event comes before its payload.
+	sid := []byte{0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62}
+	if _, err := r.handle(context.Background(), st, &replication.BinlogEvent{Header: &replication.EventHeader{EventType: replication.GTID_EVENT},
+		Event: &replication.GTIDEvent{SID: sid, GNO: 23}}, collations); err != nil {
+		t.Fatal(err)
+	}
 	out, err := r.handle(context.Background(), st, ev, collations)
 	if err != nil {
 		t.Fatalf("the compressed transaction was not read: %v", err)
 	}
 	if out == nil || !out.Boundary || out.Position.File != "binlog.000007" || out.Position.Pos != end {
 		t.Fatalf("event %+v: want the transaction's rows with its boundary at binlog.000007:%d", out, end)
+	}
+	if out.Position.GTID != uuid+":1-23" {
+		t.Errorf("the checkpoint's GTID set after the transaction is %q, want the executed set %s:1-23", out.Position.GTID, uuid)
 	}
 	types := map[string]int{}
 	seen := map[string]bool{}
@@ -182,7 +193,7 @@ func TestMySQLCompressedTransaction(t *testing.T) {
 				i, env.ID, env.Source.File, env.Source.Pos, env.Source.Row, payloadStart)
 		}
 		seen[env.ID] = true
-		if env.Source.GTID != st.gtid {
+		if env.Source.GTID != uuid+":23" {
 			t.Errorf("row %d: gtid %q", i, env.Source.GTID)
 		}
 		types[env.Type]++

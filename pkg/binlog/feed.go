@@ -326,8 +326,8 @@ func (r *Reader) snapshotEvent(st *streamState, it *feedItem) (*Event, int, erro
 	}
 	now := time.Now().UTC()
 	ref := it.ref
-	src := &envelope.Source{Name: r.cfg.SourceName, ServerID: st.serverID, History: r.history, File: st.at.File, Pos: st.at.Pos,
-		GTID: st.at.GTID, TS: now, Snapshot: &ref}
+	src := &envelope.Source{Name: r.cfg.SourceName, ServerID: st.serverID, History: r.history, Continues: r.continues, File: st.at.File, Pos: st.at.Pos,
+		GTID: st.gtid, TS: now, Snapshot: &ref}
 	prefix := st.at.File + ":" + strconv.FormatUint(uint64(st.at.Pos), 10) + ":"
 	rows := make([]Row, 0, c.Rows)
 	ends := make([]int, 0, c.Rows)
@@ -335,7 +335,7 @@ func (r *Reader) snapshotEvent(st *streamState, it *feedItem) (*Event, int, erro
 	for _, img := range c.images {
 		size += len(img)
 	}
-	head := 200 + len(t.head) + len(t.pkJSON) + len(r.cfg.SourceName) + 2*len(st.at.File) + len(st.at.GTID) + len(r.history) + len(ref.ID)
+	head := 200 + len(t.head) + len(t.pkJSON) + len(r.cfg.SourceName) + 2*len(st.at.File) + len(st.gtid) + len(r.history) + len(r.continues) + len(ref.ID)
 	buf := make([]byte, 0, size+c.Rows*head)
 	dropped := 0
 	for i, img := range c.images {

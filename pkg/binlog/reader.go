@@ -81,8 +81,11 @@ type Reader struct {
 	// prev holds, per table, the id of the last change handed on in this
 	// pass (the next envelope's "prev"); it outlives table maps and DDL.
 	prev map[[2]string]*string
-	// history is the binlog history id of the pass (the start position's).
-	history string
+	// history is the binlog history id of the pass (the start
+	// position's), continues the history it continues after a failover;
+	// serverID is the source server's server_id (the start position's).
+	history, continues string
+	serverID           uint32
 	// snap is the progress of the running snapshot, saved with every
 	// boundary's checkpoint (nil when none runs).
 	snap *position.Snapshot
@@ -111,7 +114,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	r.forgetTableIDs()
 	r.infos = map[string]*infoTable{}
 	r.prev = map[[2]string]*string{}
-	r.history = start.History
+	r.history, r.continues, r.serverID = start.History, start.Continues, start.ServerID
 	r.snap = start.Snapshot
 	collations, err := r.src.collationCharsets(ctx)
 	if err != nil {
@@ -150,13 +153,25 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	}
 	guard, usedTLS := &authGuard{}, r.cfg.TLS
 	syncer := newSyncer(usedTLS, guard)
-	streamer, err := syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+	startSync := func(syncer *replication.BinlogSyncer) (*replication.BinlogStreamer, error) {
+		if !r.cfg.ResumeByGTID || start.GTID == "" {
+			return syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+		}
+		// After a failover: the server sends what the GTID state lacks
+		// (MySQL's COM_BINLOG_DUMP_GTID, MariaDB's slave_connect_state).
+		set, err := mysql.ParseGTIDSet(r.src.Flavor(), start.GTID)
+		if err != nil {
+			return nil, failure.Permanent(fmt.Errorf("checkpoint %s: its GTID state is not a %s GTID set: %w", start, r.src.Flavor(), err))
+		}
+		return syncer.StartSyncGTID(set)
+	}
+	streamer, err := startSync(syncer)
 	if err != nil && r.cfg.TLS != nil && r.cfg.tlsOptional() && serverLacksTLS(err) {
 		syncer.Close()
 		r.log.WithField("addr", r.cfg.addr()).Info("the server offers no TLS: streaming the binlog unencrypted, as TLS mode preferred allows")
 		guard, usedTLS = &authGuard{}, nil
 		syncer = newSyncer(nil, guard)
-		streamer, err = syncer.StartSync(mysql.Position{Name: start.File, Pos: start.Pos})
+		streamer, err = startSync(syncer)
 	}
 	defer func() { syncer.Close() }()
 	if err != nil {
@@ -188,7 +203,11 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 		}
 	}()
 
-	st := &streamState{file: start.File, gtid: start.GTID, at: start}
+	skip, err := position.ParseGTIDState(r.cfg.SkipGTIDs)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("transactions to skip: %w", err))
+	}
+	st := &streamState{file: start.File, gtids: newGTIDTracker(start.GTID, skip), at: start}
 	stopping := false
 	// held is a rows event kept until the next event is read, so that the
 	// transaction boundary that usually follows it travels with it: one
@@ -319,8 +338,11 @@ func (r *Reader) streamState(connected bool, err error) {
 type streamState struct {
 	file    string
 	lastPos uint32
-	gtid    string
-	inTx    bool
+	// gtid is the GTID of the transaction being read (the envelopes'
+	// source.gtid); gtids the GTID state (the checkpoints').
+	gtid  string
+	gtids *gtidTracker
+	inTx  bool
 	// at is the last place outside a transaction the stream passed (a
 	// boundary, or the end of a binlog file's header events): where a
 	// snapshot chunk can be published. serverID is the last event's.
@@ -350,7 +372,7 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		if h.LogPos == 0 {
 			return nil
 		}
-		st.at = position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history, Snapshot: r.snap}
+		st.at = r.position(st, st.file, h.LogPos)
 		return &Event{Boundary: true, Flush: flush, Time: time.Unix(int64(h.Timestamp), 0), Position: st.at}
 	}
 	switch e := ev.Event.(type) {
@@ -371,15 +393,18 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		st.file = next
 		st.lastPos = uint32(e.Position)
 		st.inTx = false
-		st.at = position.Position{File: next, Pos: uint32(e.Position), GTID: st.gtid, History: r.history, Snapshot: r.snap}
+		st.at = r.position(st, next, uint32(e.Position))
 		return &Event{Boundary: true, Flush: true, Rotate: true, Time: time.Unix(int64(h.Timestamp), 0), Position: st.at}, nil
 	case *replication.MariadbGTIDEvent:
 		st.gtid = mariadbGTID(e.GTID)
+		st.gtids.addMariaDB(e.GTID, st.gtid)
 		st.inTx = !e.IsStandalone()
 	case *replication.GTIDEvent:
 		st.gtid = mysqlGTID(e)
+		st.gtids.addMySQL(st.gtid)
 	case *replication.GtidTaggedLogEvent:
 		st.gtid = mysqlGTID(&e.GTIDEvent)
+		st.gtids.addMySQL(st.gtid)
 	case *replication.TransactionPayloadEvent:
 		return r.payload(ctx, st, h, e, collations)
 	case *replication.GenericEvent:
@@ -414,6 +439,9 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 	case *replication.TableMapEvent:
 		return nil, r.mapTable(ctx, st, h, e, collations)
 	case *replication.RowsEvent:
+		if st.gtids.skipping {
+			return nil, nil // published before, from the server failed over from
+		}
 		return r.rows(st, h, e)
 	}
 	return nil, nil
@@ -455,12 +483,18 @@ func (r *Reader) payload(ctx context.Context, st *streamState, h *replication.Ev
 // passHeader moves st.at past a binlog file's header event read outside a
 // transaction.
 func (r *Reader) passHeader(st *streamState, h *replication.EventHeader) {
-	at := position.Position{File: st.file, Pos: h.LogPos, GTID: st.gtid, History: r.history, Snapshot: r.snap}
+	at := r.position(st, st.file, h.LogPos)
 	// Only forward: a stream started inside a file first replays the
 	// file's header events.
 	if !st.inTx && h.LogPos != 0 && at.Compare(st.at) > 0 {
 		st.at = at
 	}
+}
+
+// position is the checkpoint at file:pos of the stream, with its GTID
+// state.
+func (r *Reader) position(st *streamState, file string, pos uint32) position.Position {
+	return position.Position{File: file, Pos: pos, GTID: st.gtids.text, ServerID: r.serverID, History: r.history, Continues: r.continues, Snapshot: r.snap}
 }
 
 // mysqlGTID renders a MySQL GTID event's GTID, or "" for the anonymous
@@ -643,7 +677,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	ts := time.Unix(int64(h.Timestamp), 0).UTC()
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
-	event := &envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
+	event := &envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, Continues: r.continues, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
 	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
 	if t.unpublishable != "" {
 		for i := range rows {
@@ -654,7 +688,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	ends := make([]int, n)
 	// One buffer for the event's envelopes, sized from this table's average
 	// envelope so it rarely grows (growing copies it and wastes the rest).
-	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.file)+len(st.gtid)+len(r.history)+int(h.EventSize)*step/max(n, 1)))
+	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.file)+len(st.gtid)+len(r.history)+len(r.continues)+int(h.EventSize)*step/max(n, 1)))
 	for i := 0; i < n; i++ {
 		id := prefix + strconv.Itoa(base+i)
 		var before, after []any
@@ -731,6 +765,10 @@ func appendHead(b []byte, t *table, id, prev, typ string, src *envelope.Source, 
 	if src.History != "" {
 		b = append(b, `,"history":`...)
 		b = appendJSONString(b, src.History)
+	}
+	if src.Continues != "" {
+		b = append(b, `,"continues":`...)
+		b = appendJSONString(b, src.Continues)
 	}
 	b = append(b, `,"file":`...)
 	b = appendJSONString(b, src.File)

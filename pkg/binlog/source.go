@@ -19,10 +19,14 @@ import (
 
 // Config says how to reach the source server and how to pose as its replica.
 type Config struct {
-	Host     string
-	Port     uint16
-	User     string
-	Password string
+	Host string
+	Port uint16
+	// Alternates are the other servers of the replication topology
+	// ("host:port"): when the server connected to does not answer, a
+	// Source connects to Host:Port and then these, in order.
+	Alternates []string
+	User       string
+	Password   string
 	// TLS, when set, encrypts every connection: the administrative ones and
 	// the binlog stream. nil connects unencrypted.
 	TLS *tls.Config
@@ -65,6 +69,18 @@ type Config struct {
 	// Snapshots, when set, feeds snapshot chunks to the Reader, which
 	// publishes them in binlog order with the live changes.
 	Snapshots *SnapshotFeed
+	// SkipGTIDs is a GTID state (position.GTIDState) whose transactions
+	// the Reader reads past without publishing them: after a failover, the
+	// transactions already published from the server failed over from.
+	// Empty skips nothing.
+	SkipGTIDs string
+	// ResumeByGTID asks the server for the binlog by the start position's
+	// GTID state instead of its file and offset (MySQL's
+	// COM_BINLOG_DUMP_GTID, MariaDB's slave_connect_state): the first
+	// pass after a failover, where the server itself leaves out what the
+	// state holds. The position's file and offset then only name where
+	// the stream is expected to begin.
+	ResumeByGTID bool
 	// session are statements run on every (re)connection of a Source.
 	session []string
 }
@@ -82,14 +98,16 @@ const adminQueryTimeout = 30 * time.Second
 // Source is an administrative connection to the server: flavor, positions,
 // binlog inventory and table metadata.
 type Source struct {
-	cfg        Config
-	log        logrus.FieldLogger
-	conn       *client.Conn
-	flavor     string
-	version    string
-	serverID   uint32
-	collations map[uint64]string
-	tls        *tls.ConnectionState
+	// cfg is the configuration of the server connected to last;
+	// configured the one Connect was given.
+	cfg, configured Config
+	log             logrus.FieldLogger
+	conn            *client.Conn
+	flavor          string
+	version         string
+	serverID        uint32
+	collations      map[uint64]string
+	tls             *tls.ConnectionState
 	// eventsPage is how many events a SHOW BINLOG EVENTS page holds; 0
 	// means the package's eventsPage (tests make it small).
 	eventsPage int
@@ -104,36 +122,67 @@ type Source struct {
 // password is never sent). An unreachable server is a plain error naming
 // the address. All carry a fix (failure.Fix).
 func Connect(ctx context.Context, cfg Config, log logrus.FieldLogger) (*Source, error) {
-	s := &Source{cfg: cfg, log: log}
+	s := &Source{cfg: cfg, log: log, configured: cfg}
 	if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
-	version, err := s.queryString(ctx, "SELECT VERSION()")
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	s.version = version
-	s.flavor = cfg.Flavor
-	if s.flavor == "" {
-		s.flavor = mysql.MySQLFlavor
-		if strings.Contains(strings.ToLower(version), "mariadb") {
-			s.flavor = mysql.MariaDBFlavor
-		}
-	}
-	id, err := s.queryString(ctx, "SELECT @@server_id")
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	sid, _ := strconv.ParseUint(id, 10, 32)
-	s.serverID = uint32(sid)
-	log.WithFields(tlsFields(s.tls)).WithFields(logrus.Fields{"addr": cfg.addr(), "version": version, "flavor": s.flavor, "server_id": sid}).Info("connected to source")
 	return s, nil
 }
 
+// connect connects to the server connected to last (at first Host:Port),
+// else to Host:Port and the Alternates in order, and reads the server's
+// identity. When none answers, the first server's error is returned.
 func (s *Source) connect(ctx context.Context) error {
-	conn, err := s.cfg.connectClient(ctx, s.log, func(c *client.Conn) error {
+	var firstErr error
+	for i, cfg := range s.candidates() {
+		err := s.connectTo(ctx, cfg)
+		if err == nil {
+			if i > 0 {
+				s.log.WithFields(logrus.Fields{"addr": cfg.addr(), "previous": s.cfg.addr()}).
+					Warn("the source server did not answer; connected to another server of the replication topology (Mysql.Hosts)")
+			}
+			s.cfg = cfg
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return firstErr
+}
+
+// candidates are the configurations to connect with, in order: the
+// server connected to last, then Host:Port and the Alternates (each once).
+// A TLS server name taken from Host follows the host.
+func (s *Source) candidates() []Config {
+	out := []Config{s.cfg}
+	seen := map[string]bool{s.cfg.addr(): true}
+	addrs := append([]string{s.configured.addr()}, s.configured.Alternates...)
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || seen[a] {
+			continue
+		}
+		seen[a] = true
+		cfg := s.configured
+		cfg.Host, cfg.Port = host, uint16(n)
+		if cfg.TLS != nil && cfg.TLS.ServerName == s.configured.Host {
+			cfg.TLS = cfg.TLS.Clone()
+			cfg.TLS.ServerName = host
+		}
+		out = append(out, cfg)
+	}
+	return out
+}
+
+// connectTo opens the administrative connection with cfg and reads the
+// server's version, flavor and server_id.
+func (s *Source) connectTo(ctx context.Context, cfg Config) error {
+	conn, err := cfg.connectClient(ctx, s.log, func(c *client.Conn) error {
 		// A server that stops answering must not hang a query (and with it
 		// a graceful stop) forever.
 		c.ReadTimeout, c.WriteTimeout = adminQueryTimeout, adminQueryTimeout
@@ -148,22 +197,53 @@ func (s *Source) connect(ctx context.Context) error {
 		if failure.IsPermanent(err) {
 			return err
 		}
-		if err2 := s.cfg.classify(err); err2 != err {
+		if err2 := cfg.classify(err); err2 != err {
 			return err2
 		}
-		return failure.WithFix(fmt.Errorf("connect to MySQL at %s as %q: %w", s.cfg.addr(), s.cfg.User, err),
+		return failure.WithFix(fmt.Errorf("connect to MySQL at %s as %q: %w", cfg.addr(), cfg.User, err),
 			"check that the server is up and reachable at that address")
 	}
-	for _, q := range s.cfg.session {
+	for _, q := range cfg.session {
 		if _, err := conn.Execute(q); err != nil {
 			conn.Close()
-			return fmt.Errorf("MySQL at %s: %s: %w", s.cfg.addr(), q, err)
+			return fmt.Errorf("MySQL at %s: %s: %w", cfg.addr(), q, err)
 		}
+	}
+	if err := s.identify(conn, cfg); err != nil {
+		conn.Close()
+		return err
 	}
 	s.conn = conn
 	s.tls = tlsState(conn)
 	return nil
 }
+
+// identify reads the server's version, flavor (unless configured) and
+// server_id on conn, logging them when the server is another than before.
+func (s *Source) identify(conn *client.Conn, cfg Config) error {
+	r, err := conn.Execute("SELECT VERSION(), @@server_id")
+	if err != nil {
+		return fmt.Errorf("MySQL at %s: SELECT VERSION(), @@server_id: %w", cfg.addr(), cfg.classify(err))
+	}
+	version, _ := r.GetString(0, 0)
+	sid, _ := r.GetUint(0, 1)
+	flavor := cfg.Flavor
+	if flavor == "" {
+		flavor = mysql.MySQLFlavor
+		if strings.Contains(strings.ToLower(version), "mariadb") {
+			flavor = mysql.MariaDBFlavor
+		}
+	}
+	if s.version != "" && uint32(sid) == s.serverID && cfg.addr() == s.cfg.addr() {
+		return nil // reconnected to the same server
+	}
+	s.version, s.flavor, s.serverID = version, flavor, uint32(sid)
+	s.log.WithFields(tlsFields(tlsState(conn))).WithFields(logrus.Fields{"addr": cfg.addr(), "version": version, "flavor": flavor, "server_id": sid}).Info("connected to source")
+	return nil
+}
+
+// Endpoint is the host and port of the server connected to last.
+func (s *Source) Endpoint() (string, uint16) { return s.cfg.Host, s.cfg.Port }
 
 // TLS is the TLS state of the administrative connection as last opened:
 // protocol version, cipher and the server's certificates; nil when it is

@@ -34,12 +34,17 @@ type Coordinate struct {
 	File     string `json:"file"`
 	Pos      uint32 `json:"pos"`
 	Row      int    `json:"row"`
+	// GTID is the change's transaction's GTID (source.gtid), Continues
+	// the history its history continues after a source failover
+	// (source.continues); both empty when the producer did not say.
+	GTID      string `json:"gtid,omitempty"`
+	Continues string `json:"continues,omitempty"`
 }
 
 // CoordinateOf returns the coordinate of an envelope.
 func CoordinateOf(e *envelope.Envelope) Coordinate {
 	s := e.Source
-	return Coordinate{Source: s.Name, History: s.History, ServerID: s.ServerID, File: s.File, Pos: s.Pos, Row: s.Row}
+	return Coordinate{Source: s.Name, History: s.History, ServerID: s.ServerID, File: s.File, Pos: s.Pos, Row: s.Row, GTID: s.GTID, Continues: s.Continues}
 }
 
 // ID is the change id the coordinate belongs to ("file:pos:row").
@@ -109,6 +114,11 @@ const maxGaps = 16
 type Progress struct {
 	Last Coordinate `json:"last"`
 	Gaps []Gap      `json:"gaps,omitempty"`
+	// GTIDs is the last GTID handed over per origin (MariaDB domain, MySQL
+	// server uuid), comma-separated: across a source failover, where
+	// coordinates change, a change whose GTID is not after its origin's
+	// is a replay.
+	GTIDs string `json:"gtids,omitempty"`
 }
 
 // judgement is what Progress.judge decided about one change.
@@ -130,14 +140,23 @@ func (p Progress) judge(c Coordinate, prev string) (judgement, Progress, string)
 		return handOver, Progress{Last: c}, ""
 	}
 	if same, why := p.Last.SameHistory(c); !same {
-		return otherHistory, Progress{Last: c}, why
+		if c.Continues != "" && c.Continues == p.Last.History && c.Source == p.Last.Source {
+			// The producer failed over to another server: the change
+			// goes on from the last one by GTID.
+			marks := p.gtidMarks()
+			if gtidCovered(marks, c.GTID) {
+				return duplicate, p, ""
+			}
+			return handOver, Progress{Last: c, GTIDs: addGTIDMark(marks, c.GTID)}, ""
+		}
+		return otherHistory, Progress{Last: c, GTIDs: addGTIDMark("", c.GTID)}, why
 	}
 	if p.Last.Source == "" && p.Last.History == "" {
 		// Saved before histories were recorded: adopt this one.
 		p.Last.Source, p.Last.History = c.Source, c.History
 	}
 	if c.Compare(p.Last) > 0 {
-		next := Progress{Last: c, Gaps: p.Gaps}
+		next := Progress{Last: c, Gaps: p.Gaps, GTIDs: addGTIDMark(p.gtidMarks(), c.GTID)}
 		if prev != p.Last.ID() {
 			next.Gaps = addGap(p.Gaps, Gap{After: p.Last, Before: c})
 		}
@@ -145,12 +164,76 @@ func (p Progress) judge(c Coordinate, prev string) (judgement, Progress, string)
 	}
 	for i, g := range p.Gaps {
 		if g.holds(c) {
-			next := Progress{Last: p.Last, Gaps: append([]Gap(nil), p.Gaps...)}
+			next := Progress{Last: p.Last, Gaps: append([]Gap(nil), p.Gaps...), GTIDs: addGTIDMark(p.gtidMarks(), c.GTID)}
 			next.Gaps[i].After = c // the replay goes on in order after c
 			return late, next, ""
 		}
 	}
 	return duplicate, p, ""
+}
+
+// gtidMarks is p.GTIDs, or the last change's GTID for progress saved
+// before GTIDs were kept.
+func (p Progress) gtidMarks() string {
+	if p.GTIDs == "" {
+		return p.Last.GTID
+	}
+	return p.GTIDs
+}
+
+// gtidOrigin splits a GTID into its origin (MariaDB "domain", MySQL "uuid")
+// and its number; ok is false for anything else.
+func gtidOrigin(gtid string) (origin string, n uint64, ok bool) {
+	if uuid, num, found := strings.Cut(gtid, ":"); found {
+		n, err := strconv.ParseUint(num, 10, 64)
+		return "u" + strings.ToLower(uuid), n, err == nil
+	}
+	parts := strings.Split(gtid, "-")
+	if len(parts) != 3 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseUint(parts[2], 10, 64)
+	return "d" + parts[0], n, err == nil
+}
+
+// gtidCovered reports whether gtid is at or before its origin's mark.
+func gtidCovered(marks, gtid string) bool {
+	origin, n, ok := gtidOrigin(gtid)
+	if !ok {
+		return false
+	}
+	for _, m := range strings.Split(marks, ",") {
+		if o, mn, ok := gtidOrigin(m); ok && o == origin {
+			return n <= mn
+		}
+	}
+	return false
+}
+
+// addGTIDMark makes gtid its origin's mark in marks (when after it).
+func addGTIDMark(marks, gtid string) string {
+	origin, n, ok := gtidOrigin(gtid)
+	if !ok {
+		return marks
+	}
+	if marks == "" || marks == gtid {
+		return gtid
+	}
+	out := make([]string, 0, 2)
+	replaced := false
+	for _, m := range strings.Split(marks, ",") {
+		if o, mn, ok := gtidOrigin(m); ok && o == origin {
+			replaced = true
+			if n > mn {
+				m = gtid
+			}
+		}
+		out = append(out, m)
+	}
+	if !replaced {
+		out = append(out, gtid)
+	}
+	return strings.Join(out, ",")
 }
 
 // addGap appends g, merging the two oldest gaps when there are too many.

@@ -106,3 +106,45 @@ func TestCoordinateCompareAcrossFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressAcrossFailover: after a source failover the producer takes a
+// new history that continues the old one; changes of the new history are
+// judged by GTID against the last ones handed over, so the replay of what
+// was published from the old primary (new coordinates, same GTIDs) is
+// dropped and the rest handed over, without a history change report.
+func TestProgressAcrossFailover(t *testing.T) {
+	old := func(pos uint32, gtid string) Coordinate {
+		return Coordinate{Source: "src", History: "h1", File: "bin.000007", Pos: pos, GTID: gtid}
+	}
+	moved := func(pos uint32, gtid string) Coordinate {
+		return Coordinate{Source: "src", History: "h2", Continues: "h1", File: "replica-bin.000002", Pos: pos, GTID: gtid}
+	}
+	t.Run("MariaDB", func(t *testing.T) {
+		p := run(t, "mariadb", []step{
+			{old(100, "0-1-41"), "", handOver}, {old(200, "0-1-42"), "", handOver},
+			// The replica's binlog holds 0-1-41 and 0-1-42 at other places.
+			{moved(50, "0-1-41"), "", duplicate}, {moved(80, "0-1-42"), "", duplicate},
+			{moved(120, "0-1-43"), "", handOver}, {moved(160, "0-2-44"), "", handOver},
+			{moved(160, "0-2-44"), "", duplicate},
+		})
+		if p.Last.History != "h2" || p.GTIDs != "0-2-44" {
+			t.Fatalf("progress after the failover %+v, want history h2 and GTID mark 0-2-44", p)
+		}
+	})
+	t.Run("MySQL, two origins", func(t *testing.T) {
+		const a, b = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "4e11fa47-71ca-11e1-9e33-c80aa9429562"
+		run(t, "mysql", []step{
+			{old(100, a+":7"), "", handOver}, {old(200, b+":3"), "", handOver},
+			{moved(10, a+":7"), "", duplicate}, {moved(20, b+":3"), "", duplicate},
+			{moved(30, b+":4"), "", handOver}, {moved(40, a+":8"), "", handOver},
+		})
+	})
+	t.Run("a history that does not say it continues is another history", func(t *testing.T) {
+		reset := Coordinate{Source: "src", History: "h3", File: "bin.000001", Pos: 4, GTID: "0-1-1"}
+		run(t, "reset", []step{{old(100, "0-1-41"), "", handOver}, {reset, "", otherHistory}})
+	})
+	t.Run("continuing another history than the last one handed over", func(t *testing.T) {
+		other := Coordinate{Source: "src", History: "h9", Continues: "h8", File: "bin.000001", Pos: 4, GTID: "0-1-1"}
+		run(t, "other", []step{{old(100, "0-1-41"), "", handOver}, {other, "", otherHistory}})
+	})
+}

@@ -221,7 +221,7 @@ func (s *Subscription) judge(env *envelope.Envelope) (next *Progress, outcome in
 				}
 				s.report(herr, logrus.WarnLevel, "change from another binlog history; handing it and the rest over")
 			case handOver:
-				if env.Prev != "" && env.Prev != last.Last.ID() && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
+				if env.Prev != "" && env.Prev != last.Last.ID() && coord.History == last.Last.History && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
 					c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "prev": env.Prev, "last": last.Last.ID()}).
 						Warn("gap: the change published before this one was never handed over (refused by the broker, skipped by the producer's dead-letter policy, or discarded by the broker's limits); it is handed over if it arrives later")
 				}

@@ -102,8 +102,14 @@ const (
 // Mysql is the source server dbsync reads the binlog from, posing as a
 // replica.
 type Mysql struct {
-	Host     string
-	Port     Port
+	Host string
+	Port Port
+	// Hosts are the other servers of the source's replication topology
+	// ("host:port" each), which the producer connects to, in order, when
+	// the server it streams from does not answer. A server other than the
+	// checkpoint's is resumed on by GTID (a promoted replica with
+	// log_slave_updates=ON); see docs/operations.md, "Source failover".
+	Hosts    []string
 	Username string
 	Password string `secret:"true"`
 	// PasswordFile is a file holding the password (a Kubernetes Secret

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ func (c *Config) Validate() error {
 	v.required("Mysql.Host", c.Mysql.Host)
 	v.host("Mysql.Host", c.Mysql.Host, "Mysql.Port")
 	v.port("Mysql.Port", c.Mysql.Port, true)
+	for i, h := range c.Mysql.Hosts {
+		v.hostPort(fmt.Sprintf("Mysql.Hosts[%d]", i), h)
+	}
 	v.required("Mysql.Username", c.Mysql.Username)
 	if c.Mysql.ServerID == 0 {
 		v.add("Mysql.ServerID", "must not be 0; use a replica server id unique among the source's replicas (default %d)", DefaultServerID)
@@ -352,6 +356,18 @@ func (v *validator) host(key, h, portKey string) {
 	}
 	if strings.Contains(h, "://") || strings.ContainsAny(h, " \t/") {
 		v.add(key, "%q is not a host name or IP address", h)
+	}
+}
+
+// hostPort accepts "host:port" with a numeric port.
+func (v *validator) hostPort(key, hp string) {
+	host, port, err := net.SplitHostPort(strings.TrimSpace(hp))
+	if err != nil || host == "" || strings.Contains(hp, "://") || strings.ContainsAny(host, " \t/") {
+		v.add(key, "%q is not host:port (e.g. \"db-replica:3306\")", hp)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(key, "%q: %q is not a port (1-65535)", hp, port)
 	}
 }
 

@@ -72,7 +72,8 @@ func checkRetention(ctx context.Context, s server) Finding {
 		}
 		return Finding{Check: CheckRetention, Status: OK, Detail: detail}
 	}
-	if err := src.CheckResumable(ctx, *checkpoint); err != nil {
+	res, err := src.ResumeAt(ctx, *checkpoint)
+	if err != nil {
 		fix := failure.Fix(err) // a history reset, a server lacking a function it needs, ...
 		if fix == "" {
 			fix = "re-sync the consumers from a snapshot, then reset the checkpoint (delete it to start at the current position)"
@@ -83,6 +84,12 @@ func checkRetention(ctx context.Context, s server) Finding {
 				"or set it to %s:4; then %s", pe.Oldest, raise)
 		}
 		return Finding{Check: CheckRetention, Status: FAIL, Detail: err.Error(), Fix: fix}
+	}
+	moved := ""
+	if res.Moved {
+		moved = fmt.Sprintf("; checkpoint %s is of the server with server_id %d, this one is %d: the producer goes on here by GTID at %s:%d",
+			checkpoint, checkpoint.ServerID, src.ServerID(), res.Position.File, res.Position.Pos)
+		checkpoint = &res.Position
 	}
 	var behind uint64
 	nfiles := 0
@@ -99,7 +106,7 @@ func checkRetention(ctx context.Context, s server) Finding {
 		}
 	}
 	detail := fmt.Sprintf("%s; checkpoint %s is %s behind the current end of the binlog (%d later file(s)); oldest binlog %s",
-		retText, checkpoint, byteSize(behind), nfiles, oldest)
+		retText, checkpoint, byteSize(behind), nfiles, oldest) + moved
 	switch {
 	case ret > 0 && checkpoint.File == files[0].Name && len(files) > 1:
 		return Finding{Check: CheckRetention, Status: WARN,

@@ -63,12 +63,17 @@ type Source struct {
 	// producer picks a new one when its checkpoint moves to another history
 	// (RESET MASTER, another server); coordinates of different histories do
 	// not compare. Empty from producers that predate it.
-	History string    `json:"history,omitempty"`
-	File    string    `json:"file"`
-	Pos     uint32    `json:"pos"`
-	Row     int       `json:"row"`
-	GTID    string    `json:"gtid,omitempty"`
-	TS      time.Time `json:"ts"`
+	History string `json:"history,omitempty"`
+	// Continues is set on the changes of a history the producer started
+	// when it moved to another server of the replication topology (a
+	// promoted replica): the history it continues. Changes of the two
+	// compare by GTID (source.gtid), not by coordinate.
+	Continues string    `json:"continues,omitempty"`
+	File      string    `json:"file"`
+	Pos       uint32    `json:"pos"`
+	Row       int       `json:"row"`
+	GTID      string    `json:"gtid,omitempty"`
+	TS        time.Time `json:"ts"`
 	// Snapshot is set on the rows of a snapshot (type "read"): their
 	// coordinate is the transaction boundary they were published at, and
 	// Row numbers the rows the snapshot read of the table.

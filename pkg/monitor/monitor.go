@@ -71,6 +71,7 @@ type Monitor struct {
 	snapshotRemaining prometheus.Gauge
 	snapshotRunning   prometheus.Gauge
 	takeovers         prometheus.Counter
+	failovers         prometheus.Counter
 
 	mu       sync.Mutex
 	sourceOK bool
@@ -123,9 +124,14 @@ func New(stallTimeout time.Duration) *Monitor {
 	m.snapshotRemaining = f.gauge("dbsync_snapshot_remaining_rows", "Estimated rows the running snapshot has still to read (information_schema's estimate; 0 when none runs).")
 	m.snapshotRunning = f.gauge("dbsync_snapshot_running", "1 while a snapshot runs.")
 	f.gaugeFunc("dbsync_ha_active", "1 while this replica streams (holds the checkpoint lease), 0 while it stands by.", func() float64 { return 1 })
+	m.failovers = f.counter("dbsync_source_failovers_total", "Times the producer moved its checkpoint to another source server by GTID (a promoted replica, another host of Mysql.Hosts).")
 	m.takeovers = f.counter("dbsync_ha_takeovers_total", "Times this process took the checkpoint lease over from another replica after standing by (HA.Standby).")
 	return m
 }
+
+// FailedOver counts a move of the checkpoint to another source server by
+// GTID (a promoted replica).
+func (m *Monitor) FailedOver() { m.failovers.Inc() }
 
 // TookOver counts a takeover from another replica.
 func (m *Monitor) TookOver() { m.takeovers.Inc() }

@@ -18,14 +18,27 @@ type Position struct {
 	File string `json:"file"`
 	// Pos is the byte offset inside File where reading resumes.
 	Pos uint32 `json:"pos"`
-	// GTID is the server's GTID of the last transaction before Pos, when the
-	// server has GTIDs (MariaDB "0-1-42", MySQL "uuid:n").
+	// GTID is the server's GTID state at Pos, when the server has GTIDs:
+	// MariaDB's last GTID per domain ("0-1-42,1-1-7", as BINLOG_GTID_POS
+	// gives it), MySQL's executed GTID set. Checkpoints written before
+	// failover existed hold only the last transaction's GTID. It is how
+	// the producer finds its place on another server of the replication
+	// topology (see GTIDState).
 	GTID string `json:"gtid,omitempty"`
+	// ServerID is the server_id of the server whose binlog File and Pos
+	// are in (0 in checkpoints written before it was recorded): a
+	// different server_id at the configured address means a failover.
+	ServerID uint32 `json:"server_id,omitempty"`
 	// History identifies the binlog history File and Pos belong to (see
 	// NewHistory); it travels into every envelope as source.history so
 	// consumers never compare coordinates of different histories. Empty in
 	// checkpoints written before it existed.
 	History string `json:"history,omitempty"`
+	// Continues is the history this one continues by GTID: set when the
+	// producer moved to another server of the replication topology
+	// (a promoted replica) and took a new history for its coordinates.
+	// Consumers compare changes across the two by GTID.
+	Continues string `json:"continues,omitempty"`
 	// Snapshot is the progress of the snapshot running at this position,
 	// nil when none runs.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`

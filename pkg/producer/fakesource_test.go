@@ -94,6 +94,10 @@ func (s *fakeSource) CheckResumable(_ context.Context, pos position.Position) er
 	return nil
 }
 
+func (s *fakeSource) ResumeAt(ctx context.Context, cp position.Position) (binlog.Resume, error) {
+	return binlog.Resume{Position: cp}, s.CheckResumable(ctx, cp)
+}
+
 func (s *fakeSource) HoldsPosition(context.Context, position.Position) bool { return true }
 
 func (s *fakeSource) OpenMonitor(context.Context) (monitor.Source, func(), error) {

@@ -171,7 +171,9 @@ func New(ctx context.Context, c Components, opts Options, log logrus.FieldLogger
 		}
 	}
 	if !fresh {
-		if err = p.src.CheckResumable(ctx, checkpoint); err != nil {
+		// A checkpoint of another server is found there by GTID at the
+		// first pass; here it must only be resumable.
+		if _, err = p.src.ResumeAt(ctx, checkpoint); err != nil {
 			return nil, err
 		}
 	}
@@ -557,7 +559,19 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	if err := p.src.CheckResumable(ctx, start); err != nil {
+	res, err := p.src.ResumeAt(ctx, start)
+	if err != nil {
+		return err
+	}
+	if res.Moved {
+		if start, err = p.failover(ctx, start, res.Position); err != nil {
+			return err
+		}
+	} else {
+		start = res.Position
+	}
+	skip, err := p.publishedBeforeFailover(ctx, start, res.Skip)
+	if err != nil {
 		return err
 	}
 	held, history, err := p.held(ctx, start)
@@ -590,7 +604,9 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 			p.mon.BudgetUsed(mem.inUse())
 			return err
 		},
-		StreamState: p.mon.SourceConnected,
+		StreamState:  p.mon.SourceConnected,
+		SkipGTIDs:    skip,
+		ResumeByGTID: res.Moved,
 	})
 	sizer, _ := p.queue.(mq.SizeChecker)
 	pl := &pipeline{
@@ -619,6 +635,57 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		pl.snapshots = &snapshotRun{p: p, feed: feed, log: p.log, ackedNote: make(chan struct{}, 1)}
 	}
 	return pl.run(ctx, start, stop)
+}
+
+// failover moves the checkpoint cp to pos, the place its GTID state leads
+// to on the server now connected, and saves it. On another server pos
+// takes a new history id that continues cp's (the coordinates differ, the
+// changes go on); consumers compare the two histories by GTID.
+func (p *Producer) failover(ctx context.Context, cp, pos position.Position) (position.Position, error) {
+	if pos.ServerID != cp.ServerID {
+		pos.History, pos.Continues = position.NewHistory(), cp.History
+	}
+	if err := p.store.Save(ctx, pos); err != nil {
+		return pos, fmt.Errorf("save the checkpoint moved by GTID to %s: %w", pos, err)
+	}
+	p.mon.FailedOver()
+	p.mon.Checkpointed(pos, nil)
+	p.log.WithFields(logrus.Fields{"from_server_id": cp.ServerID, "server_id": pos.ServerID, "from_checkpoint": cp.Describe(),
+		"checkpoint": pos.Describe(), "continues": pos.Continues}).
+		Warn("source failover: the checkpoint's server is not the one connected; going on from the place its GTID state leads to, " +
+			"skipping the transactions already published")
+	return pos, nil
+}
+
+// publishedBeforeFailover returns the GTID state of the transactions the
+// pass from start must not publish again: skip (those the checkpoint
+// holds, after a failover) plus, when start continues a history and the
+// broker's newest change is of that one, every transaction up to that
+// change's (they are stored; the broker keeps a history's changes in
+// order). Without a history reader it is skip.
+func (p *Producer) publishedBeforeFailover(ctx context.Context, start position.Position, skip string) (string, error) {
+	h, ok := p.queue.(mq.HistoryReader)
+	if start.Continues == "" || !ok {
+		return skip, nil
+	}
+	last, found, err := h.LastMessage(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the newest message the broker holds: %w", err)
+	}
+	if !found {
+		return skip, nil
+	}
+	src, err := p.ownMessage(last)
+	if err != nil || src.History != start.Continues || src.GTID == "" {
+		return skip, err
+	}
+	st := position.MustGTIDState(skip)
+	if !st.Add(src.GTID) {
+		return skip, nil
+	}
+	p.log.WithFields(logrus.Fields{"gtid": src.GTID, "id": last.ID}).
+		Info("the broker holds changes of the history before the failover up to this GTID; they are not published again")
+	return st.String(), nil
 }
 
 // Close closes the queue New opened.

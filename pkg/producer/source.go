@@ -2,6 +2,8 @@ package producer
 
 import (
 	"context"
+	"net"
+	"strconv"
 
 	"github.com/sirupsen/logrus"
 
@@ -29,6 +31,12 @@ type ReaderHooks struct {
 	StreamState func(connected bool, err error)
 	// Snapshots, when set, feeds the pass's snapshot chunks to the reader.
 	Snapshots *binlog.SnapshotFeed
+	// SkipGTIDs is the GTID state of transactions the reader reads past
+	// without publishing them (published before a failover).
+	SkipGTIDs string
+	// ResumeByGTID asks the server for the binlog by the start's GTID
+	// state (the first pass after a failover).
+	ResumeByGTID bool
 }
 
 // Source is the source server as the producer uses it. BinlogSource is a
@@ -42,6 +50,11 @@ type Source interface {
 	// is purged or belongs to another history (permanent errors), or the
 	// server cannot be asked.
 	CheckResumable(ctx context.Context, pos position.Position) error
+	// ResumeAt returns where a pass from checkpoint cp starts on the
+	// server now connected: cp itself, or, when the server is another one
+	// of the replication topology (a promoted replica), the place its GTID
+	// state leads to there (binlog.Source.ResumeAt).
+	ResumeAt(ctx context.Context, cp position.Position) (binlog.Resume, error)
 	// HoldsPosition reports whether the server's binlog holds pos with its
 	// GTID (false when it cannot tell).
 	HoldsPosition(ctx context.Context, pos position.Position) bool
@@ -65,16 +78,24 @@ type binlogSource struct {
 	log logrus.FieldLogger
 }
 
+// Reader streams from the server the Source is connected to (with
+// Mysql.Hosts, the one that answered last).
 func (s binlogSource) Reader(hooks ReaderHooks) EventReader {
 	cfg := s.cfg
+	cfg.Host, cfg.Port = s.Endpoint()
 	cfg.Reserve = hooks.Reserve
 	cfg.OnStreamState = hooks.StreamState
 	cfg.Snapshots = hooks.Snapshots
+	cfg.SkipGTIDs = hooks.SkipGTIDs
+	cfg.ResumeByGTID = hooks.ResumeByGTID
 	return binlog.NewReader(cfg, s.Source, s.log)
 }
 
 func (s binlogSource) OpenMonitor(ctx context.Context) (monitor.Source, func(), error) {
-	src, err := binlog.Connect(ctx, s.cfg, s.log.WithField("component", "monitor"))
+	cfg := s.cfg
+	cfg.Host, cfg.Port = s.Endpoint()
+	cfg.Alternates = append([]string{net.JoinHostPort(s.cfg.Host, strconv.Itoa(int(s.cfg.Port)))}, s.cfg.Alternates...)
+	src, err := binlog.Connect(ctx, cfg, s.log.WithField("component", "monitor"))
 	if err != nil {
 		return nil, nil, err
 	}

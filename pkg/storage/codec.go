@@ -25,13 +25,17 @@ const maxQuote = 120
 // the lease owner that wrote it (Leaser), in checkpoints written without a
 // lease.
 type record struct {
-	File    *string    `json:"file"`
-	Pos     *uint32    `json:"pos"`
-	GTID    string     `json:"gtid"`
-	History string     `json:"history,omitempty"`
-	SavedAt *time.Time `json:"saved_at"`
-	V       *int       `json:"v"`
-	Owner   string     `json:"owner,omitempty"`
+	File    *string `json:"file"`
+	Pos     *uint32 `json:"pos"`
+	GTID    string  `json:"gtid"`
+	History string  `json:"history,omitempty"`
+	// ServerID is the server_id the position is on; Continues the history
+	// this one continues after a failover (both absent when unknown).
+	ServerID  uint32     `json:"server_id,omitempty"`
+	Continues string     `json:"continues,omitempty"`
+	SavedAt   *time.Time `json:"saved_at"`
+	V         *int       `json:"v"`
+	Owner     string     `json:"owner,omitempty"`
 	// Snapshot is the progress of a running snapshot (absent when none).
 	Snapshot *position.Snapshot `json:"snapshot,omitempty"`
 }
@@ -51,7 +55,7 @@ func encodeCheckpointBy(pos position.Position, now time.Time, owner string) ([]b
 	}
 	v := formatVersion
 	t := now.UTC()
-	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, SavedAt: &t, V: &v, Owner: owner, Snapshot: pos.Snapshot})
+	return json.Marshal(record{File: &pos.File, Pos: &pos.Pos, GTID: pos.GTID, History: pos.History, ServerID: pos.ServerID, Continues: pos.Continues, SavedAt: &t, V: &v, Owner: owner, Snapshot: pos.Snapshot})
 }
 
 // decodeCheckpoint parses a stored value strictly: unknown fields, missing
@@ -86,7 +90,7 @@ func decodeCheckpoint(data []byte) (position.Position, error) {
 	if *r.V != formatVersion {
 		return position.Position{}, fmt.Errorf("unsupported format version %d (this dbsync reads version %d)", *r.V, formatVersion)
 	}
-	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID, History: r.History, Snapshot: r.Snapshot}
+	p := position.Position{File: *r.File, Pos: *r.Pos, GTID: r.GTID, History: r.History, ServerID: r.ServerID, Continues: r.Continues, Snapshot: r.Snapshot}
 	if err := p.Validate(); err != nil {
 		return position.Position{}, err
 	}

@@ -36,6 +36,7 @@ func SourceConfig(cfg *config.Config) (binlog.Config, error) {
 	return binlog.Config{
 		Host:              cfg.Mysql.Host,
 		Port:              uint16(port),
+		Alternates:        cfg.Mysql.Hosts,
 		User:              cfg.Mysql.Username,
 		Password:          cfg.Mysql.Password,
 		TLS:               tlsCfg,

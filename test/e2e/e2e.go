@@ -423,10 +423,15 @@ func StartLoad(t testing.TB, db *sql.DB, tables int) *Load {
 		}
 	}
 	for i := 0; i < tables; i++ {
+		// Ids go on after the table's rows (a load on a promoted replica
+		// continues the one on the failed primary).
+		var next int64
+		if err := db.QueryRow(fmt.Sprintf("SELECT COALESCE(MAX(id), 0) + 1 FROM wl.t%d", i)).Scan(&next); err != nil {
+			t.Fatal(err)
+		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			next := int64(1)
 			for {
 				select {
 				case <-l.stop:

@@ -460,3 +460,46 @@ func tailString(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// StartMariaDBReplica starts a second server that replicates primary by
+// GTID (MASTER_USE_GTID=slave_pos) from the start of primary's binlog, as
+// a replica that can be promoted: server_id 2, its own binlog base name
+// replica-bin, log_slave_updates=ON and gtid_strict_mode=ON. It returns
+// once replication runs. opts.ExtraArgs come after those (e.g.
+// "--log-slave-updates=OFF").
+func StartMariaDBReplica(t testing.TB, primary *MariaDB, opts MariaDBOptions) *MariaDB {
+	t.Helper()
+	opts.ExtraArgs = append([]string{"--server-id=2", "--log-bin=replica-bin", "--log-slave-updates=ON", "--gtid-strict-mode=ON"}, opts.ExtraArgs...)
+	r := StartMariaDB(t, opts)
+	r.Exec(t,
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+			sqlString(primary.Host), primary.Port, sqlString(primary.User), sqlString(primary.Password)),
+		"START SLAVE")
+	r.WaitCaughtUp(t, primary)
+	return r
+}
+
+// WaitCaughtUp waits (up to a minute) until the replica m has applied
+// everything primary's binlog holds now; it fails the test with the
+// replica's SHOW SLAVE STATUS errors when it does not.
+func (m *MariaDB) WaitCaughtUp(t testing.TB, primary *MariaDB) {
+	t.Helper()
+	var pos string
+	if err := primary.DB(t).QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatalf("testenv: primary %s gtid_binlog_pos: %v", primary.Addr(), err)
+	}
+	var got sql.NullInt64
+	if err := m.DB(t).QueryRow("SELECT MASTER_GTID_WAIT(?, 60)", pos).Scan(&got); err != nil || !got.Valid || got.Int64 != 0 {
+		var ioErr, sqlErr string
+		_ = m.DB(t).QueryRow("SELECT COALESCE(MAX(Last_IO_Error),''), COALESCE(MAX(Last_SQL_Error),'') FROM information_schema.SLAVE_STATUS").Scan(&ioErr, &sqlErr)
+		t.Fatalf("testenv: replica %s did not reach primary's GTID position %s within 60s (result %v, %v): io error %q, sql error %q",
+			m.Addr(), pos, got, err, ioErr, sqlErr)
+	}
+}
+
+// Promote makes the replica m a primary: replication stopped and
+// forgotten (STOP SLAVE; RESET SLAVE ALL).
+func (m *MariaDB) Promote(t testing.TB) {
+	t.Helper()
+	m.Exec(t, "STOP SLAVE", "RESET SLAVE ALL")
+}
