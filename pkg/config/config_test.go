@@ -824,3 +824,28 @@ func TestMemoryAndEmbeddedBrokerSettings(t *testing.T) {
 		t.Errorf("MaxPayload %d, Budget %d, DeadLetter %q", c.JetStream.MaxPayload, c.Memory.Budget, c.DeadLetter())
 	}
 }
+
+// TestMysqlHosts: the other servers of the topology are host:port each; a
+// bad entry is named by its index.
+func TestMysqlHosts(t *testing.T) {
+	m := minimal()
+	section(m, "Mysql")["Hosts"] = []string{"replica-1:3306", "[::1]:3307"}
+	c, err := Parse(encode(t, m), "test.json", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Mysql.Hosts) != 2 || c.Mysql.Hosts[1] != "[::1]:3307" {
+		t.Fatalf("Mysql.Hosts = %v", c.Mysql.Hosts)
+	}
+	for entry, want := range map[string]string{
+		"replica-1":            `Mysql.Hosts[0]: "replica-1" is not host:port`,
+		"replica-1:99999":      `Mysql.Hosts[0]: "replica-1:99999": "99999" is not a port (1-65535)`,
+		"mysql://replica:3306": `Mysql.Hosts[0]: "mysql://replica:3306" is not host:port`,
+		":3306":                `Mysql.Hosts[0]: ":3306" is not host:port`,
+	} {
+		section(m, "Mysql")["Hosts"] = []string{entry}
+		if _, err := Parse(encode(t, m), "test.json", noEnv); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Mysql.Hosts [%q]: error %v, want %q", entry, err, want)
+		}
+	}
+}

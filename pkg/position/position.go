@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -66,16 +67,28 @@ func (p Position) String() string {
 	return fmt.Sprintf("%s:%d", p.File, p.Pos)
 }
 
-// Describe renders the position with its binlog history id, for people:
-// "file:pos (gtid G, history H)".
+// Describe renders the position with its GTID state, binlog history id,
+// server and the history it continues, for people:
+// "file:pos (gtid G, history H, server_id N, continues C)", leaving out
+// what is unknown.
 func (p Position) Describe() string {
-	if p.History == "" {
-		return p.String()
-	}
+	var parts []string
 	if p.GTID != "" {
-		return fmt.Sprintf("%s:%d (gtid %s, history %s)", p.File, p.Pos, p.GTID, p.History)
+		parts = append(parts, "gtid "+p.GTID)
 	}
-	return fmt.Sprintf("%s:%d (history %s)", p.File, p.Pos, p.History)
+	if p.History != "" {
+		parts = append(parts, "history "+p.History)
+	}
+	if p.ServerID != 0 {
+		parts = append(parts, fmt.Sprintf("server_id %d", p.ServerID))
+	}
+	if p.Continues != "" {
+		parts = append(parts, "continues "+p.Continues)
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%s:%d", p.File, p.Pos)
+	}
+	return fmt.Sprintf("%s:%d (%s)", p.File, p.Pos, strings.Join(parts, ", "))
 }
 
 // IsZero reports whether p is the zero Position (no file).
