@@ -72,10 +72,11 @@ func (s *Source) ResumeAt(ctx context.Context, cp position.Position) (Resume, er
 
 // completeGTID returns cp with this server's server_id and, on MariaDB, its
 // full GTID state at cp (every domain's, where older checkpoints hold the
-// last transaction's GTID only).
+// last transaction's GTID only, and checkpoints set by file and offset
+// none).
 func (s *Source) completeGTID(ctx context.Context, cp position.Position) (position.Position, error) {
 	cp.ServerID = s.serverID
-	if s.flavor != mysql.MariaDBFlavor || cp.GTID == "" {
+	if s.flavor != mysql.MariaDBFlavor {
 		return cp, nil
 	}
 	r, err := s.execute(ctx, "SELECT BINLOG_GTID_POS(?, ?)", cp.File, cp.Pos)

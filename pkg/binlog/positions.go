@@ -27,7 +27,7 @@ func (s *Source) CurrentPosition(ctx context.Context) (position.Position, error)
 	}
 	file, _ := r.GetString(0, 0)
 	pos, _ := r.GetUint(0, 1)
-	p := position.Position{File: file, Pos: uint32(pos)}
+	p := position.Position{File: file, Pos: uint32(pos), ServerID: s.serverID}
 	if s.flavor == mysql.MariaDBFlavor {
 		// The GTID state at exactly that position: @@gtid_binlog_pos,
 		// read by a second query, may already include transactions
@@ -59,7 +59,7 @@ func (s *Source) OldestPosition(ctx context.Context) (position.Position, error) 
 	if len(files) == 0 {
 		return position.Position{}, failure.Permanent(fmt.Errorf("MySQL at %s lists no binary logs: start it with log_bin=ON", s.cfg.addr()))
 	}
-	return position.Position{File: files[0].Name, Pos: 4}, nil
+	return position.Position{File: files[0].Name, Pos: 4, ServerID: s.serverID}, nil
 }
 
 // BytesBetween returns how many binlog bytes lie from a to b (0 when b is

@@ -20,6 +20,8 @@ type CheckpointSource interface {
 	CheckBoundary(ctx context.Context, pos position.Position) error
 	// PositionAfterGTID returns the position right after transaction gtid.
 	PositionAfterGTID(ctx context.Context, gtid string) (position.Position, error)
+	// ServerID is the server's server_id, recorded with the checkpoint.
+	ServerID() uint32
 }
 
 // SetCheckpoint stores pos as the checkpoint, after checking that src still
@@ -41,7 +43,8 @@ func SetCheckpoint(ctx context.Context, store storage.PositionStorager, src Chec
 	if err := src.CheckBoundary(ctx, pos); err != nil {
 		return pos, err
 	}
-	pos.History = historyFor(ctx, store, src, log)
+	pos.ServerID = src.ServerID()
+	pos.History, pos.Continues = historyFor(ctx, store, src, log)
 	if err := store.Save(ctx, pos); err != nil {
 		return pos, err
 	}
@@ -66,7 +69,7 @@ func ResetCheckpoint(ctx context.Context, store storage.PositionStorager, src Ch
 	if err != nil {
 		return pos, err
 	}
-	pos.History = historyFor(ctx, store, src, log)
+	pos.History, pos.Continues = historyFor(ctx, store, src, log)
 	if err := store.Save(ctx, pos); err != nil {
 		return pos, err
 	}
@@ -74,20 +77,21 @@ func ResetCheckpoint(ctx context.Context, store storage.PositionStorager, src Ch
 	return pos, nil
 }
 
-// historyFor returns the binlog history id of a checkpoint moved by hand:
-// the stored checkpoint's when that one still belongs to the server's
-// binlog history, else a new one (after RESET MASTER, on another server, or
-// when the stored one is purged or missing), so that consumers never take
-// the new history's coordinates for replays of the old one.
-func historyFor(ctx context.Context, store storage.PositionStorager, src CheckpointSource, log logrus.FieldLogger) string {
+// historyFor returns the binlog history id of a checkpoint moved by hand,
+// and the history that one continues: the stored checkpoint's when that
+// one still belongs to the server's binlog history, else a new one (after
+// RESET MASTER, on another server, or when the stored one is purged or
+// missing) that continues none, so that consumers never take the new
+// history's coordinates for replays of the old one.
+func historyFor(ctx context.Context, store storage.PositionStorager, src CheckpointSource, log logrus.FieldLogger) (history, continues string) {
 	old, err := store.Get(ctx)
 	if err == nil && old.History != "" {
 		if err = src.CheckResumable(ctx, old); err == nil {
-			return old.History
+			return old.History, old.Continues
 		}
 	}
 	h := position.NewHistory()
 	log.WithFields(logrus.Fields{"history": h, "previous": old.History}).WithError(err).
 		Warn("the checkpoint starts a new binlog history id: consumers report the change of history and hand every change over")
-	return h
+	return h, ""
 }
