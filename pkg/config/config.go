@@ -31,11 +31,12 @@ type Config struct {
 	Storage Storage
 	Bolt    Bolt
 	Redis   Redis
-	// MQName selects the message queue: "stan" (the default when empty) or
-	// "jetstream".
+	// MQName selects the message queue: "stan" (the default when empty),
+	// "jetstream" or "kafka".
 	MQName    string
 	Stan      Stan
 	JetStream JetStream
+	Kafka     Kafka
 	Batch     Batch
 	Memory    Memory
 	Tables    Tables
@@ -146,6 +147,43 @@ type Storage struct {
 	DaoName string
 	// PosKey is the key the checkpoint is stored under; default "key".
 	PosKey string
+}
+
+// Kafka configures the Kafka broker (MQName "kafka"). Each table's changes
+// go to the topic named from its subject (ProName + db + "." + table) by
+// mq.KafkaTopic: letters, digits, '.' and '-' stay, '_' becomes "__", any
+// other byte "_xx".
+type Kafka struct {
+	// Brokers are the seed brokers, "host:port" each.
+	Brokers []string
+	// ClientID names the producer to the brokers; default "dbsync".
+	ClientID string
+	// Partitions, ReplicationFactor and Retention are those of the topics
+	// the producer creates when missing: default 1 partition (a table's
+	// changes keep commit order), the cluster's default replication
+	// factor (-1) and retention (0). An existing topic with another
+	// partition count is reported, never changed.
+	Partitions        int
+	ReplicationFactor int
+	Retention         Duration
+	// AckTimeout bounds the wait for a record's acknowledgement by every
+	// in-sync replica (acks=all); default 30s.
+	AckTimeout Duration
+	// SASL authenticates: Mechanism "PLAIN", "SCRAM-SHA-256" or
+	// "SCRAM-SHA-512" (empty: none) with User and Password (or
+	// PasswordFile).
+	SASL KafkaSASL
+	// TLS secures the connections (off unless Mode, CA or Cert is set).
+	TLS TLS
+}
+
+// KafkaSASL is a SASL mechanism and its credentials.
+type KafkaSASL struct {
+	Mechanism string
+	User      string
+	Password  string `secret:"true"`
+	// PasswordFile is a file holding the password, instead of Password.
+	PasswordFile string
 }
 
 // Bolt configures the bolt checkpoint file.
@@ -353,6 +391,8 @@ const (
 	DefaultJetStreamStream = mq.DefaultJetStreamStream
 	DefaultHTTPListen      = ":8080"
 	DefaultStallTimeout    = 60 * time.Second
+	// DefaultKafkaClientID is Kafka.ClientID's default.
+	DefaultKafkaClientID = "dbsync"
 	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
 	DefaultJetStreamProName  = mq.DefaultJetStreamSubjectPrefix
 	DefaultJetStreamStore    = mq.DefaultJetStreamStorage
@@ -420,6 +460,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Snapshot.ChunkRows, DefaultSnapshotChunkRows)
 	setDur(&c.HA.LeaseTTL, DefaultLeaseTTL)
 	setInt(&c.JetStream.MaxPayload, DefaultNATSMaxPayload)
+	setInt(&c.Kafka.Partitions, 1)
+	if c.Kafka.ReplicationFactor == 0 {
+		c.Kafka.ReplicationFactor = -1
+	}
+	setDur(&c.Kafka.AckTimeout, DefaultAckTimeout)
 }
 
 // applyStringDefaults replaces empty strings that have a default, and a nil
@@ -452,6 +497,11 @@ func (c *Config) applyStringDefaults() {
 		// A JetStream stream cannot capture "*.*" (it overlaps the server's
 		// API subjects), so JetStream subjects always carry a prefix.
 		set(&c.ProName, DefaultJetStreamProName)
+	}
+	if c.MQName == "kafka" {
+		// Topics named like JetStream's subjects, "dbsync.<db>.<table>".
+		set(&c.ProName, DefaultJetStreamProName)
+		set(&c.Kafka.ClientID, DefaultKafkaClientID)
 	}
 	if c.Batch.FlushWhenIdle == nil {
 		t := true

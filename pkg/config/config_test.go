@@ -80,6 +80,7 @@ func TestSeedLoadsUnchanged(t *testing.T) {
 		JetStream: JetStream{Listen: "127.0.0.1:4222", Stream: "DBSYNC", CheckpointBucket: "DBSYNC_CHECKPOINT", Storage: "file", Replicas: 1,
 			DuplicateWindow: Duration(2 * time.Minute), MaxInflight: 4096, AckTimeout: Duration(30 * time.Second), MaxPayload: 1 << 20,
 			MaxAge: Duration(7 * 24 * time.Hour)},
+		Kafka:    Kafka{Partitions: 1, ReplicationFactor: -1, AckTimeout: Duration(30 * time.Second)},
 		HTTP:     HTTP{Listen: ":8080", StallTimeout: Duration(time.Minute)},
 		Batch:    Batch{MaxRows: 1024, MaxWait: Duration(3 * time.Second), FlushWhenIdle: boolPtr(true), MaxBytes: 16 << 20},
 		Memory:   Memory{Budget: 64 << 20},
@@ -264,7 +265,7 @@ func TestUnknownKeys(t *testing.T) {
 	m["Verison"] = "1.0.0"
 	section(m, "Mysql")["Passwrd"] = "x"
 	section(m, "Batch")["MaxRow"] = 10
-	m["Kafka"] = map[string]any{"Brokers": "x"}
+	m["Rabbit"] = map[string]any{"URL": "x"}
 	_, err := Parse(encode(t, m), "test.json", noEnv)
 	if err == nil {
 		t.Fatal("unknown keys were accepted")
@@ -273,7 +274,7 @@ func TestUnknownKeys(t *testing.T) {
 		`unknown key "Verison" (did you mean "Version"?)`,
 		`unknown key "Mysql.Passwrd" (did you mean "Password"?)`,
 		`unknown key "Batch.MaxRow" (did you mean "MaxRows"?)`,
-		`unknown key "Kafka" (known keys here: Version, ProName, DataDir, Mysql,`,
+		`unknown key "Rabbit" (known keys here: Version, ProName, DataDir, Mysql,`,
 		"test.json: 4 configuration problems",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -399,8 +400,8 @@ func TestConditionalRequirements(t *testing.T) {
 			m["Stan"] = map[string]any{}
 		}, []string{"Stan.Host: is required", "Stan.Port: is required", "Stan.ClusterID: is required", "Stan.ClientID: is required"}},
 		{"unknown mq", func(m map[string]any) {
-			m["MQName"] = "kafka"
-		}, []string{`MQName: "kafka" is not one of "stan"`}},
+			m["MQName"] = "rabbitmq"
+		}, []string{`MQName: "rabbitmq" is not one of "stan", "jetstream", "kafka"`}},
 		{"empty strings mean defaults", func(m map[string]any) {
 			m["MQName"] = ""
 			m["Storage"] = map[string]any{"DaoName": "", "PosKey": ""}
@@ -847,5 +848,36 @@ func TestMysqlHosts(t *testing.T) {
 		if _, err := Parse(encode(t, m), "test.json", noEnv); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Mysql.Hosts [%q]: error %v, want %q", entry, err, want)
 		}
+	}
+}
+
+// TestKafkaSettings: defaults with MQName kafka, and the problems of a bad
+// Kafka section, each named by its key.
+func TestKafkaSettings(t *testing.T) {
+	m := minimal()
+	m["MQName"] = "kafka"
+	m["Kafka"] = map[string]any{"Brokers": []string{"kafka-0:9092", "kafka-1:9092"}}
+	c, err := Parse(encode(t, m), "test.json", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ProName != "dbsync." || c.Kafka.ClientID != "dbsync" || c.Kafka.Partitions != 1 || c.Kafka.ReplicationFactor != -1 || c.Kafka.AckTimeout.Duration() != DefaultAckTimeout {
+		t.Fatalf("defaults: ProName %q, Kafka %+v", c.ProName, c.Kafka)
+	}
+	m["Kafka"] = map[string]any{"Brokers": []string{"kafka-0"}, "Partitions": -2, "ReplicationFactor": 0, "Retention": "-1h",
+		"SASL": map[string]any{"Mechanism": "GSSAPI", "User": "dbsync", "Password": "hunter2hunter2"}}
+	_, err = Parse(encode(t, m), "test.json", noEnv)
+	for _, want := range []string{`Kafka.Brokers[0]: "kafka-0" is not host:port`, "Kafka.Partitions: -2 is out of range", "Kafka.Retention: -1h0m0s is negative",
+		`Kafka.SASL.Mechanism: "GSSAPI" is not one of "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a configuration problem shows the SASL password: %v", err)
+	}
+	m["Kafka"] = map[string]any{}
+	if _, err = Parse(encode(t, m), "test.json", noEnv); err == nil || !strings.Contains(err.Error(), "Kafka.Brokers: is required with MQName kafka") {
+		t.Errorf("no brokers: %v", err)
 	}
 }

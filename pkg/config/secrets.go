@@ -82,6 +82,7 @@ func (c *Config) secretPairs() []secretPair {
 		{"Stan.Auth.Token", "Stan.Auth.TokenFile", &c.Stan.Auth.Token, &c.Stan.Auth.TokenFile},
 		{"JetStream.Auth.Password", "JetStream.Auth.PasswordFile", &c.JetStream.Auth.Password, &c.JetStream.Auth.PasswordFile},
 		{"JetStream.Auth.Token", "JetStream.Auth.TokenFile", &c.JetStream.Auth.Token, &c.JetStream.Auth.TokenFile},
+		{"Kafka.SASL.Password", "Kafka.SASL.PasswordFile", &c.Kafka.SASL.Password, &c.Kafka.SASL.PasswordFile},
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // variables, so no caller can change them.
 
 // MQNames lists the supported values of MQName.
-func MQNames() []string { return []string{"stan", "jetstream"} }
+func MQNames() []string { return []string{"stan", "jetstream", "kafka"} }
 
 // DaoNames lists the supported values of Storage.DaoName.
 func DaoNames() []string { return []string{"bolt", "redis", "nats"} }
@@ -160,6 +160,36 @@ func (c *Config) Validate() error {
 		if !strings.HasSuffix(c.ProName, ".") {
 			v.add("ProName", "%q must end with '.' with MQName jetstream (the stream captures the subjects ProName+\"*.*\"; default %q)", c.ProName, DefaultJetStreamProName)
 		}
+	}
+
+	if c.MQName == "kafka" {
+		k := c.Kafka
+		if len(k.Brokers) == 0 {
+			v.add("Kafka.Brokers", "is required with MQName kafka: the seed brokers, e.g. [\"kafka-0:9092\"]")
+		}
+		for i, b := range k.Brokers {
+			v.hostPort(fmt.Sprintf("Kafka.Brokers[%d]", i), b)
+		}
+		if k.Partitions < 1 || k.Partitions > 10000 {
+			v.add("Kafka.Partitions", "%d is out of range 1-10000 (default 1: a table's changes keep commit order)", k.Partitions)
+		}
+		if k.ReplicationFactor < -1 || k.ReplicationFactor == 0 || k.ReplicationFactor > 32767 {
+			v.add("Kafka.ReplicationFactor", "%d is not -1 (the cluster's default) or a replica count", k.ReplicationFactor)
+		}
+		if k.Retention < 0 {
+			v.add("Kafka.Retention", "%s is negative; use a duration such as \"168h\", or 0 for the cluster's default", k.Retention)
+		}
+		v.positive("Kafka.AckTimeout", k.AckTimeout)
+		if k.SASL.Mechanism != "" {
+			v.oneOf("Kafka.SASL.Mechanism", k.SASL.Mechanism, mq.KafkaMechanisms())
+			v.required("Kafka.SASL.User", k.SASL.User)
+			if k.SASL.Password == "" && k.SASL.PasswordFile == "" {
+				v.add("Kafka.SASL.Password", "is required with Kafka.SASL.Mechanism (or Kafka.SASL.PasswordFile)")
+			}
+		} else if k.SASL.User != "" || k.SASL.Password != "" || k.SASL.PasswordFile != "" {
+			v.add("Kafka.SASL.Mechanism", "is empty, but Kafka.SASL has credentials: set it to one of %s", strings.Join(mq.KafkaMechanisms(), ", "))
+		}
+		v.tls("Kafka.TLS", k.TLS, false)
 	}
 
 	// Operations listener

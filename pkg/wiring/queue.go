@@ -23,12 +23,15 @@ import (
 // probeTimeout bounds each connection attempt of ProbeBroker.
 const probeTimeout = 5 * time.Second
 
-// OpenQueue connects the broker MQName names: NATS Streaming ("stan") or
-// NATS JetStream ("jetstream"). With JetStream and no JetStream.URL it first
+// OpenQueue connects the broker MQName names: NATS Streaming ("stan"),
+// NATS JetStream ("jetstream") or Kafka ("kafka"). With JetStream and no JetStream.URL it first
 // starts an embedded NATS server with JetStream on JetStream.Listen, storing
 // under DataDir/nats; closing the queue stops it.
 func OpenQueue(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (mq.MessageQueue, error) {
 	log = orDiscard(log)
+	if cfg.MQName == "kafka" {
+		return openKafka(ctx, cfg, log)
+	}
 	if cfg.MQName != "jetstream" {
 		opts, err := stanOptions(cfg)
 		if err != nil {
@@ -227,6 +230,9 @@ type BrokerProbe struct {
 // itself and is not probed). An unusable broker is an error carrying its
 // fix.
 func ProbeBroker(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
+	if cfg.MQName == "kafka" {
+		return probeKafka(ctx, cfg)
+	}
 	if cfg.MQName != "jetstream" {
 		opts, err := stanOptions(cfg)
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/pkg/storage"
 	"github.com/dbsync/dbsync/test/testenv"
@@ -73,6 +74,7 @@ type Env struct {
 	Broker string
 	Stan   *testenv.Stan
 	NATS   *testenv.NATS
+	Kafka  *testenv.Kafka
 	Dir    string
 	// HTTPAddr is where the producer serves /metrics, /livez and /readyz.
 	HTTPAddr string
@@ -87,6 +89,8 @@ func NewEnv(t testing.TB, bin string) *Env { return NewEnvBroker(t, bin, Stan) }
 const (
 	Stan      = "stan"
 	JetStream = "jetstream"
+	// Kafka is franz-go's in-process cluster (or DBSYNC_TEST_KAFKA's).
+	Kafka = "kafka"
 )
 
 // NewEnvBroker starts MariaDB and the given broker (Stan or JetStream) and
@@ -132,6 +136,10 @@ func newEnv(t testing.TB, bin, broker string, db testenv.MariaDBOptions, natsOpt
 		e.NATS = testenv.StartNATSWith(t, natsOpts)
 		e.Cfg["MQName"] = "jetstream"
 		e.Cfg["JetStream"] = map[string]any{"URL": e.NATS.URL(), "Stream": "DBSYNC"}
+	case Kafka:
+		e.Kafka = testenv.StartKafka(t, 1)
+		e.Cfg["MQName"] = "kafka"
+		e.Cfg["Kafka"] = map[string]any{"Brokers": e.Kafka.Brokers}
 	default:
 		t.Fatalf("e2e: unknown broker %q", broker)
 	}
@@ -183,8 +191,11 @@ func (e *Env) StartBroker() {
 // Count returns how many messages the broker holds for subject ("db.table").
 func (e *Env) Count(subject string) int {
 	e.T.Helper()
-	if e.NATS != nil {
+	switch {
+	case e.NATS != nil:
 		return e.NATS.SubjectCount(e.T, "DBSYNC", jetStreamPrefix+subject)
+	case e.Kafka != nil:
+		return len(e.RawMessages(subject))
 	}
 	return e.Stan.ChannelCount(e.T, subject)
 }
@@ -205,8 +216,15 @@ func (e *Env) Subjects() []string {
 // RawMessages returns the data of every message of subject, in order.
 func (e *Env) RawMessages(subject string) [][]byte {
 	e.T.Helper()
-	if e.NATS != nil {
+	switch {
+	case e.NATS != nil:
 		return e.NATS.ReadSubject(e.T, "DBSYNC", jetStreamPrefix+subject)
+	case e.Kafka != nil:
+		var out [][]byte
+		for _, r := range e.Kafka.ReadTopic(e.T, mq.KafkaTopic(jetStreamPrefix+subject)) {
+			out = append(out, r.Value)
+		}
+		return out
 	}
 	return e.Stan.ReadChannel(e.T, subject)
 }
