@@ -51,11 +51,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runEnv(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("consumer", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	broker := flags.String("broker", "stan", `"stan" (NATS Streaming) or "jetstream"`)
+	broker := flags.String("broker", "stan", `"stan" (NATS Streaming), "jetstream" or "kafka"`)
 	url := flags.String("url", "nats://127.0.0.1:4222", "NATS server URL")
+	kafkaBrokers := flags.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, host:port[,host:port...] (kafka only)")
+	sasl := flags.String("sasl", "", `Kafka SASL mechanism with -user and its password: "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (kafka only)`)
 	cluster := flags.String("cluster", "test-cluster", "NATS Streaming cluster id (stan only)")
 	clientID := flags.String("client", "dbsync-consumer", "client id (unique per running consumer; durable position key)")
-	prefix := flags.String("prefix", "", `the producer's ProName (subject prefix; jetstream default "dbsync.")`)
+	prefix := flags.String("prefix", "", `the producer's ProName (subject prefix; jetstream and kafka default "dbsync.")`)
 	from := flags.String("from", "first", `where a new client starts: "first" stored message or "new" ones only`)
 	user := flags.String("user", "", "NATS user (its password from -password-file or DBSYNC_NATS_PASSWORD; default DBSYNC_NATS_USER)")
 	passwordFile := flags.String("password-file", "", "file holding the NATS user's password")
@@ -108,8 +110,11 @@ func runEnv(ctx context.Context, args []string, lookup func(string) (string, boo
 		tables = append(tables, [2]string{db, table})
 	}
 	cfg := client.Config{Broker: *broker, ClusterID: *cluster, ClientID: *clientID, Host: *url, Prefix: *prefix, StartAt: start,
-		User: *user, NKeySeedFile: *nkey, CredsFile: *creds,
+		User: *user, NKeySeedFile: *nkey, CredsFile: *creds, SASLMechanism: *sasl,
 		TLS: client.TLS{CA: *tlsCA, Cert: *tlsCert, Key: *tlsKey, ServerName: *tlsServerName}}
+	if cfg.Broker == client.BrokerKafka {
+		cfg.Brokers = strings.Split(*kafkaBrokers, ",")
+	}
 	if cfg.User == "" {
 		cfg.User, _ = lookup("DBSYNC_NATS_USER")
 	}

@@ -50,6 +50,8 @@ const (
 	BrokerStan = "stan"
 	// BrokerJetStream is NATS JetStream.
 	BrokerJetStream = "jetstream"
+	// BrokerKafka is Apache Kafka (the producer's MQName "kafka").
+	BrokerKafka = "kafka"
 )
 
 // Config.AckWait defaults.
@@ -96,9 +98,17 @@ type Config struct {
 	// TLS secures the connection (see TLS for when it is on).
 	TLS TLS
 
-	// Broker is BrokerStan ("stan", the default) or BrokerJetStream
-	// ("jetstream").
+	// Broker is BrokerStan ("stan", the default), BrokerJetStream
+	// ("jetstream") or BrokerKafka ("kafka").
 	Broker string
+	// Brokers are the Kafka seed brokers ("host:port"), with "kafka"
+	// instead of Host and Port. Each subscription is a member of the
+	// consumer group "<ClientID or QueueGroup>.<topic>"; its offset is
+	// committed only after the handler returned nil.
+	Brokers []string
+	// SASLMechanism authenticates to Kafka with User and Password:
+	// "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" ("" for none).
+	SASLMechanism string
 	// Stream is the JetStream stream the producer publishes to (its
 	// JetStream.Stream); default "DBSYNC". Used only with "jetstream", where
 	// each subscription is a durable pull consumer on it named after
@@ -206,6 +216,14 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	required := map[string]string{"ClientID": cfg.ClientID, "Host": cfg.Host}
 	switch cfg.Broker {
+	case BrokerKafka:
+		delete(required, "Host")
+		if len(cfg.Brokers) == 0 {
+			return nil, errors.New("client.Config.Brokers is empty: name the Kafka brokers (host:port) with Broker \"kafka\"")
+		}
+		if cfg.Prefix == "" {
+			cfg.Prefix = DefaultJetStreamPrefix
+		}
 	case BrokerStan:
 		required["ClusterID"] = cfg.ClusterID
 	case BrokerJetStream:
@@ -216,7 +234,7 @@ func NewClient(cfg Config) (*Client, error) {
 			cfg.Prefix = DefaultJetStreamPrefix
 		}
 	default:
-		return nil, fmt.Errorf("client.Config.Broker %q is unknown: use %q (NATS Streaming, the default) or %q (NATS JetStream)", cfg.Broker, BrokerStan, BrokerJetStream)
+		return nil, fmt.Errorf("client.Config.Broker %q is unknown: use %q (NATS Streaming, the default), %q (NATS JetStream) or %q (Kafka)", cfg.Broker, BrokerStan, BrokerJetStream, BrokerKafka)
 	}
 	var missing []error
 	for _, name := range []string{"ClusterID", "ClientID", "Host"} {
@@ -231,8 +249,10 @@ func NewClient(cfg Config) (*Client, error) {
 		if err := mq.CheckStanClientID(cfg.ClientID); err != nil {
 			return nil, fmt.Errorf("client.Config.ClientID %q %w", cfg.ClientID, err)
 		}
-	} else if err := mq.CheckStreamName(cfg.Stream); err != nil {
-		return nil, fmt.Errorf("client.Config.Stream %q %w", cfg.Stream, err)
+	} else if cfg.Broker == BrokerJetStream {
+		if err := mq.CheckStreamName(cfg.Stream); err != nil {
+			return nil, fmt.Errorf("client.Config.Stream %q %w", cfg.Stream, err)
+		}
 	}
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 100 * time.Millisecond
@@ -274,6 +294,24 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: log.WithField("client_id", cfg.ClientID), decoders: map[reflect.Type]*Decoder{},
 		reconnect: make(chan struct{}, 1), security: security}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if cfg.Broker == BrokerKafka {
+		// Kafka clients reconnect by themselves.
+		tlsConfig, err := cfg.tlsConfig("")
+		if err != nil {
+			c.cancel()
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
+		defer cancel()
+		tr, err := dialKafka(ctx, kafkaOptions{Brokers: cfg.Brokers, ClientID: cfg.ClientID, TLS: tlsConfig,
+			SASLMechanism: cfg.SASLMechanism, User: cfg.User, Password: cfg.Password}, c.log)
+		if err != nil {
+			c.cancel()
+			return nil, err
+		}
+		c.tr = tr
+		return c, nil
+	}
 	if cfg.Broker == BrokerJetStream {
 		// The NATS connection reconnects by itself and each subscription
 		// keeps pulling through outages.

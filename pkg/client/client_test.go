@@ -24,9 +24,14 @@ func TestMain(m *testing.M) {
 }
 
 // forEachBroker runs f once per broker the SDK consumes from, each as a
-// subtest named after the broker.
+// subtest named after the broker (Kafka: franz-go's in-process cluster).
 func forEachBroker(t *testing.T, f func(t *testing.T, broker string)) {
-	for _, broker := range []string{e2e.Stan, e2e.JetStream} {
+	forBrokers(t, []string{e2e.Stan, e2e.JetStream, e2e.Kafka}, f)
+}
+
+// forBrokers runs f once per broker of brokers, each as a subtest.
+func forBrokers(t *testing.T, brokers []string, f func(t *testing.T, broker string)) {
+	for _, broker := range brokers {
 		t.Run(broker, func(t *testing.T) { f(t, broker) })
 	}
 }
@@ -48,6 +53,8 @@ func newClient(t *testing.T, e *e2e.Env, clientID string, mod func(*client.Confi
 	switch e.Broker {
 	case e2e.JetStream:
 		cfg.Broker, cfg.Host = client.BrokerJetStream, e.NATS.URL()
+	case e2e.Kafka:
+		cfg.Broker, cfg.Brokers = client.BrokerKafka, e.Kafka.Brokers
 	default:
 		cfg.Broker, cfg.ClusterID, cfg.Host, cfg.Port = client.BrokerStan, e.Stan.ClusterID, "nats://"+e.Stan.Host, strconv.Itoa(e.Stan.Port)
 	}
@@ -303,10 +310,11 @@ func TestIncompatibleFieldNamesTableColumnField(t *testing.T) {
 
 // TestBrokerRestart: the broker is stopped and started again (keeping its
 // data) while a consumer runs; the consumer goes on by itself and handles
-// every change once, in order.
+// every change once, in order. (The in-process Kafka cluster cannot be
+// restarted.)
 func TestBrokerRestart(t *testing.T) {
 	t.Parallel()
-	forEachBroker(t, func(t *testing.T, broker string) {
+	forBrokers(t, []string{e2e.Stan, e2e.JetStream}, func(t *testing.T, broker string) {
 		e, _ := newEnv(t, broker)
 		e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.item (id BIGINT PRIMARY KEY, name VARCHAR(20))")
 		rec := newRecorder()

@@ -378,8 +378,8 @@ func TestJetStreamServerRestart(t *testing.T) {
 // ClusterID.
 func TestJetStreamConfig(t *testing.T) {
 	t.Parallel()
-	_, err := client.NewClient(client.Config{Broker: "kafka", ClientID: "x", Host: "127.0.0.1"})
-	if err == nil || !strings.Contains(err.Error(), `"kafka"`) || !strings.Contains(err.Error(), `"stan"`) || !strings.Contains(err.Error(), `"jetstream"`) {
+	_, err := client.NewClient(client.Config{Broker: "rabbitmq", ClientID: "x", Host: "127.0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), `"rabbitmq"`) || !strings.Contains(err.Error(), `"stan"`) || !strings.Contains(err.Error(), `"jetstream"`) || !strings.Contains(err.Error(), `"kafka"`) {
 		t.Errorf("unknown broker: %v", err)
 	}
 	_, err = client.NewClient(client.Config{ClientID: "x", Host: "127.0.0.1"})

@@ -122,6 +122,9 @@ func (s *Subscription) stop(err error) {
 
 // subscribe starts consuming db.table's subject with h.
 func (c *Client) subscribe(db, table string, h rawHandler) (*Subscription, error) {
+	if db == "" || table == "" {
+		return nil, fmt.Errorf("subscribe to %q.%q: a database and a table are needed (name them in the call, client.Config.Database or the model's TableName)", db, table)
+	}
 	s := &Subscription{c: c, subject: c.cfg.Prefix + db + "." + table, db: db, table: table, handle: h}
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
 	c.mu.Lock()
