@@ -120,7 +120,7 @@ func (t *kafkaTransport) subscribe(subject string, opts subOptions, handle func(
 		return nil, fmt.Errorf("subscribe to Kafka topic %s: %w", topic, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &kafkaSub{cl: cl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: t.log.WithField("topic", topic)}
+	s := &kafkaSub{cl: cl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: t.log.WithField("topic", topic), partitions: t.partitions(topic)}
 	go s.loop(handle)
 	return s, nil
 }
@@ -160,6 +160,17 @@ func (t *kafkaTransport) startAtEnd(group, topic string) error {
 	return nil
 }
 
+// partitions is topic's partition count, 0 when it cannot be read.
+func (t *kafkaTransport) partitions(topic string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(t.producer).ListTopics(ctx, topic)
+	if err != nil {
+		return 0
+	}
+	return len(details[topic].Partitions)
+}
+
 // kafkaSub is one subscription's consumer-group member.
 type kafkaSub struct {
 	cl     *kgo.Client
@@ -168,6 +179,9 @@ type kafkaSub struct {
 	done   chan struct{}
 	log    logrus.FieldLogger
 	once   sync.Once
+	// partitions is the topic's partition count when it subscribed (0
+	// when unknown: the topic did not exist yet).
+	partitions int
 }
 
 // loop hands the records over one at a time, in offset order; a record
@@ -220,6 +234,10 @@ type kafkaDelivery struct {
 }
 
 func (d *kafkaDelivery) Data() []byte { return d.r.Value }
+
+// Partition is the record's partition, and whether the topic has several
+// (keyed by primary key, each ordered on its own).
+func (d *kafkaDelivery) Partition() (int32, bool) { return d.r.Partition, d.s.partitions > 1 }
 
 // kafkaAckGrace is how long an acknowledgement may still be retried once
 // its subscription is closing.

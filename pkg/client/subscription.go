@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -167,7 +168,7 @@ func (s *Subscription) deliver(d delivery) {
 		s.poison(d, env, raw, err, nil)
 		return
 	}
-	next, verdict := s.judge(env)
+	next, verdict := s.judge(d, env)
 	switch verdict {
 	case dropIt:
 		_ = d.Ack() // a replay of a change handed over before
@@ -192,6 +193,37 @@ func (s *Subscription) deliver(d delivery) {
 	}
 }
 
+// partitioned is a delivery that may come from one of several partitions
+// of a subject (Kafka with Key primary_key): the subject's order holds per
+// partition.
+type partitioned interface {
+	// Partition is the delivery's partition, and whether its subject has
+	// several.
+	Partition() (partition int32, several bool)
+}
+
+// progressKey is the dedup store's key of a delivery's progress: the
+// subject, and for a partition other than the first "subject#partition",
+// since each partition is ordered on its own.
+func progressKey(subject string, d delivery) string {
+	if p, ok := d.(partitioned); ok {
+		if n, _ := p.Partition(); n > 0 {
+			return subject + "#" + strconv.Itoa(int(n))
+		}
+	}
+	return subject
+}
+
+// isPartitioned reports whether d comes from one of several partitions
+// (its envelope's prev may be in another one).
+func isPartitioned(d delivery) bool {
+	if p, ok := d.(partitioned); ok {
+		_, several := p.Partition()
+		return several
+	}
+	return false
+}
+
 // Outcomes of Subscription.judge.
 const (
 	deliverIt = iota // hand it over
@@ -202,10 +234,10 @@ const (
 // judge decides whether env is handed over; next is the progress to save
 // once it was. A store that cannot be read is retried like a failing
 // handler.
-func (s *Subscription) judge(env *envelope.Envelope) (next *Progress, outcome int) {
+func (s *Subscription) judge(d delivery, env *envelope.Envelope) (next *Progress, outcome int) {
 	c := s.c
 	for attempt := 1; ; attempt++ {
-		last, _, err := c.cfg.Dedup.Load(s.ctx, s.subject)
+		last, _, err := c.cfg.Dedup.Load(s.ctx, progressKey(s.subject, d))
 		if err == nil {
 			coord := CoordinateOf(env)
 			verdict, p, why := last.judge(coord, env.Prev)
@@ -224,7 +256,7 @@ func (s *Subscription) judge(env *envelope.Envelope) (next *Progress, outcome in
 				}
 				s.report(herr, logrus.WarnLevel, "change from another binlog history; handing it and the rest over")
 			case handOver:
-				if env.Prev != "" && env.Prev != last.Last.ID() && coord.History == last.Last.History && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
+				if env.Prev != "" && env.Prev != last.Last.ID() && coord.History == last.Last.History && !isPartitioned(d) && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
 					c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "prev": env.Prev, "last": last.Last.ID()}).
 						Warn("gap: the change published before this one was never handed over (refused by the broker, skipped by the producer's dead-letter policy, or discarded by the broker's limits); it is handed over if it arrives later")
 				}
@@ -243,7 +275,7 @@ func (s *Subscription) judge(env *envelope.Envelope) (next *Progress, outcome in
 func (s *Subscription) done(d delivery, env *envelope.Envelope, next *Progress) {
 	c := s.c
 	for attempt := 1; ; attempt++ {
-		err := c.cfg.Dedup.Save(s.ctx, s.subject, *next)
+		err := c.cfg.Dedup.Save(s.ctx, progressKey(s.subject, d), *next)
 		if err == nil {
 			break
 		}

@@ -169,6 +169,12 @@ type Kafka struct {
 	// AckTimeout bounds the wait for a record's acknowledgement by every
 	// in-sync replica (acks=all); default 30s.
 	AckTimeout Duration
+	// Key is "table" (default: records carry no key, a table's topic has
+	// one partition, a table's changes keep commit order) or
+	// "primary_key": each record is keyed by its row's primary key, so
+	// with Partitions above 1 a row's changes keep their order but a
+	// table's are spread (as Debezium does).
+	Key string
 	// SASL authenticates: Mechanism "PLAIN", "SCRAM-SHA-256" or
 	// "SCRAM-SHA-512" (empty: none) with User and Password (or
 	// PasswordFile).
@@ -391,6 +397,9 @@ const (
 	DefaultJetStreamStream = mq.DefaultJetStreamStream
 	DefaultHTTPListen      = ":8080"
 	DefaultStallTimeout    = 60 * time.Second
+	// KafkaKeyTable and KafkaKeyPrimaryKey are Kafka.Key's values.
+	KafkaKeyTable      = "table"
+	KafkaKeyPrimaryKey = "primary_key"
 	// DefaultKafkaClientID is Kafka.ClientID's default.
 	DefaultKafkaClientID = "dbsync"
 	// DefaultJetStreamProName is ProName's default with MQName "jetstream".
@@ -502,6 +511,7 @@ func (c *Config) applyStringDefaults() {
 		// Topics named like JetStream's subjects, "dbsync.<db>.<table>".
 		set(&c.ProName, DefaultJetStreamProName)
 		set(&c.Kafka.ClientID, DefaultKafkaClientID)
+		set(&c.Kafka.Key, KafkaKeyTable)
 	}
 	if c.Batch.FlushWhenIdle == nil {
 		t := true

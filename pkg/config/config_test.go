@@ -861,7 +861,7 @@ func TestKafkaSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ProName != "dbsync." || c.Kafka.ClientID != "dbsync" || c.Kafka.Partitions != 1 || c.Kafka.ReplicationFactor != -1 || c.Kafka.AckTimeout.Duration() != DefaultAckTimeout {
+	if c.ProName != "dbsync." || c.Kafka.ClientID != "dbsync" || c.Kafka.Key != "table" || c.Kafka.Partitions != 1 || c.Kafka.ReplicationFactor != -1 || c.Kafka.AckTimeout.Duration() != DefaultAckTimeout {
 		t.Fatalf("defaults: ProName %q, Kafka %+v", c.ProName, c.Kafka)
 	}
 	m["Kafka"] = map[string]any{"Brokers": []string{"kafka-0"}, "Partitions": -2, "ReplicationFactor": 0, "Retention": "-1h",
@@ -875,6 +875,14 @@ func TestKafkaSettings(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a configuration problem shows the SASL password: %v", err)
+	}
+	m["Kafka"] = map[string]any{"Brokers": []string{"k:9092"}, "Partitions": 6}
+	if _, err = Parse(encode(t, m), "test.json", noEnv); err == nil || !strings.Contains(err.Error(), `Kafka.Partitions: 6 partitions need Kafka.Key "primary_key"`) {
+		t.Errorf("6 partitions keyed by table: %v", err)
+	}
+	m["Kafka"] = map[string]any{"Brokers": []string{"k:9092"}, "Partitions": 6, "Key": "primary_key"}
+	if _, err = Parse(encode(t, m), "test.json", noEnv); err != nil {
+		t.Errorf("6 partitions keyed by primary key: %v", err)
 	}
 	m["Kafka"] = map[string]any{}
 	if _, err = Parse(encode(t, m), "test.json", noEnv); err == nil || !strings.Contains(err.Error(), "Kafka.Brokers: is required with MQName kafka") {

@@ -173,6 +173,10 @@ func (c *Config) Validate() error {
 		if k.Partitions < 1 || k.Partitions > 10000 {
 			v.add("Kafka.Partitions", "%d is out of range 1-10000 (default 1: a table's changes keep commit order)", k.Partitions)
 		}
+		v.oneOf("Kafka.Key", k.Key, []string{KafkaKeyTable, KafkaKeyPrimaryKey})
+		if k.Partitions > 1 && k.Key != KafkaKeyPrimaryKey {
+			v.add("Kafka.Partitions", "%d partitions need Kafka.Key \"primary_key\" (records without a key would spread a row's changes over partitions and lose their order); or keep 1 partition per table", k.Partitions)
+		}
 		if k.ReplicationFactor < -1 || k.ReplicationFactor == 0 || k.ReplicationFactor > 32767 {
 			v.add("Kafka.ReplicationFactor", "%d is not -1 (the cluster's default) or a replica count", k.ReplicationFactor)
 		}

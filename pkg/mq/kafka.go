@@ -3,6 +3,7 @@ package mq
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,11 @@ type KafkaOptions struct {
 	// AckTimeout bounds how long a record may wait for the brokers'
 	// acknowledgement (acks=all); default 30s.
 	AckTimeout time.Duration
+	// KeyByPrimaryKey keys each record by its row's primary key (the JSON
+	// array of the key's values), so that with several partitions a row's
+	// changes keep their order (a table's do not). Without it records have
+	// no key, and a topic must have one partition to keep order.
+	KeyByPrimaryKey bool
 	// MaxBuffered bounds the records sent and not yet acknowledged;
 	// default 8192.
 	MaxBuffered int
@@ -260,6 +266,9 @@ func (k *Kafka) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	for i := range msgs {
 		m := msgs[i]
 		rec := &kgo.Record{Topic: k.opts.Topic(m.Subject), Value: m.Data, Headers: []kgo.RecordHeader{{Key: KafkaIDHeader, Value: []byte(m.ID)}}}
+		if k.opts.KeyByPrimaryKey {
+			rec.Key = primaryKeyOf(&m)
+		}
 		k.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { p.finish(m, err) })
 	}
 	return p, nil
@@ -454,6 +463,37 @@ func (l kafkaLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	default:
 		e.Debug(msg)
 	}
+}
+
+// primaryKeyOf is the key of a keyed record: the JSON array of the
+// primary key's values of the row (its after image, or before for a
+// delete); the subject for a table without a primary key or a message
+// that is not a row change (one partition keeps their order).
+func primaryKeyOf(m *Message) []byte {
+	var env struct {
+		PK     []string                   `json:"pk"`
+		Before map[string]json.RawMessage `json:"before"`
+		After  map[string]json.RawMessage `json:"after"`
+	}
+	if err := json.Unmarshal(m.Data, &env); err != nil || len(env.PK) == 0 {
+		return []byte(m.Subject)
+	}
+	img := env.After
+	if img == nil {
+		img = env.Before
+	}
+	key := []byte{'['}
+	for i, col := range env.PK {
+		if i > 0 {
+			key = append(key, ',')
+		}
+		v, ok := img[col]
+		if !ok {
+			return []byte(m.Subject)
+		}
+		key = append(key, v...)
+	}
+	return append(key, ']')
 }
 
 // KafkaTopic maps a subject to a Kafka topic name: letters, digits, '.'

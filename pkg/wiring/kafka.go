@@ -31,6 +31,7 @@ func kafkaOptions(cfg *config.Config) (mq.KafkaOptions, error) {
 		ReplicationFactor: int16(k.ReplicationFactor),
 		Retention:         k.Retention.Duration(),
 		AckTimeout:        k.AckTimeout.Duration(),
+		KeyByPrimaryKey:   k.Key == config.KafkaKeyPrimaryKey,
 	}, nil
 }
 
