@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
