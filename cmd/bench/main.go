@@ -8,7 +8,7 @@
 // docs/benchmarks.md, with a description of the machine.
 //
 //	go run ./cmd/bench [-rows N] [-tx N] [-runs K] [-rate R] [-duration D]
-//	                   [-brokers stan,jetstream,jetstream-embedded] [-out docs/benchmarks.md] ...
+//	                   [-brokers stan,jetstream,jetstream-embedded,kafka] [-out docs/benchmarks.md] ...
 //
 // It starts its own MariaDB and brokers on free loopback ports and builds
 // the producer from the current source first. Progress goes to stderr. Exit
@@ -81,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	var errs []error
 	for _, b := range strings.Split(*brokers, ",") {
 		switch b = strings.TrimSpace(b); b {
-		case bench.BrokerStan, bench.BrokerJetStream, bench.BrokerJetStreamEmbedded:
+		case bench.BrokerStan, bench.BrokerJetStream, bench.BrokerJetStreamEmbedded, bench.BrokerKafka:
 			o.Brokers = append(o.Brokers, b)
 		case "":
 		default:

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/stan.go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/test/testenv"
@@ -25,10 +26,13 @@ const (
 	BrokerStan              = "stan"
 	BrokerJetStream         = "jetstream"
 	BrokerJetStreamEmbedded = "jetstream-embedded"
+	// BrokerKafka is franz-go's in-process Kafka cluster (kfake) in the
+	// bench's process, or the cluster DBSYNC_TEST_KAFKA names.
+	BrokerKafka = "kafka"
 )
 
 // Brokers lists every broker name, in report order.
-var Brokers = []string{BrokerStan, BrokerJetStream, BrokerJetStreamEmbedded}
+var Brokers = []string{BrokerStan, BrokerJetStream, BrokerJetStreamEmbedded, BrokerKafka}
 
 // JetStream settings of the producer's defaults: the stream and the subject
 // prefix (ProName).
@@ -49,7 +53,9 @@ type broker struct {
 	url      string
 	embedded bool
 	listen   string
-	tb       *benchTB
+	// kafka is set for BrokerKafka.
+	kafka *testenv.Kafka
+	tb    *benchTB
 
 	// mu guards the connection used for counting and subscribing.
 	mu sync.Mutex
@@ -74,6 +80,8 @@ func startBroker(tb *benchTB, name string) (*broker, error) {
 		b.embedded = true
 		b.listen = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(tb))
 		b.url = "nats://" + b.listen
+	case BrokerKafka:
+		b.kafka = testenv.StartKafka(tb, 1)
 	default:
 		return nil, fmt.Errorf("unknown broker %q: want one of %v", name, Brokers)
 	}
@@ -139,6 +147,8 @@ func (b *broker) subject(fullTable string) string {
 // broker.
 func (b *broker) producerConfig() map[string]any {
 	switch {
+	case b.kafka != nil:
+		return map[string]any{"MQName": "kafka", "Kafka": map[string]any{"Brokers": b.kafka.Brokers}}
 	case b.stan != nil:
 		return map[string]any{
 			"MQName": "stan",
@@ -161,6 +171,13 @@ func (b *broker) producerConfig() map[string]any {
 // producer's default settings (JetStream: stream DBSYNC capturing
 // "dbsync.*.*", file storage).
 func (b *broker) publisher(ctx context.Context) (mq.MessageQueue, error) {
+	if b.kafka != nil {
+		q, err := mq.NewKafka(ctx, mq.KafkaOptions{Brokers: b.kafka.Brokers}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("connect the Kafka publisher: %w", err)
+		}
+		return q, nil
+	}
 	if b.stan != nil {
 		q, err := mq.NewStan(mq.StanOptions{URL: b.stan.URL(), ClusterID: b.stan.ClusterID, ClientID: "bench-sink"}, nil)
 		if err != nil {
@@ -180,6 +197,9 @@ func (b *broker) publisher(ctx context.Context) (mq.MessageQueue, error) {
 func (b *broker) count(ctx context.Context, subject string) (int, error) {
 	if b.stan != nil {
 		return b.stan.ChannelCount(b.tb, subject), nil
+	}
+	if b.kafka != nil {
+		return b.kafka.Count(ctx, mq.KafkaTopic(subject))
 	}
 	js, err := b.jetStream()
 	if err != nil {
@@ -234,6 +254,9 @@ func (b *broker) jetStream() (jetstream.JetStream, error) {
 // dbsync consumer would see it. The stream must exist (the producer creates
 // it when it starts).
 func (b *broker) subscribe(ctx context.Context, subject string, fn func(data []byte, at time.Time)) (stop func(), err error) {
+	if b.kafka != nil {
+		return b.kafka.Subscribe(ctx, mq.KafkaTopic(subject), func(r *kgo.Record) { fn(r.Value, time.Now()) })
+	}
 	if b.stan != nil {
 		sc := b.stan.Conn(b.tb, "")
 		sub, err := sc.Subscribe(subject, func(m *stan.Msg) { fn(m.Data, time.Now()) }, stan.MaxInflight(4096))
@@ -266,7 +289,7 @@ func (b *broker) subscribe(ctx context.Context, subject string, fn func(data []b
 // producer's share from the stream's and the consumer's. ok is false for
 // NATS Streaming, whose wire messages are not plain envelopes.
 func (b *broker) subscribeIngress(subject string, fn func(data []byte, at time.Time)) (stop func(), ok bool, err error) {
-	if b.stan != nil {
+	if b.stan != nil || b.kafka != nil {
 		return func() {}, false, nil
 	}
 	if _, err := b.jetStream(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,4 +71,76 @@ func (k *Kafka) ReadTopic(t testing.TB, topic string) []*kgo.Record {
 		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
 	return out
+}
+
+// Count returns how many records topic holds (0 while it does not exist).
+func (k *Kafka) Count(ctx context.Context, topic string) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(0)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			n += o.Offset
+		}
+	})
+	return int(n), nil
+}
+
+// Subscribe hands every record of topic written from now on to fn (in
+// partition order) until the returned stop is called; it returns once the
+// consumer's start offsets are taken.
+func (k *Kafka) Subscribe(ctx context.Context, topic string, fn func(*kgo.Record)) (stop func(), err error) {
+	ends := map[string]map[int32]kgo.Offset{topic: {}}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			ends[topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+		}
+	})
+	cl.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...)}
+	if len(ends[topic]) > 0 {
+		opts = append(opts, kgo.ConsumePartitions(ends))
+	} else {
+		opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	}
+	consumer, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	pollCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for pollCtx.Err() == nil {
+			fs := consumer.PollFetches(pollCtx)
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(fn)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			consumer.Close()
+		})
+	}, nil
 }
