@@ -180,6 +180,11 @@ func (k *Kafka) connectError(err error) error {
 		return failure.WithFix(failure.Permanent(fmt.Errorf("mq: Kafka at %s refused the login of %q (SASL %s): %w", addr, k.opts.SASL.User, k.opts.SASL.Mechanism, err)),
 			"check Kafka.SASL (mechanism, user, password file) against the brokers' listener")
 	}
+	if k.opts.SASL.Mechanism != "" {
+		// A broker may drop the connection of a failed login without a
+		// reason.
+		return mark(ErrUnreachable, fmt.Errorf("mq: Kafka at %s (SASL %s as %q): %w; check the brokers' address and Kafka.SASL", addr, k.opts.SASL.Mechanism, k.opts.SASL.User, err))
+	}
 	return mark(ErrUnreachable, fmt.Errorf("mq: Kafka at %s: %w", addr, err))
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/mq/mqtest"
@@ -123,5 +125,53 @@ func TestKafkaRefusesAnOversizedRecord(t *testing.T) {
 	}
 	if recs := k.ReadTopic(t, mq.KafkaTopic("dbsync.db.big")); len(recs) != 1 {
 		t.Fatalf("%d records stored, want only the small one", len(recs))
+	}
+}
+
+// TestInspectKafka: against a cluster with SASL and ACLs, a principal that
+// may only describe the dbsync topics is told everything it lacks (the
+// idempotent producer, creating topics, writing), and a topic with another
+// partition count is reported; the superuser gets no problem but that
+// topic's; a wrong password is refused naming the user, never the
+// password.
+func TestInspectKafka(t *testing.T) {
+	k := testenv.StartKafka(t, 1, kfake.EnableSASL(), kfake.EnableACLs(), kfake.Superuser("SCRAM-SHA-256", "admin", "admin-secret"),
+		kfake.User("SCRAM-SHA-256", "reader", "reader-secret",
+			kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "dbsync.", Pattern: kmsg.ACLResourcePatternTypePrefixed, Operation: kmsg.ACLOperationDescribe, Allow: true},
+			kfake.ACL{Resource: kmsg.ACLResourceTypeCluster, Name: "kafka-cluster", Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationDescribe, Allow: true}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := mq.KafkaOptions{Brokers: k.Brokers, SASL: mq.KafkaSASL{Mechanism: "SCRAM-SHA-256", User: "admin", Password: "admin-secret"}}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-secret"}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, -1, nil, "dbsync.shop.orders"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := mq.InspectKafka(ctx, admin, "dbsync.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Brokers != 1 || r.Topics["dbsync.shop.orders"] != 2 || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "has 2 partitions, Kafka.Partitions says 1") {
+		t.Fatalf("superuser: %+v", r)
+	}
+	reader := mq.KafkaOptions{Brokers: k.Brokers, Partitions: 2, SASL: mq.KafkaSASL{Mechanism: "SCRAM-SHA-256", User: "reader", Password: "reader-secret"}}
+	r, err = mq.InspectKafka(ctx, reader, "dbsync.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(r.Problems, "\n")
+	for _, want := range []string{"IDEMPOTENT_WRITE", "may not create topics", "may not write topic dbsync.shop.orders: grant it WRITE"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the describe-only principal's problems lack %q:\n%s", want, all)
+		}
+	}
+	bad := reader
+	bad.SASL.Password = "wrong-password-123"
+	_, err = mq.InspectKafka(ctx, bad, "dbsync.")
+	if err == nil || !strings.Contains(err.Error(), `"reader"`) || strings.Contains(err.Error(), "wrong-password-123") {
+		t.Fatalf("wrong password: %v", err)
 	}
 }

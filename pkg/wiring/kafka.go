@@ -57,20 +57,24 @@ func kafkaFix(err error) error {
 	return err
 }
 
-// probeKafka connects to the brokers, creating nothing, and says how
-// many of them answer.
+// probeKafka checks the brokers, the topics under ProName and the
+// permissions the producer needs (mq.InspectKafka), creating nothing.
 func probeKafka(ctx context.Context, cfg *config.Config) (BrokerProbe, error) {
 	opts, err := kafkaOptions(cfg)
 	if err != nil {
 		return BrokerProbe{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout+10*time.Second)
 	defer cancel()
-	q, err := mq.NewKafka(ctx, opts, nil)
+	r, err := mq.InspectKafka(ctx, opts, cfg.ProName)
 	if err != nil {
 		return BrokerProbe{}, kafkaFix(err)
 	}
-	defer q.Close()
-	return BrokerProbe{Detail: fmt.Sprintf("Kafka at %s (topics %s<db>.<table>, created with %d partition(s) when missing)",
-		strings.Join(cfg.Kafka.Brokers, ","), cfg.ProName, cfg.Kafka.Partitions)}, nil
+	probe := BrokerProbe{Detail: fmt.Sprintf("Kafka at %s: %d broker(s), %d topic(s) under %s (created with %d partition(s) when missing)",
+		strings.Join(cfg.Kafka.Brokers, ","), r.Brokers, len(r.Topics), mq.KafkaTopic(cfg.ProName), cfg.Kafka.Partitions)}
+	if len(r.Problems) > 0 {
+		probe.Warning = strings.Join(r.Problems, "; ")
+		probe.Fix = "grant the producer's principal what is missing, or fix the topics, as each problem says"
+	}
+	return probe, nil
 }

@@ -26,6 +26,14 @@ func TestDoctorCommand(t *testing.T) {
 			}
 		}
 	})
+	t.Run("kafka", func(t *testing.T) {
+		t.Parallel()
+		e := e2e.NewEnvBroker(t, producerBin, e2e.Kafka)
+		code, out, stderr := e.Command("doctor")
+		if code != 0 || !strings.Contains(out, "Kafka at "+e.Kafka.Brokers[0]+": 1 broker(s)") || !strings.Contains(out, "0 FAIL") {
+			t.Fatalf("doctor with Kafka: exit %d:\n%s\n%s", code, out, stderr)
+		}
+	})
 	t.Run("statement format", func(t *testing.T) {
 		t.Parallel()
 		e := e2e.NewEnvWith(t, producerBin, e2e.Stan, testenv.MariaDBOptions{BinlogFormat: "STATEMENT"})
