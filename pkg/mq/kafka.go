@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -290,6 +291,11 @@ type kafkaPending struct {
 }
 
 func (p *kafkaPending) finish(m Message, err error) {
+	if errors.Is(err, kerr.MessageTooLarge) {
+		// The brokers take less than the queue knew: the next pass's
+		// CheckSize finds this message before sending it.
+		p.k.learnLimit(p.k.opts.Topic(m.Subject), len(m.Data)+len(m.ID)+len(KafkaIDHeader)+kafkaRecordOverhead-1)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil && p.err == nil {
@@ -311,6 +317,15 @@ func (p *kafkaPending) Wait(ctx context.Context) error {
 		return fmt.Errorf("mq: waiting for Kafka's acknowledgements: %w", ctx.Err())
 	case <-p.k.closed:
 		return ErrClosed
+	}
+}
+
+// learnLimit lowers topic's known size limit to at most limit.
+func (k *Kafka) learnLimit(topic string, limit int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if cur, ok := k.topics[topic]; !ok || limit < cur {
+		k.topics[topic] = limit
 	}
 }
 
@@ -385,7 +400,9 @@ func (k *Kafka) ensureTopics(ctx context.Context, topics []string) error {
 	if rcs, err := k.adm.DescribeTopicConfigs(ctx, unknown...); err == nil {
 		for _, rc := range rcs {
 			for _, c := range rc.Configs {
-				if c.Key == "max.message.bytes" && c.Value != nil {
+				// Only a topic's own setting counts; otherwise the brokers'
+				// message.max.bytes applies.
+				if c.Key == "max.message.bytes" && c.Value != nil && c.Source == kmsg.ConfigSourceDynamicTopicConfig {
 					if n, err := strconv.Atoi(*c.Value); err == nil && n > 0 {
 						limits[rc.Name] = n
 					}
@@ -407,6 +424,9 @@ func (k *Kafka) ensureTopics(ctx context.Context, topics []string) error {
 
 // kafkaAdminError classifies an admin request's failure.
 func kafkaAdminError(what string, err error) error {
+	if errors.Is(err, kgo.ErrClientClosed) {
+		return mark(ErrClosed, fmt.Errorf("mq: Kafka: %s: %w", what, err))
+	}
 	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
 		return failure.WithFix(failure.Permanent(fmt.Errorf("mq: Kafka: %s: %w", what, err)),
 			"grant the producer's principal DESCRIBE and CREATE on its topics (or create them yourself with the partitions Kafka.Partitions says)")

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/test/e2e"
+	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // TestKafkaKeyedByPrimaryKey: with Kafka.Partitions 3 and Key primary_key,
@@ -122,4 +126,56 @@ func TestKafkaKeyedByPrimaryKey(t *testing.T) {
 		t.Fatalf("producer exit %d:\n%s", code, p.Output())
 	}
 	t.Logf("%d changes of %d rows over %d partitions: each row in one partition, in order; the SDK handed each over once (%s)", want, rows, len(used), strconv.Itoa(len(recs)))
+}
+
+// TestKafkaOversizedRow: the brokers take records up to 64 KiB; a 100 KB
+// row of shop.docs is found before it is sent. With the default policy the
+// producer stops naming the table and the fix, having published what came
+// before it; with Tables.OnUnpublishable skip for shop.docs a marker on the
+// dead-letter topic names it and every other change arrives.
+func TestKafkaOversizedRow(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"stop", "skip"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			e := e2e.NewEnvBroker(t, producerBin, e2e.Kafka)
+			e.Kafka = testenv.StartKafka(t, 1, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "65536"}))
+			e.Set("Kafka", map[string]any{"Brokers": e.Kafka.Brokers})
+			e.Set("Tables.OnUnpublishable", map[string]any{"shop.docs": policy})
+			e.DB.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.docs (id INT PRIMARY KEY, body LONGTEXT)", "CREATE TABLE shop.item (id INT PRIMARY KEY)")
+			p := e.Start()
+			e2e.WaitLog(t, p, "binlog stream started")
+			e.DB.Exec(t, "INSERT INTO shop.item VALUES (1)", "INSERT INTO shop.docs VALUES (1, 'small')",
+				"INSERT INTO shop.docs VALUES (2, REPEAT('x', 100000))", "INSERT INTO shop.item VALUES (2)", "INSERT INTO shop.docs VALUES (3, 'small')")
+			if policy == "stop" {
+				select {
+				case <-p.Done():
+				case <-time.After(30 * time.Second):
+					t.Fatalf("the producer did not stop:\n%s", tailLines(p.Output(), 30))
+				}
+				if code := p.Wait(time.Second); code != 1 {
+					t.Fatalf("exit %d, want 1:\n%s", code, p.Output())
+				}
+				for _, want := range []string{"shop.docs", "cannot be published", "Tables.OnUnpublishable"} {
+					if !strings.Contains(p.Output(), want) {
+						t.Errorf("the producer's error lacks %q:\n%s", want, tailLines(p.Output(), 10))
+					}
+				}
+				if got := len(e.Read("shop.docs")); got != 1 {
+					t.Errorf("shop.docs holds %d changes, want the 1 before the oversized row", got)
+				}
+				return
+			}
+			e.WaitFor("shop.item", 2, 30*time.Second)
+			e.WaitFor("shop.docs", 2, 30*time.Second)
+			e.WaitFor("_dbsync.deadletter", 1, 30*time.Second)
+			marker := string(e.RawMessages("_dbsync.deadletter")[0])
+			if !strings.Contains(marker, `"table":"docs"`) || !strings.Contains(marker, "larger than Kafka topic dbsync.shop.docs accepts") {
+				t.Errorf("dead-letter marker: %s", marker)
+			}
+			if code := p.Stop(); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.Output())
+			}
+		})
+	}
 }
