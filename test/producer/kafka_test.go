@@ -122,6 +122,13 @@ func TestKafkaKeyedByPrimaryKey(t *testing.T) {
 			}
 		}
 	}
+	// The operations endpoints cover Kafka like the other brokers.
+	if got := scrape(t, e.HTTPAddr, "dbsync_broker_connected"); got != 1 {
+		t.Errorf("dbsync_broker_connected = %v with Kafka, want 1", got)
+	}
+	if code, body := readyz(t, e.HTTPAddr); code != 200 {
+		t.Errorf("/readyz with Kafka: %d %s", code, body)
+	}
 	if code := p.Stop(); code != 0 {
 		t.Fatalf("producer exit %d:\n%s", code, p.Output())
 	}
