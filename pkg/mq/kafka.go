@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,8 +378,14 @@ func (k *Kafka) ensureTopics(ctx context.Context, topics []string) error {
 		case int32(len(d.Partitions)) != k.opts.Partitions:
 			return failure.WithFix(failure.Permanent(fmt.Errorf("mq: Kafka topic %s has %d partitions, Kafka.Partitions says %d: dbsync does not change an existing topic",
 				t, len(d.Partitions), k.opts.Partitions)), "set Kafka.Partitions to the topic's partition count, or recreate the topic")
+		default:
+			if rf := d.Partitions.NumReplicas(); k.opts.ReplicationFactor > 0 && rf != int(k.opts.ReplicationFactor) {
+				k.log.WithFields(logrus.Fields{"topic": t, "replication_factor": rf, "configured": k.opts.ReplicationFactor}).
+					Warn("mq: the existing Kafka topic has another replication factor than Kafka.ReplicationFactor; dbsync does not change it")
+			}
 		}
 	}
+	k.warnRetention(ctx, unknown, missing)
 	if len(missing) > 0 {
 		configs := map[string]*string{}
 		if k.opts.Retention > 0 {
@@ -420,6 +427,36 @@ func (k *Kafka) ensureTopics(ctx context.Context, topics []string) error {
 		k.topics[t] = limit
 	}
 	return nil
+}
+
+// warnRetention logs, for the existing topics among topics, a retention
+// other than Kafka.Retention (when set); dbsync does not change it.
+func (k *Kafka) warnRetention(ctx context.Context, topics, created []string) {
+	if k.opts.Retention <= 0 {
+		return
+	}
+	var existing []string
+	for _, t := range topics {
+		if !slices.Contains(created, t) {
+			existing = append(existing, t)
+		}
+	}
+	if len(existing) == 0 {
+		return
+	}
+	rcs, err := k.adm.DescribeTopicConfigs(ctx, existing...)
+	if err != nil {
+		return
+	}
+	want := strconv.FormatInt(k.opts.Retention.Milliseconds(), 10)
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil && *c.Value != want {
+				k.log.WithFields(logrus.Fields{"topic": rc.Name, "retention_ms": *c.Value, "configured_ms": want}).
+					Warn("mq: the existing Kafka topic has another retention than Kafka.Retention; dbsync does not change it")
+			}
+		}
+	}
 }
 
 // kafkaAdminError classifies an admin request's failure.

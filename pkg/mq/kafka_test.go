@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -80,6 +81,25 @@ func TestKafkaTopics(t *testing.T) {
 	err := q3.Publish(ctx, []mq.Message{{Subject: subject, ID: "x", Data: []byte(`{}`)}})
 	if err == nil || !strings.Contains(err.Error(), "has 1 partitions, Kafka.Partitions says 3") {
 		t.Fatalf("publish to a topic with other partitions: %v", err)
+	}
+	// One that wants a retention of an hour is told the topic has another.
+	log, hook := logtest.NewNullLogger()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	qr, err := mq.NewKafka(ctx2, mq.KafkaOptions{Brokers: k.Brokers, Retention: time.Hour}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qr.Close()
+	if err := qr.Publish(ctx, []mq.Message{{Subject: subject, ID: "y", Data: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, e := range hook.AllEntries() {
+		warned = warned || strings.Contains(e.Message, "another retention than Kafka.Retention")
+	}
+	if !warned {
+		t.Error("no warning about the existing topic's retention")
 	}
 	if err := mq.CheckKafkaTopic(strings.Repeat("a", 250)); err == nil {
 		t.Fatal("a 250-character topic name was accepted")
