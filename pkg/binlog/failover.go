@@ -22,11 +22,9 @@ type Resume struct {
 	// Moved is set when Position was found by the checkpoint's GTID state
 	// rather than taken from its file and offset: the server is another
 	// one than the checkpoint's (a promoted replica, another host of
-	// Mysql.Hosts) or it continues a failover.
+	// Mysql.Hosts) or it continues a failover. Position.GTID then holds
+	// every transaction already published, which the pass reads past.
 	Moved bool
-	// Skip is the GTID state of the transactions already published, which
-	// the pass must read past without publishing (empty unless Moved).
-	Skip string
 }
 
 // ResumeAt returns where a pass from checkpoint cp starts on this server.
@@ -67,7 +65,7 @@ func (s *Source) ResumeAt(ctx context.Context, cp position.Position) (Resume, er
 		return Resume{}, err
 	}
 	pos.History, pos.Continues, pos.Snapshot = cp.History, cp.Continues, cp.Snapshot
-	return Resume{Position: pos, Moved: true, Skip: cp.GTID}, nil
+	return Resume{Position: pos, Moved: true}, nil
 }
 
 // completeGTID returns cp with this server's server_id and, on MariaDB, its

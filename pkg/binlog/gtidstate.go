@@ -47,6 +47,9 @@ func newGTIDTracker(state string, skip position.GTIDState) *gtidTracker {
 func (t *gtidTracker) addMariaDB(g mysql.MariadbGTID, text string) {
 	t.skipping = !t.skip.IsEmpty() && t.skip.Covers(text)
 	if len(t.mariadb) == 0 || len(t.mariadb) == 1 && t.mariadb[0].DomainID == g.DomainID {
+		if t.skipping && len(t.mariadb) == 1 && t.mariadb[0].SequenceNumber >= g.SequenceNumber {
+			return // after a failover the state keeps what was published
+		}
 		t.mariadb = append(t.mariadb[:0], g)
 		t.text = text
 		return
@@ -56,6 +59,9 @@ func (t *gtidTracker) addMariaDB(g mysql.MariadbGTID, text string) {
 		i++
 	}
 	if i < len(t.mariadb) && t.mariadb[i].DomainID == g.DomainID {
+		if t.skipping && t.mariadb[i].SequenceNumber >= g.SequenceNumber {
+			return // after a failover the state keeps what was published
+		}
 		t.mariadb[i] = g
 	} else {
 		t.mariadb = append(t.mariadb[:i], append([]mysql.MariadbGTID{g}, t.mariadb[i:]...)...)

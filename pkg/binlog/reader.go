@@ -207,7 +207,7 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("transactions to skip: %w", err))
 	}
-	st := &streamState{file: start.File, gtids: newGTIDTracker(start.GTID, skip), at: start}
+	st := &streamState{file: start.File, gtids: newGTIDTracker(start.GTID, skip), at: start, txSkip: r.cfg.SkipTxRows.Rows}
 	stopping := false
 	// held is a rows event kept until the next event is read, so that the
 	// transaction boundary that usually follows it travels with it: one
@@ -343,6 +343,9 @@ type streamState struct {
 	gtid  string
 	gtids *gtidTracker
 	inTx  bool
+	// txSkip counts the rows of Config.SkipTxRows's transaction still to
+	// skip.
+	txSkip int
 	// at is the last place outside a transaction the stream passed (a
 	// boundary, or the end of a binlog file's header events): where a
 	// snapshot chunk can be published. serverID is the last event's.
@@ -442,7 +445,11 @@ func (r *Reader) handle(ctx context.Context, st *streamState, ev *replication.Bi
 		if st.gtids.skipping {
 			return nil, nil // published before, from the server failed over from
 		}
-		return r.rows(st, h, e)
+		out, err := r.rows(st, h, e)
+		if err == nil && out != nil && st.txSkip > 0 && st.gtid == r.cfg.SkipTxRows.GTID {
+			out = dropFirstRows(out, &st.txSkip)
+		}
+		return out, err
 	}
 	return nil, nil
 }
@@ -489,6 +496,21 @@ func (r *Reader) passHeader(st *streamState, h *replication.EventHeader) {
 	if !st.inTx && h.LogPos != 0 && at.Compare(st.at) > 0 {
 		st.at = at
 	}
+}
+
+// dropFirstRows removes up to *left rows from the front of ev, counting
+// them off *left; nil when none is left of ev.
+func dropFirstRows(ev *Event, left *int) *Event {
+	n := min(len(ev.Rows), *left)
+	for _, row := range ev.Rows[:n] {
+		ev.Bytes -= len(row.Data)
+	}
+	ev.Rows = ev.Rows[n:]
+	*left -= n
+	if len(ev.Rows) == 0 && !ev.Boundary {
+		return nil
+	}
+	return ev
 }
 
 // position is the checkpoint at file:pos of the stream, with its GTID

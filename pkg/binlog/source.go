@@ -17,6 +17,12 @@ import (
 	"github.com/dbsync/dbsync/pkg/failure"
 )
 
+// TxRows names the first Rows row changes of the transaction GTID.
+type TxRows struct {
+	GTID string
+	Rows int
+}
+
 // Config says how to reach the source server and how to pose as its replica.
 type Config struct {
 	Host string
@@ -74,6 +80,10 @@ type Config struct {
 	// transactions already published from the server failed over from.
 	// Empty skips nothing.
 	SkipGTIDs string
+	// SkipTxRows, when its GTID is set, skips the first Rows row changes
+	// of that transaction: the part of the transaction the broker already
+	// holds from before a failover (the rest is published).
+	SkipTxRows TxRows
 	// ResumeByGTID asks the server for the binlog by the start position's
 	// GTID state instead of its file and offset (MySQL's
 	// COM_BINLOG_DUMP_GTID, MariaDB's slave_connect_state): the first

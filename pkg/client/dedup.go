@@ -39,12 +39,15 @@ type Coordinate struct {
 	// (source.continues); both empty when the producer did not say.
 	GTID      string `json:"gtid,omitempty"`
 	Continues string `json:"continues,omitempty"`
+	// Snapshot is set on a snapshot's row (type "read"), whose GTID is
+	// only the last transaction before it.
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 // CoordinateOf returns the coordinate of an envelope.
 func CoordinateOf(e *envelope.Envelope) Coordinate {
 	s := e.Source
-	return Coordinate{Source: s.Name, History: s.History, ServerID: s.ServerID, File: s.File, Pos: s.Pos, Row: s.Row, GTID: s.GTID, Continues: s.Continues}
+	return Coordinate{Source: s.Name, History: s.History, ServerID: s.ServerID, File: s.File, Pos: s.Pos, Row: s.Row, GTID: s.GTID, Continues: s.Continues, Snapshot: s.Snapshot != nil}
 }
 
 // ID is the change id the coordinate belongs to ("file:pos:row").
@@ -119,6 +122,14 @@ type Progress struct {
 	// coordinates change, a change whose GTID is not after its origin's
 	// is a replay.
 	GTIDs string `json:"gtids,omitempty"`
+	// Tx is the GTID of the last change handed over and TxRows how many
+	// changes of that transaction were handed over on the subject;
+	// Replayed counts those seen again in a continuing history. A
+	// transaction cut by a failover comes again from its first row on
+	// the new server: its first TxRows changes are replays, the rest new.
+	Tx       string `json:"tx,omitempty"`
+	TxRows   int    `json:"tx_rows,omitempty"`
+	Replayed int    `json:"replayed,omitempty"`
 }
 
 // judgement is what Progress.judge decided about one change.
@@ -141,22 +152,16 @@ func (p Progress) judge(c Coordinate, prev string) (judgement, Progress, string)
 	}
 	if same, why := p.Last.SameHistory(c); !same {
 		if c.Continues != "" && c.Continues == p.Last.History && c.Source == p.Last.Source {
-			// The producer failed over to another server: the change
-			// goes on from the last one by GTID.
-			marks := p.gtidMarks()
-			if gtidCovered(marks, c.GTID) {
-				return duplicate, p, ""
-			}
-			return handOver, Progress{Last: c, GTIDs: addGTIDMark(marks, c.GTID)}, ""
+			return p.continued(c)
 		}
-		return otherHistory, Progress{Last: c, GTIDs: addGTIDMark("", c.GTID)}, why
+		return otherHistory, Progress{Last: c, GTIDs: addGTIDMark("", c.GTID)}.counted(c, p), why
 	}
 	if p.Last.Source == "" && p.Last.History == "" {
 		// Saved before histories were recorded: adopt this one.
 		p.Last.Source, p.Last.History = c.Source, c.History
 	}
 	if c.Compare(p.Last) > 0 {
-		next := Progress{Last: c, Gaps: p.Gaps, GTIDs: addGTIDMark(p.gtidMarks(), c.GTID)}
+		next := Progress{Last: c, Gaps: p.Gaps, GTIDs: addGTIDMark(p.gtidMarks(), c.GTID)}.counted(c, p)
 		if prev != p.Last.ID() {
 			next.Gaps = addGap(p.Gaps, Gap{After: p.Last, Before: c})
 		}
@@ -170,6 +175,40 @@ func (p Progress) judge(c Coordinate, prev string) (judgement, Progress, string)
 		}
 	}
 	return duplicate, p, ""
+}
+
+// continued judges a change of a history that continues the last one
+// handed over (the producer failed over to another server): by GTID, its
+// coordinates being the new server's. A transaction before the last one's
+// (per origin) is a replay; the last one's first TxRows changes are
+// replays, the rest of it new; a snapshot row is handed over.
+func (p Progress) continued(c Coordinate) (judgement, Progress, string) {
+	marks := p.gtidMarks()
+	switch {
+	case c.Snapshot || c.GTID == "":
+	case c.GTID == p.Tx && p.Replayed < p.TxRows:
+		p.Replayed++
+		return duplicate, p, ""
+	case c.GTID != p.Tx && gtidCovered(marks, c.GTID):
+		return duplicate, p, ""
+	}
+	next := Progress{Last: c, GTIDs: addGTIDMark(marks, c.GTID), Tx: p.Tx, TxRows: p.TxRows}
+	return handOver, next.counted(c, p), ""
+}
+
+// counted returns next with its transaction count moved on by c, the
+// change it records, handed over after prev.
+func (next Progress) counted(c Coordinate, prev Progress) Progress {
+	switch {
+	case c.Snapshot:
+		next.Tx, next.TxRows = prev.Tx, prev.TxRows
+	case c.GTID != "" && c.GTID == prev.Tx:
+		next.Tx, next.TxRows = prev.Tx, prev.TxRows+1
+	default:
+		next.Tx, next.TxRows = c.GTID, 1
+	}
+	next.Replayed = 0
+	return next
 }
 
 // gtidMarks is p.GTIDs, or the last change's GTID for progress saved

@@ -22,9 +22,7 @@ func run(t *testing.T, name string, steps []step) Progress {
 		if got != s.want {
 			t.Fatalf("%s: step %d (%s, prev %q): judged %d, want %d (why %q; progress %+v)", name, i, s.c.ID(), s.prev, got, s.want, why, p)
 		}
-		if got != duplicate {
-			p = next
-		}
+		p = next // a duplicate's progress is p, or p with a replay counted
 	}
 	return p
 }
@@ -138,6 +136,24 @@ func TestProgressAcrossFailover(t *testing.T) {
 			{moved(10, a+":7"), "", duplicate}, {moved(20, b+":3"), "", duplicate},
 			{moved(30, b+":4"), "", handOver}, {moved(40, a+":8"), "", handOver},
 		})
+	})
+	t.Run("a transaction cut by the failover", func(t *testing.T) {
+		// 0-1-42 had three rows on this subject; two were handed over
+		// before the primary died. The new server sends all three again.
+		p := run(t, "cut", []step{
+			{old(100, "0-1-41"), "", handOver}, {old(200, "0-1-42"), "", handOver}, {old(210, "0-1-42"), "", handOver},
+			{moved(50, "0-1-41"), "", duplicate},
+			{moved(80, "0-1-42"), "", duplicate}, {moved(90, "0-1-42"), "", duplicate}, {moved(95, "0-1-42"), "", handOver},
+			{moved(120, "0-2-43"), "", handOver},
+		})
+		if p.Last.Pos != 120 || p.Tx != "0-2-43" || p.TxRows != 1 {
+			t.Fatalf("progress %+v", p)
+		}
+	})
+	t.Run("a snapshot row is never judged by its GTID", func(t *testing.T) {
+		snap := moved(60, "0-1-41")
+		snap.Snapshot = true
+		run(t, "snapshot", []step{{old(100, "0-1-41"), "", handOver}, {snap, "", handOver}})
 	})
 	t.Run("a history that does not say it continues is another history", func(t *testing.T) {
 		reset := Coordinate{Source: "src", History: "h3", File: "bin.000001", Pos: 4, GTID: "0-1-1"}

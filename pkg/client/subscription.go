@@ -171,6 +171,10 @@ func (s *Subscription) deliver(d delivery) {
 	next, verdict := s.judge(d, env)
 	switch verdict {
 	case dropIt:
+		if next != nil {
+			s.done(d, env, next) // saves the count of replays, then acknowledges
+			return
+		}
 		_ = d.Ack() // a replay of a change handed over before
 		return
 	case leaveIt:
@@ -240,10 +244,19 @@ func (s *Subscription) judge(d delivery, env *envelope.Envelope) (next *Progress
 		last, _, err := c.cfg.Dedup.Load(s.ctx, progressKey(s.subject, d))
 		if err == nil {
 			coord := CoordinateOf(env)
-			verdict, p, why := last.judge(coord, env.Prev)
+			prev := env.Prev
+			if isPartitioned(d) {
+				// The change published before it is in another partition,
+				// which has an order of its own: no gaps across them.
+				prev = last.Last.ID()
+			}
+			verdict, p, why := last.judge(coord, prev)
 			switch verdict {
 			case duplicate:
 				c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "last": last.Last.ID()}).Debug("duplicate dropped")
+				if p.Replayed != last.Replayed {
+					return &p, dropIt // a replay counted: the count is saved
+				}
 				return nil, dropIt
 			case late:
 				s.report(&LateChangeError{Subject: s.subject, ID: env.ID, Last: last.Last}, logrus.WarnLevel, "late change handed over")

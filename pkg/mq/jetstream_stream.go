@@ -230,6 +230,26 @@ func (j *JetStream) LastMessage(ctx context.Context) (StoredMessage, bool, error
 	return StoredMessage{Subject: m.Subject, ID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data, Sequence: m.Sequence}, true, nil
 }
 
+// MessageBefore implements HistoryScanner: the newest message the stream
+// holds below sequence seq (found is false when there is none).
+func (j *JetStream) MessageBefore(ctx context.Context, seq uint64) (StoredMessage, bool, error) {
+	st, err := j.js.Stream(ctx, j.opts.Stream)
+	if err != nil {
+		return StoredMessage{}, false, fmt.Errorf("mq: stream %q: %w", j.opts.Stream, err)
+	}
+	for s := seq - 1; s > 0 && seq > 0; s-- {
+		m, err := st.GetMsg(ctx, s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted or aged out
+		}
+		if err != nil {
+			return StoredMessage{}, false, fmt.Errorf("mq: stream %q: message %d: %w", j.opts.Stream, s, err)
+		}
+		return StoredMessage{Subject: m.Subject, ID: m.Header.Get(jetstream.MsgIDHeader), Data: m.Data, Sequence: m.Sequence}, true, nil
+	}
+	return StoredMessage{}, false, nil
+}
+
 // streamInfo reads the stream's state and configuration, and keeps its
 // message size limit for CheckSize.
 func (j *JetStream) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {

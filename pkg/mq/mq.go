@@ -165,6 +165,14 @@ type HistoryReader interface {
 	LastMessage(ctx context.Context) (m StoredMessage, found bool, err error)
 }
 
+// HistoryScanner is implemented by message queues that can read what they
+// hold backwards, message by message, in the order it was stored.
+type HistoryScanner interface {
+	// MessageBefore returns the newest message stored below sequence
+	// seq (found is false when there is none).
+	MessageBefore(ctx context.Context, seq uint64) (m StoredMessage, found bool, err error)
+}
+
 // SizeChecker is implemented by message queues that know the largest
 // message their broker accepts.
 type SizeChecker interface {

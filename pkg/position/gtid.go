@@ -206,6 +206,35 @@ func (s *GTIDState) Add(gtid string) bool {
 	return true
 }
 
+// AddBefore puts into s every transaction before the one with the given
+// GTID from the same origin, not that one: MariaDB's domain up to the
+// sequence number below it, MySQL's uuid from 1 to the number below it.
+// It reports false for an unparsable GTID, which changes nothing.
+func (s *GTIDState) AddBefore(gtid string) bool {
+	if !isMySQL(gtid) {
+		g, err := ParseMariaDBGTID(gtid)
+		if err != nil {
+			return false
+		}
+		if g.Seq > 1 {
+			prev := g
+			prev.Seq--
+			if last, ok := s.lastOfDomain(g.Domain); !ok || prev.Seq > last.Seq {
+				s.addMariaDB(prev)
+			}
+		}
+		return true
+	}
+	uuid, n, ok := splitMySQLGTID(gtid)
+	if !ok {
+		return false
+	}
+	if n > 1 {
+		s.addMySQL(uuid, 1, n-1)
+	}
+	return true
+}
+
 // Merge adds every transaction of o to s (for MariaDB, per domain the GTID
 // with the higher sequence number).
 func (s *GTIDState) Merge(o GTIDState) {

@@ -570,7 +570,7 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 	} else {
 		start = res.Position
 	}
-	skip, err := p.publishedBeforeFailover(ctx, start, res.Skip)
+	skip, skipRows, err := p.publishedBeforeFailover(ctx, start)
 	if err != nil {
 		return err
 	}
@@ -606,6 +606,7 @@ func (p *Producer) runOnce(ctx context.Context, stop <-chan struct{}) error {
 		},
 		StreamState:  p.mon.SourceConnected,
 		SkipGTIDs:    skip,
+		SkipTxRows:   skipRows,
 		ResumeByGTID: res.Moved,
 	})
 	sizer, _ := p.queue.(mq.SizeChecker)
@@ -657,35 +658,57 @@ func (p *Producer) failover(ctx context.Context, cp, pos position.Position) (pos
 	return pos, nil
 }
 
-// publishedBeforeFailover returns the GTID state of the transactions the
-// pass from start must not publish again: skip (those the checkpoint
-// holds, after a failover) plus, when start continues a history and the
-// broker's newest change is of that one, every transaction up to that
-// change's (they are stored; the broker keeps a history's changes in
-// order). Without a history reader it is skip.
-func (p *Producer) publishedBeforeFailover(ctx context.Context, start position.Position, skip string) (string, error) {
+// publishedBeforeFailover returns what the pass from start must not
+// publish again, when start continues a history (a failover): the
+// transactions its GTID state holds; and, when the broker's newest change
+// is of the continued history and of a transaction T beyond that state,
+// every transaction before T plus the first rows of T the broker holds
+// (counted back from its newest message; the transaction was cut by the
+// failover, its rows come in the same order on the new server). Without a
+// history reader it is the state alone (the SDK then drops the replays).
+func (p *Producer) publishedBeforeFailover(ctx context.Context, start position.Position) (string, binlog.TxRows, error) {
+	if start.Continues == "" {
+		return "", binlog.TxRows{}, nil
+	}
+	skip := position.MustGTIDState(start.GTID)
 	h, ok := p.queue.(mq.HistoryReader)
-	if start.Continues == "" || !ok {
-		return skip, nil
+	if !ok {
+		return skip.String(), binlog.TxRows{}, nil
 	}
 	last, found, err := h.LastMessage(ctx)
 	if err != nil {
-		return "", fmt.Errorf("read the newest message the broker holds: %w", err)
+		return "", binlog.TxRows{}, fmt.Errorf("read the newest message the broker holds: %w", err)
 	}
 	if !found {
-		return skip, nil
+		return skip.String(), binlog.TxRows{}, nil
 	}
 	src, err := p.ownMessage(last)
-	if err != nil || src.History != start.Continues || src.GTID == "" {
-		return skip, err
+	if err != nil || src.History != start.Continues || src.GTID == "" || skip.Covers(src.GTID) {
+		return skip.String(), binlog.TxRows{}, err
 	}
-	st := position.MustGTIDState(skip)
-	if !st.Add(src.GTID) {
-		return skip, nil
+	if !skip.AddBefore(src.GTID) {
+		return skip.String(), binlog.TxRows{}, nil
 	}
-	p.log.WithFields(logrus.Fields{"gtid": src.GTID, "id": last.ID}).
-		Info("the broker holds changes of the history before the failover up to this GTID; they are not published again")
-	return st.String(), nil
+	rows := 1
+	if scan, ok := p.queue.(mq.HistoryScanner); ok {
+		for seq := last.Sequence; ; rows++ {
+			m, found, err := scan.MessageBefore(ctx, seq)
+			if err != nil {
+				return "", binlog.TxRows{}, fmt.Errorf("count the rows the broker holds of transaction %s: %w", src.GTID, err)
+			}
+			if !found {
+				break
+			}
+			prev, err := envelope.SourceOf(m.Data)
+			if err != nil || prev.History != src.History || prev.GTID != src.GTID {
+				break
+			}
+			seq = m.Sequence
+		}
+	}
+	p.log.WithFields(logrus.Fields{"gtid": src.GTID, "rows": rows, "id": last.ID}).
+		Info("the broker holds changes of the history before the failover up to this transaction, the first rows of it included; they are not published again")
+	return skip.String(), binlog.TxRows{GTID: src.GTID, Rows: rows}, nil
 }
 
 // Close closes the queue New opened.

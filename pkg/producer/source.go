@@ -34,6 +34,9 @@ type ReaderHooks struct {
 	// SkipGTIDs is the GTID state of transactions the reader reads past
 	// without publishing them (published before a failover).
 	SkipGTIDs string
+	// SkipTxRows skips the first rows of one transaction (the part the
+	// broker holds of the transaction cut by a failover).
+	SkipTxRows binlog.TxRows
 	// ResumeByGTID asks the server for the binlog by the start's GTID
 	// state (the first pass after a failover).
 	ResumeByGTID bool
@@ -87,6 +90,7 @@ func (s binlogSource) Reader(hooks ReaderHooks) EventReader {
 	cfg.OnStreamState = hooks.StreamState
 	cfg.Snapshots = hooks.Snapshots
 	cfg.SkipGTIDs = hooks.SkipGTIDs
+	cfg.SkipTxRows = hooks.SkipTxRows
 	cfg.ResumeByGTID = hooks.ResumeByGTID
 	return binlog.NewReader(cfg, s.Source, s.log)
 }
