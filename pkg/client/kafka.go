@@ -154,7 +154,11 @@ func (t *kafkaTransport) startAtEnd(group, topic string) error {
 	if len(offsets) == 0 {
 		return nil // no topic yet: the group starts at its beginning, which is now
 	}
-	if _, err := adm.CommitOffsets(ctx, group, offsets); err != nil {
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
 		return fmt.Errorf("start Kafka group %s at the end of %s: %w", group, topic, err)
 	}
 	return nil
@@ -200,15 +204,19 @@ func (s *kafkaSub) loop(handle func(delivery)) {
 				s.log.WithError(err).WithField("partition", partition).Warn("Kafka fetch failed; retrying")
 			}
 		})
-		stopped := false
+		stopped, regroup := false, false
 		fs.EachRecord(func(r *kgo.Record) {
-			if stopped {
+			if stopped || regroup {
 				return
 			}
 			d := &kafkaDelivery{s: s, r: r}
 			handle(d)
-			stopped = !d.acked
+			regroup = d.regroup
+			stopped = !d.acked && !d.regroup
 		})
+		// After losing the group (a rebalance outran a long handler) the
+		// rest of the fetch is left: the member rejoins and the records
+		// come again from the committed offset (replays are dropped).
 		s.cl.AllowRebalance()
 		if stopped {
 			return
@@ -231,6 +239,9 @@ type kafkaDelivery struct {
 	s     *kafkaSub
 	r     *kgo.Record
 	acked bool
+	// regroup is set when the offset could not be committed because the
+	// member is no longer in the group's generation.
+	regroup bool
 }
 
 func (d *kafkaDelivery) Data() []byte { return d.r.Value }
@@ -257,6 +268,12 @@ func (d *kafkaDelivery) Ack() error {
 		if err == nil {
 			d.acked = true
 			return nil
+		}
+		if errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.RebalanceInProgress) ||
+			errors.Is(err, kerr.FencedInstanceID) {
+			d.regroup = true
+			d.s.log.WithError(err).Warn("Kafka offset not committed: the member lost its place in the group; the change comes again after the rebalance and is dropped as a replay")
+			return err
 		}
 		if d.s.ctx.Err() != nil {
 			if closing.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -100,6 +101,10 @@ type Kafka struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+	// broken is set when a record failed: nothing is sent after it until
+	// Resume (franz-go fails what is buffered behind a failed record on
+	// its partition, not what is produced later).
+	broken atomic.Bool
 }
 
 var (
@@ -107,6 +112,7 @@ var (
 	_ AsyncPublisher = (*Kafka)(nil)
 	_ SizeChecker    = (*Kafka)(nil)
 	_ Pinger         = (*Kafka)(nil)
+	_ Resumer        = (*Kafka)(nil)
 )
 
 // NewKafka connects to the brokers and reads their largest message size.
@@ -230,8 +236,18 @@ func (k *Kafka) CheckSize(m *Message) error {
 	return nil
 }
 
-// Publish implements MessageQueue: Send, then Wait.
-func (k *Kafka) Publish(ctx context.Context, msgs []Message) error { return sendAndWait(ctx, k, msgs) }
+// Publish implements MessageQueue: Send, then Wait, then Resume after a
+// failure (the caller has it in hand).
+func (k *Kafka) Publish(ctx context.Context, msgs []Message) error {
+	err := sendAndWait(ctx, k, msgs)
+	if err != nil {
+		k.Resume()
+	}
+	return err
+}
+
+// Resume implements Resumer: Sends are stored again.
+func (k *Kafka) Resume() { k.broken.Store(false) }
 
 // Send implements AsyncPublisher. It checks every subject first (nothing
 // is sent when one is refused), creates the topics it has not seen, then
@@ -248,16 +264,25 @@ func (k *Kafka) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	if len(msgs) == 0 {
 		return donePending{}, nil
 	}
+	if k.broken.Load() {
+		return nil, mark(ErrChainBroken, fmt.Errorf("mq: publish of %d messages: an earlier message failed; nothing is sent until Resume", len(msgs)))
+	}
+	// A refused message ends the batch: the ones before it are sent, it
+	// and what follows are not.
+	var refused *PublishError
 	var topics []string
 	seen := map[string]bool{}
 	for i := range msgs {
 		m := &msgs[i]
 		topic := k.opts.Topic(m.Subject)
-		if err := checkSubject(m.Subject, false); err != nil {
-			return nil, &PublishError{Subject: m.Subject, ID: m.ID, Err: mark(ErrRejected, err)}
+		err := checkSubject(m.Subject, false)
+		if err == nil {
+			err = CheckKafkaTopic(topic)
 		}
-		if err := CheckKafkaTopic(topic); err != nil {
-			return nil, &PublishError{Subject: m.Subject, ID: m.ID, Err: mark(ErrRejected, err)}
+		if err != nil {
+			refused = &PublishError{Subject: m.Subject, ID: m.ID, Err: mark(ErrRejected, err)}
+			msgs = msgs[:i]
+			break
 		}
 		if !seen[topic] {
 			seen[topic] = true
@@ -267,10 +292,38 @@ func (k *Kafka) Send(ctx context.Context, msgs []Message) (Pending, error) {
 	if err := k.ensureTopics(ctx, topics); err != nil {
 		return nil, err
 	}
+	p, err := k.produce(ctx, msgs)
+	if refused == nil {
+		return p, err
+	}
+	if err == nil {
+		err = p.Wait(ctx) // the ones before it are stored before the refusal is told
+	}
+	k.broken.Store(true)
+	if err != nil {
+		return nil, err
+	}
+	return nil, refused
+}
+
+// produce hands msgs to the client in order, unless a record failed
+// meanwhile.
+func (k *Kafka) produce(ctx context.Context, msgs []Message) (Pending, error) {
+	if len(msgs) == 0 {
+		return donePending{}, nil
+	}
 	k.sendMu.Lock()
 	defer k.sendMu.Unlock()
 	p := &kafkaPending{k: k, left: len(msgs), done: make(chan struct{})}
 	for i := range msgs {
+		if k.broken.Load() {
+			// A record failed while this batch was handed over: the rest
+			// is not sent, and counts as failed.
+			for _, m := range msgs[i:] {
+				p.finish(m, mark(ErrChainBroken, errors.New("mq: an earlier message failed")))
+			}
+			break
+		}
 		m := msgs[i]
 		rec := &kgo.Record{Topic: k.opts.Topic(m.Subject), Value: m.Data, Headers: []kgo.RecordHeader{{Key: KafkaIDHeader, Value: []byte(m.ID)}}}
 		if k.opts.KeyByPrimaryKey {
@@ -292,6 +345,9 @@ type kafkaPending struct {
 }
 
 func (p *kafkaPending) finish(m Message, err error) {
+	if err != nil {
+		p.k.broken.Store(true)
+	}
 	if errors.Is(err, kerr.MessageTooLarge) {
 		// The brokers take less than the queue knew: the next pass's
 		// CheckSize finds this message before sending it.
@@ -333,6 +389,8 @@ func (k *Kafka) learnLimit(topic string, limit int) {
 // kafkaError maps a record's failure to the package's errors.
 func kafkaError(err error) error {
 	switch {
+	case errors.Is(err, ErrChainBroken):
+		return err
 	case errors.Is(err, kgo.ErrClientClosed):
 		return mark(ErrClosed, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -528,9 +586,11 @@ func (l kafkaLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 }
 
 // primaryKeyOf is the key of a keyed record: the JSON array of the
-// primary key's values of the row (its after image, or before for a
-// delete); the subject for a table without a primary key or a message
-// that is not a row change (one partition keeps their order).
+// primary key's values of the row as it was before the change (its before
+// image: an update's after image may lack the key with
+// binlog_row_image=MINIMAL), or after for an insert; the subject for a
+// table without a primary key or a message that is not a row change (one
+// partition keeps their order).
 func primaryKeyOf(m *Message) []byte {
 	var env struct {
 		PK     []string                   `json:"pk"`
@@ -540,9 +600,9 @@ func primaryKeyOf(m *Message) []byte {
 	if err := json.Unmarshal(m.Data, &env); err != nil || len(env.PK) == 0 {
 		return []byte(m.Subject)
 	}
-	img := env.After
+	img := env.Before
 	if img == nil {
-		img = env.Before
+		img = env.After
 	}
 	key := []byte{'['}
 	for i, col := range env.PK {

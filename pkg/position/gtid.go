@@ -265,16 +265,38 @@ func (s GTIDState) Missing(o GTIDState) string {
 		}
 	}
 	for _, src := range o.mysql {
+		var have [][2]uint64
+		for _, m := range s.mysql {
+			if m.uuid == src.uuid {
+				have = m.intervals
+			}
+		}
 		for _, iv := range src.intervals {
-			for n := iv[0]; n <= iv[1]; n++ {
-				if !s.Covers(src.uuid + ":" + strconv.FormatUint(n, 10)) {
-					missing = append(missing, fmt.Sprintf("%s:%d and maybe more of %s:%d-%d", src.uuid, n, src.uuid, iv[0], iv[1]))
-					break
-				}
+			if n, ok := firstUncovered(have, iv); ok {
+				missing = append(missing, fmt.Sprintf("%s:%d and maybe more of %s:%d-%d", src.uuid, n, src.uuid, iv[0], iv[1]))
 			}
 		}
 	}
 	return strings.Join(missing, "; ")
+}
+
+// firstUncovered returns the first number of iv that none of the sorted,
+// disjoint intervals have holds.
+func firstUncovered(have [][2]uint64, iv [2]uint64) (uint64, bool) {
+	next := iv[0]
+	for _, h := range have {
+		if h[1] < next {
+			continue
+		}
+		if h[0] > next {
+			return next, true
+		}
+		if h[1] >= iv[1] {
+			return 0, false
+		}
+		next = h[1] + 1
+	}
+	return next, next <= iv[1]
 }
 
 func (s GTIDState) lastOfDomain(domain uint32) (MariaDBGTID, bool) {
