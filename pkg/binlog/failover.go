@@ -112,6 +112,12 @@ func (s *Source) ResumeByGTID(ctx context.Context, state string) (position.Posit
 	if missing := have.Missing(want); missing != "" {
 		return position.Position{}, failure.Permanent(&GTIDBehindError{Addr: s.cfg.addr(), Want: want.String(), Have: have.String(), Missing: missing})
 	}
+	if s.flavor == mysql.MariaDBFlavor {
+		if strict, err := s.queryString(ctx, "SELECT @@GLOBAL.gtid_strict_mode"); err == nil && strict == "0" {
+			s.log.WithField("addr", s.cfg.addr()).Warn("failing over to a MariaDB server with gtid_strict_mode=OFF: dbsync takes a domain's sequence numbers as growing " +
+				"in binlog order; an errant transaction numbered below the checkpoint's would be skipped; set gtid_strict_mode=ON on every server")
+		}
+	}
 	files, err := s.BinaryLogs(ctx)
 	if err != nil {
 		return position.Position{}, err
