@@ -34,3 +34,24 @@ func (f factory) histogram(name, help string, buckets []float64) prometheus.Hist
 	f.reg.MustRegister(h)
 	return h
 }
+
+// optionalGaugeFunc registers a gauge whose sample is exposed only while fn
+// reports its value as known.
+func (f factory) optionalGaugeFunc(name, help string, fn func() (float64, bool)) {
+	f.reg.MustRegister(optionalGauge{desc: prometheus.NewDesc(name, help, nil, nil), value: fn})
+}
+
+// optionalGauge is a gauge without a sample while its value is unknown, so
+// that neither a graph nor an alert takes a made-up value for it.
+type optionalGauge struct {
+	desc  *prometheus.Desc
+	value func() (float64, bool)
+}
+
+func (g optionalGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g optionalGauge) Collect(ch chan<- prometheus.Metric) {
+	if v, ok := g.value(); ok {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
+	}
+}

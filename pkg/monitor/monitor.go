@@ -91,6 +91,9 @@ type Monitor struct {
 	lastSourceErr  error
 	lastBrokerErr  error
 	sourcePolledAt time.Time
+	// ages bounds the age of the checkpoint's binlog file and holds the
+	// source's binlog retention.
+	ages binlogAges
 }
 
 // New returns a Monitor; stallTimeout is how long the source may be ahead
@@ -126,6 +129,8 @@ func New(stallTimeout time.Duration) *Monitor {
 	f.gaugeFunc("dbsync_ha_active", "1 while this replica streams (holds the checkpoint lease), 0 while it stands by.", func() float64 { return 1 })
 	m.failovers = f.counter("dbsync_source_failovers_total", "Times the producer moved its checkpoint to another source server by GTID (a promoted replica, another host of Mysql.Hosts).")
 	m.takeovers = f.counter("dbsync_ha_takeovers_total", "Times this process took the checkpoint lease over from another replica after standing by (HA.Standby).")
+	f.optionalGaugeFunc("dbsync_binlog_retention_seconds", "The source's binlog expiry: a binlog file is purged once it was last written longer ago (binlog_expire_logs_seconds, else expire_logs_days; 0: binlogs never expire). Absent until read.", m.binlogRetention)
+	f.optionalGaugeFunc("dbsync_checkpoint_binlog_file_age_seconds", "Seconds since the source last wrote the checkpoint's binlog file, at most: the age binlog expiry compares with dbsync_binlog_retention_seconds (about the monitor interval while the checkpoint is in the file being written). Absent while unknown: the file was rotated before this process watched and nothing was published since.", m.checkpointBinlogAge)
 	return m
 }
 
@@ -280,11 +285,20 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 		return
 	}
 	cp := m.Checkpoint()
+	// The server was still writing current.File when it answered, after
+	// asked: that file's last write is no earlier than asked.
+	asked := m.now()
 	current, err := src.CurrentPosition(ctx)
 	if err != nil {
 		log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot read the source's position")
 		return
 	}
+	if err := m.pollRetention(ctx, src); err != nil {
+		log.WithError(err).Debug("monitor: cannot read the source's binlog retention")
+	}
+	m.mu.Lock()
+	m.ages.sawWriting(current.File, m.checkpoint.File, asked)
+	m.mu.Unlock()
 	var behind int64
 	if !cp.IsZero() {
 		if behind, err = src.BytesBetween(ctx, cp, current); err != nil {
