@@ -13,14 +13,17 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
 
 // built is the output of a kustomize build, decoded strictly.
 type built struct {
+	Dir             string
 	StatefulSets    map[string]*appsv1.StatefulSet
 	Services        map[string]*corev1.Service
 	NetworkPolicies map[string]*networkingv1.NetworkPolicy
+	PDBs            map[string]*policyv1.PodDisruptionBudget
 	ConfigMaps      map[string]*corev1.ConfigMap
 	Secrets         map[string]*corev1.Secret
 	Namespaces      map[string]string // kind/name -> namespace
@@ -39,14 +42,17 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 		t.Fatalf("kustomize build %s: output: %v", dir, err)
 	}
 	b := &built{
+		Dir:          dir,
 		StatefulSets: map[string]*appsv1.StatefulSet{}, Services: map[string]*corev1.Service{},
 		NetworkPolicies: map[string]*networkingv1.NetworkPolicy{}, ConfigMaps: map[string]*corev1.ConfigMap{},
+		PDBs:    map[string]*policyv1.PodDisruptionBudget{},
 		Secrets: map[string]*corev1.Secret{}, Namespaces: map[string]string{},
 	}
 	for i, doc := range docs {
 		var tm struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
 				Name      string `json:"name"`
 				Namespace string `json:"namespace"`
 			} `json:"metadata"`
@@ -65,6 +71,9 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 		case "NetworkPolicy":
 			o := &networkingv1.NetworkPolicy{}
 			b.NetworkPolicies[tm.Metadata.Name], obj = o, o
+		case "PodDisruptionBudget":
+			o := &policyv1.PodDisruptionBudget{}
+			b.PDBs[tm.Metadata.Name], obj = o, o
 		case "ConfigMap":
 			o := &corev1.ConfigMap{}
 			b.ConfigMaps[tm.Metadata.Name], obj = o, o
@@ -78,7 +87,60 @@ func kustomizeBuild(t *testing.T, dir string) *built {
 		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 			t.Errorf("kustomize build %s: %s %q: strict decoding: %v", dir, tm.Kind, tm.Metadata.Name, err)
 		}
+		if want := wantAPIVersion[tm.Kind]; tm.APIVersion != want {
+			t.Errorf("kustomize build %s: %s %q: apiVersion %q, want %q", dir, tm.Kind, tm.Metadata.Name, tm.APIVersion, want)
+		}
 		b.Namespaces[tm.Kind+"/"+tm.Metadata.Name] = tm.Metadata.Namespace
+	}
+	return b
+}
+
+// asBase returns the build as a loaded base (names as applied, every
+// generated name hashed and every reference rewritten), so checkWiring
+// checks exactly what `kubectl apply -k` applies, patches included.
+func (bt *built) asBase() *base {
+	b := &base{
+		Dir:             "kustomize build " + bt.Dir,
+		StatefulSets:    map[string]located[appsv1.StatefulSet]{},
+		Services:        map[string]located[corev1.Service]{},
+		NetworkPolicies: map[string]located[networkingv1.NetworkPolicy]{},
+		PDBs:            map[string]located[policyv1.PodDisruptionBudget]{},
+		ConfigMaps:      map[string]dataObject{},
+		Secrets:         map[string]dataObject{},
+		Patched:         map[string]string{},
+	}
+	where := func(kind, name string) string { return fmt.Sprintf("%s: %s %q", b.Dir, kind, name) }
+	for n, o := range bt.StatefulSets {
+		b.StatefulSets[n] = located[appsv1.StatefulSet]{where("StatefulSet", n), o}
+	}
+	for n, o := range bt.Services {
+		b.Services[n] = located[corev1.Service]{where("Service", n), o}
+	}
+	for n, o := range bt.NetworkPolicies {
+		b.NetworkPolicies[n] = located[networkingv1.NetworkPolicy]{where("NetworkPolicy", n), o}
+	}
+	for n, o := range bt.PDBs {
+		b.PDBs[n] = located[policyv1.PodDisruptionBudget]{where("PodDisruptionBudget", n), o}
+	}
+	for n, o := range bt.ConfigMaps {
+		d := map[string]string{}
+		for k, v := range o.Data {
+			d[k] = v
+		}
+		for k, v := range o.BinaryData {
+			d[k] = string(v)
+		}
+		b.ConfigMaps[n] = dataObject{where("ConfigMap", n), d}
+	}
+	for n, o := range bt.Secrets {
+		d := map[string]string{}
+		for k, v := range o.Data {
+			d[k] = string(v)
+		}
+		for k, v := range o.StringData {
+			d[k] = v
+		}
+		b.Secrets[n] = dataObject{where("Secret", n), d}
 	}
 	return b
 }
@@ -119,21 +181,84 @@ func TestOverlayNeedsSecretFiles(t *testing.T) {
 	}
 }
 
-// TestKustomizeBuild builds the base and the example overlay (its secret
-// files filled in) with kubectl's kustomize and checks the result: the base
-// yields no Secret; the overlay's Secrets and ConfigMaps get hashed names
-// and every reference of the base's workloads is rewritten to them (so a
-// Secret of the plain name is never touched); every image is the pinned
-// one; everything lands in the overlay's namespace.
+// TestKustomizeBuild builds the base, the example overlay and the ha
+// overlay (their secret files filled in) with kubectl's kustomize and
+// checks the result: the base yields no Secret; the overlays' Secrets and
+// ConfigMaps get hashed names and every reference of the workloads is
+// rewritten to them (so a Secret of the plain name is never touched);
+// every image is the pinned one; everything lands in the overlay's
+// namespace.
 func TestKustomizeBuild(t *testing.T) {
 	base := kustomizeBuild(t, baseDir)
 	for name := range base.Secrets {
 		t.Errorf("kustomize build %s yields Secret %q: the base must not create Secrets", baseDir, name)
 	}
 
-	dir, sec := exampleDir(t)
-	b := kustomizeBuild(t, filepath.Join(dir, overlayDir))
-	src, err := loadBase(filepath.Join(dir, overlayDir))
+	t.Run("example", func(t *testing.T) {
+		dir, sec := exampleDir(t)
+		b := checkOverlayBuild(t, filepath.Join(dir, overlayDir))
+		if n := generatedName(t, "Secret", "dbsync-producer", keysOf(b.Secrets)); n != "" {
+			if got := string(b.Secrets[n].Data["mysql-password"]); strings.TrimRight(got, "\n") != sec.MysqlPassword {
+				t.Errorf("Secret %q key mysql-password does not hold the file's content", n)
+			}
+		}
+	})
+	t.Run("ha", func(t *testing.T) {
+		dir, _ := haDir(t)
+		b := checkOverlayBuild(t, filepath.Join(dir, haOverlayDir))
+		// The replaced ConfigMaps hold the overlay's files, not the base's.
+		for _, g := range []struct{ name, key, file string }{
+			{"dbsync-config", "config.json", "config.json"},
+			{"dbsync-nats-config", "nats.conf", "nats.conf"},
+		} {
+			want, err := os.ReadFile(filepath.Join(haOverlayDir, g.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := generatedName(t, "ConfigMap", g.name, keysOf(b.ConfigMaps)); n != "" && b.ConfigMaps[n].Data[g.key] != string(want) {
+				t.Errorf("ConfigMap %q key %s is not %s/%s", n, g.key, haOverlayDir, g.file)
+			}
+		}
+	})
+}
+
+// generatedName returns the one name of names that is name plus a content
+// hash (a generator's output), reporting none, several, or name itself.
+func generatedName(t *testing.T, kind, name string, names []string) string {
+	t.Helper()
+	var found []string
+	for _, n := range names {
+		if strings.HasPrefix(n, name+"-") && len(n) > len(name)+1 && !strings.Contains(n[len(name)+1:], "-") {
+			found = append(found, n)
+		}
+		if n == name {
+			t.Errorf("%s %q has no content hash in its name: it would replace one of the same name", kind, n)
+		}
+	}
+	if len(found) != 1 {
+		t.Errorf("%s %q: generated as %q, want exactly one hashed name", kind, name, found)
+		return ""
+	}
+	return found[0]
+}
+
+// generators returns the generators of b and of every base below it.
+func (b *base) generators() (configMaps, secrets []generator) {
+	configMaps = append(configMaps, b.Kustomization.ConfigMapGenerator...)
+	secrets = append(secrets, b.Kustomization.SecretGenerator...)
+	for _, sub := range b.Bases {
+		c, s := sub.generators()
+		configMaps, secrets = append(configMaps, c...), append(secrets, s...)
+	}
+	return configMaps, secrets
+}
+
+// checkOverlayBuild builds the overlay in dir and checks what every
+// overlay must yield (see TestKustomizeBuild); it returns the build.
+func checkOverlayBuild(t *testing.T, dir string) *built {
+	t.Helper()
+	b := kustomizeBuild(t, dir)
+	src, err := loadBase(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,41 +269,20 @@ func TestKustomizeBuild(t *testing.T) {
 	}
 
 	// Generated objects: hashed names, one per generator.
-	generatedName := func(kind, name string, names []string) string {
-		t.Helper()
-		var found []string
-		for _, n := range names {
-			if strings.HasPrefix(n, name+"-") && len(n) > len(name)+1 && !strings.Contains(n[len(name)+1:], "-") {
-				found = append(found, n)
-			}
-			if n == name {
-				t.Errorf("%s %q has no content hash in its name: it would replace one of the same name", kind, n)
-			}
-		}
-		if len(found) != 1 {
-			t.Errorf("%s %q: generated as %q, want exactly one hashed name", kind, name, found)
-			return ""
-		}
-		return found[0]
-	}
-	for _, g := range src.Kustomization.SecretGenerator {
-		n := generatedName("Secret", g.Name, keysOf(b.Secrets))
+	configMaps, secrets := src.generators()
+	for _, g := range secrets {
+		n := generatedName(t, "Secret", g.Name, keysOf(b.Secrets))
 		if s := b.Secrets[n]; s != nil && g.Type != "" && string(s.Type) != g.Type {
 			t.Errorf("Secret %q has type %q, want %q", n, s.Type, g.Type)
 		}
 	}
-	for _, g := range src.Kustomization.ConfigMapGenerator {
-		generatedName("ConfigMap", g.Name, keysOf(b.ConfigMaps))
-	}
-	if n := generatedName("Secret", "dbsync-producer", keysOf(b.Secrets)); n != "" {
-		if got := string(b.Secrets[n].Data["mysql-password"]); strings.TrimRight(got, "\n") != sec.MysqlPassword {
-			t.Errorf("Secret %q key mysql-password does not hold the file's content", n)
-		}
+	for _, g := range configMaps {
+		generatedName(t, "ConfigMap", g.Name, keysOf(b.ConfigMaps))
 	}
 
 	// What the images: of the base make of the bare names.
 	pinnedImages := map[string]bool{}
-	for _, im := range src.Bases[0].Kustomization.Images {
+	for _, im := range src.root().Kustomization.Images {
 		name := im.Name
 		if im.NewName != "" {
 			name = im.NewName
@@ -217,4 +321,5 @@ func TestKustomizeBuild(t *testing.T) {
 			}
 		}
 	}
+	return b
 }

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,6 +28,7 @@ type kustomization struct {
 	NamePrefix         string      `json:"namePrefix,omitempty"`
 	Labels             []labelSet  `json:"labels,omitempty"`
 	Resources          []string    `json:"resources,omitempty"`
+	Patches            []patch     `json:"patches,omitempty"`
 	ConfigMapGenerator []generator `json:"configMapGenerator,omitempty"`
 	SecretGenerator    []generator `json:"secretGenerator,omitempty"`
 	Images             []image     `json:"images,omitempty"`
@@ -36,6 +38,15 @@ type labelSet struct {
 	Pairs            map[string]string `json:"pairs"`
 	IncludeSelectors bool              `json:"includeSelectors,omitempty"`
 	IncludeTemplates bool              `json:"includeTemplates,omitempty"`
+}
+
+// patch is a kustomize patch read from a file: a strategic merge patch
+// naming its object by apiVersion, kind and metadata.name. (Inline
+// patches and targets are not used here: a patch file is decoded strictly
+// like a resource, so a misspelt field fails the test instead of adding
+// nothing.)
+type patch struct {
+	Path string `json:"path"`
 }
 
 type generator struct {
@@ -82,10 +93,24 @@ type base struct {
 	StatefulSets    map[string]located[appsv1.StatefulSet]
 	Services        map[string]located[corev1.Service]
 	NetworkPolicies map[string]located[networkingv1.NetworkPolicy]
+	PDBs            map[string]located[policyv1.PodDisruptionBudget]
 	ConfigMaps      map[string]dataObject
 	Secrets         map[string]dataObject
+	// Patched are the objects the kustomization's patches change, by
+	// kind/name (a loaded base does not apply them: build the kustomization
+	// for the result).
+	Patched map[string]string
 	// Bases are the loaded directories among the resources.
 	Bases []*base
+}
+
+// root returns the innermost base b is built on (b itself when it has
+// none): the one that pins the images.
+func (b *base) root() *base {
+	for len(b.Bases) > 0 {
+		b = b.Bases[0]
+	}
+	return b
 }
 
 // generatorFile splits a generator "files" entry ("key=path" or "path")
@@ -98,14 +123,17 @@ func generatorFile(entry string) (key, p string) {
 }
 
 // listedFiles returns the files the kustomization names: resources that
-// are not directories and generator files, as slash paths relative to the
-// kustomization's directory dir.
+// are not directories, patches and generator files, as slash paths
+// relative to the kustomization's directory dir.
 func (k kustomization) listedFiles(dir string) []string {
 	var out []string
 	for _, r := range k.Resources {
 		if !isDir(filepath.Join(dir, filepath.FromSlash(r))) {
 			out = append(out, r)
 		}
+	}
+	for _, p := range k.Patches {
+		out = append(out, p.Path)
 	}
 	for _, g := range append(append([]generator(nil), k.ConfigMapGenerator...), k.SecretGenerator...) {
 		for _, f := range g.Files {
@@ -164,11 +192,12 @@ func splitYAML(data []byte) (docs [][]byte, index []int, err error) {
 
 // wantAPIVersion is the apiVersion each supported kind must carry.
 var wantAPIVersion = map[string]string{
-	"StatefulSet":   "apps/v1",
-	"Service":       "v1",
-	"ConfigMap":     "v1",
-	"Secret":        "v1",
-	"NetworkPolicy": "networking.k8s.io/v1",
+	"StatefulSet":         "apps/v1",
+	"Service":             "v1",
+	"ConfigMap":           "v1",
+	"Secret":              "v1",
+	"NetworkPolicy":       "networking.k8s.io/v1",
+	"PodDisruptionBudget": "policy/v1",
 }
 
 // loadBase reads dir/kustomization.yaml and every file it lists, decoding
@@ -183,6 +212,8 @@ func loadBase(dir string) (*base, error) {
 		StatefulSets:    map[string]located[appsv1.StatefulSet]{},
 		Services:        map[string]located[corev1.Service]{},
 		NetworkPolicies: map[string]located[networkingv1.NetworkPolicy]{},
+		PDBs:            map[string]located[policyv1.PodDisruptionBudget]{},
+		Patched:         map[string]string{},
 		ConfigMaps:      map[string]dataObject{},
 		Secrets:         map[string]dataObject{},
 	}
@@ -242,6 +273,7 @@ func loadBase(dir string) (*base, error) {
 			mergeInto(b.StatefulSets, sub.StatefulSets, "StatefulSet", seen, fail)
 			mergeInto(b.Services, sub.Services, "Service", seen, fail)
 			mergeInto(b.NetworkPolicies, sub.NetworkPolicies, "NetworkPolicy", seen, fail)
+			mergeInto(b.PDBs, sub.PDBs, "PodDisruptionBudget", seen, fail)
 			mergeData(b.ConfigMaps, sub.ConfigMaps, "ConfigMap", seen, fail)
 			mergeData(b.Secrets, sub.Secrets, "Secret", seen, fail)
 			continue
@@ -308,6 +340,11 @@ func loadBase(dir string) (*base, error) {
 				if derr = yaml.UnmarshalStrict(doc, o); derr == nil {
 					b.NetworkPolicies[o.Name] = located[networkingv1.NetworkPolicy]{where, o}
 				}
+			case "PodDisruptionBudget":
+				o := &policyv1.PodDisruptionBudget{}
+				if derr = yaml.UnmarshalStrict(doc, o); derr == nil {
+					b.PDBs[o.Name] = located[policyv1.PodDisruptionBudget]{where, o}
+				}
 			case "Service":
 				o := &corev1.Service{}
 				if derr = yaml.UnmarshalStrict(doc, o); derr == nil {
@@ -344,6 +381,43 @@ func loadBase(dir string) (*base, error) {
 		}
 	}
 
+	// Patches: strategic merge patches of objects the resources define,
+	// each document decoded strictly into its kind (kustomize's "$patch"
+	// directives aside).
+	for _, p := range k.Patches {
+		if !isPresent[path.Clean(p.Path)] {
+			continue // reported above
+		}
+		data, err := os.ReadFile(rel(p.Path))
+		if err != nil {
+			fail("%s: %v", rel(p.Path), err)
+			continue
+		}
+		docs, index, err := splitYAML(data)
+		if err != nil {
+			fail("%s: %v", rel(p.Path), err)
+			continue
+		}
+		if len(docs) == 0 {
+			fail("%s: no YAML document in it", rel(p.Path))
+		}
+		for i, doc := range docs {
+			where := fmt.Sprintf("%s (document %d)", rel(p.Path), index[i])
+			if err := decodePatch(doc, seen); err != nil {
+				fail("%s: %v", where, err)
+				continue
+			}
+			var tm struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			}
+			_ = yaml.Unmarshal(doc, &tm)
+			b.Patched[tm.Kind+"/"+tm.Metadata.Name] = where
+		}
+	}
+
 	// Generated ConfigMaps and Secrets.
 	gen := func(kind string, gs []generator, into map[string]dataObject) {
 		for i, g := range gs {
@@ -352,12 +426,29 @@ func loadBase(dir string) (*base, error) {
 				fail("%s: name is empty", where)
 				continue
 			}
-			if _, dup := seen[kind+"/"+g.Name]; dup {
-				fail("%s: %s %q is also defined in %s", where, kind, g.Name, seen[kind+"/"+g.Name])
+			prev, exists := seen[kind+"/"+g.Name]
+			switch g.Behavior {
+			case "", "create":
+				if exists {
+					fail("%s: %s %q is also defined in %s", where, kind, g.Name, prev)
+					continue
+				}
+			case "replace", "merge":
+				if !exists {
+					fail("%s: behavior %s, but no base defines %s %q", where, g.Behavior, kind, g.Name)
+					continue
+				}
+			default:
+				fail("%s: behavior %q is none of create, replace, merge", where, g.Behavior)
 				continue
 			}
 			seen[kind+"/"+g.Name] = where
 			d := map[string]string{}
+			if g.Behavior == "merge" {
+				for k, v := range into[g.Name].Data {
+					d[k] = v
+				}
+			}
 			for _, f := range g.Files {
 				key, p := generatorFile(f)
 				data, err := os.ReadFile(rel(p))
@@ -385,6 +476,76 @@ func loadBase(dir string) (*base, error) {
 		return b, fmt.Errorf("%s: %d problem(s):\n  %s", dir, len(problems), strings.Join(problems, "\n  "))
 	}
 	return b, nil
+}
+
+// decodePatch decodes one document of a strategic merge patch strictly
+// into the Kubernetes type of its kind, after dropping kustomize's
+// directives ("$patch: delete", ...), and checks that it names an object
+// of the resources (seen, by kind/name).
+func decodePatch(doc []byte, seen map[string]string) error {
+	var v any
+	if err := yaml.Unmarshal(doc, &v); err != nil {
+		return err
+	}
+	var strip func(v any) any
+	strip = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k := range x {
+				if strings.HasPrefix(k, "$") {
+					delete(x, k)
+				} else {
+					x[k] = strip(x[k])
+				}
+			}
+		case []any:
+			for i := range x {
+				x[i] = strip(x[i])
+			}
+		}
+		return v
+	}
+	clean, err := yaml.Marshal(strip(v))
+	if err != nil {
+		return err
+	}
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if err := yaml.Unmarshal(clean, &tm); err != nil {
+		return err
+	}
+	if want, ok := wantAPIVersion[tm.Kind]; !ok {
+		return fmt.Errorf("patch of kind %q, not one the test decodes (%s)", tm.Kind, strings.Join(keysOf(wantAPIVersion), ", "))
+	} else if tm.APIVersion != want {
+		return fmt.Errorf("patch of %s %q: apiVersion %q, want %q", tm.Kind, tm.Metadata.Name, tm.APIVersion, want)
+	}
+	if _, ok := seen[tm.Kind+"/"+tm.Metadata.Name]; !ok {
+		return fmt.Errorf("patch of %s %q, which no resource defines", tm.Kind, tm.Metadata.Name)
+	}
+	var obj any
+	switch tm.Kind {
+	case "StatefulSet":
+		obj = &appsv1.StatefulSet{}
+	case "Service":
+		obj = &corev1.Service{}
+	case "NetworkPolicy":
+		obj = &networkingv1.NetworkPolicy{}
+	case "PodDisruptionBudget":
+		obj = &policyv1.PodDisruptionBudget{}
+	case "ConfigMap":
+		obj = &corev1.ConfigMap{}
+	case "Secret":
+		obj = &corev1.Secret{}
+	}
+	if err := yaml.UnmarshalStrict(clean, obj); err != nil {
+		return fmt.Errorf("patch of %s %q: strict decoding into the Kubernetes %s type failed: %w", tm.Kind, tm.Metadata.Name, tm.Kind, err)
+	}
+	return nil
 }
 
 // mergeInto adds the objects of a sub-base; a name defined twice is a

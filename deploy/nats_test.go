@@ -59,8 +59,17 @@ func podContainer(t *testing.T, b *base, name, cname string) (*appsv1.StatefulSe
 // mounted.
 func natsPod(t *testing.T, b *base) (*server.Options, string, string) {
 	t.Helper()
+	return natsPodN(t, b, 0)
+}
+
+// natsPodN is natsPod for the StatefulSet's pod of ordinal n (its name
+// is what a fieldRef to metadata.name gives): every pod gets its own root,
+// so the JetStream store of each is a directory of its own.
+func natsPodN(t *testing.T, b *base, n int) (*server.Options, string, string) {
+	t.Helper()
 	s, c := podContainer(t, b, natsSet, natsContainer)
 	at := fmt.Sprintf("StatefulSet %q, container %q", s.Name, c.Name)
+	podName := fmt.Sprintf("%s-%d", s.Name, n)
 	args := append(append([]string(nil), c.Command...), c.Args...)
 	i := slices.Index(args, "-c")
 	if i < 0 || i+1 >= len(args) {
@@ -95,8 +104,10 @@ func natsPod(t *testing.T, b *base) (*server.Options, string, string) {
 			v = b.ConfigMaps[r.ConfigMapKeyRef.Name].Data[r.ConfigMapKeyRef.Key]
 		case r.SecretKeyRef != nil:
 			v = b.Secrets[r.SecretKeyRef.Name].Data[r.SecretKeyRef.Key]
+		case r.FieldRef != nil && r.FieldRef.FieldPath == "metadata.name":
+			v = podName
 		default:
-			t.Fatalf("%s: env %s: the test resolves only values and ConfigMap or Secret keys", at, e.Name)
+			t.Fatalf("%s: env %s: the test resolves only values, ConfigMap or Secret keys and the pod's name", at, e.Name)
 		}
 		t.Setenv(e.Name, v)
 	}

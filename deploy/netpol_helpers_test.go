@@ -238,7 +238,9 @@ func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cf
 					if proto == "" {
 						proto = corev1.ProtocolTCP
 					}
-					if !admitted(b, monitoring, dst, proto, cp.ContainerPort) && !admitted(b, client, dst, proto, cp.ContainerPort) {
+					// From Prometheus, a NATS client, or another pod of the
+					// same StatefulSet (the NATS routes).
+					if !admitted(b, monitoring, dst, proto, cp.ContainerPort) && !admitted(b, client, dst, proto, cp.ContainerPort) && !admitted(b, dst, dst, proto, cp.ContainerPort) {
 						fail("%s: port %q (container port %d of StatefulSet %q) is admitted by no NetworkPolicy ingress rule: the Service would not work", ls.Where, sp.Name, cp.ContainerPort, st.Obj.Name)
 					}
 				}
@@ -295,6 +297,7 @@ func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cf
 
 	// The producer's egress: DNS, MySQL, and nothing else outside.
 	dns := podIn("kube-system", map[string]string{"k8s-app": "kube-dns"}, &corev1.PodSpec{})
+	checkRoutePolicies(b, []endpoint{monitoring, stranger, otherNS, client, producer}, dns, fail)
 	for _, proto := range []corev1.Protocol{corev1.ProtocolUDP, corev1.ProtocolTCP} {
 		if !allowed(b, producer, dns, proto, 53) {
 			fail("NetworkPolicies: the producer cannot reach the cluster DNS (kube-system, k8s-app=kube-dns) on %s 53", proto)
@@ -308,6 +311,60 @@ func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cf
 	for _, p := range []int32{443, 80, 6379} {
 		if allowed(b, producer, external("203.0.113.10"), corev1.ProtocolTCP, p) {
 			fail("NetworkPolicies: the producer may connect to port %d anywhere; allow only what it needs (DNS, NATS, MySQL)", p)
+		}
+	}
+}
+
+// natsRoutePort returns the NATS container's route port (the container
+// port named "cluster"), if it has one.
+func natsRoutePort(s *appsv1.StatefulSet) (int32, bool) {
+	for _, c := range s.Spec.Template.Spec.Containers {
+		if c.Name != "nats" {
+			continue
+		}
+		for _, p := range c.Ports {
+			if p.Name == "cluster" {
+				return p.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// checkRoutePolicies checks the NATS cluster's routes: with a route port,
+// NATS pods reach each other on it (ingress and egress) and the cluster
+// DNS (the routes name the pods), and none of others does, nor does NATS
+// reach anything else; without one, no port 6222 of NATS is reachable,
+// even from NATS.
+func checkRoutePolicies(b *base, others []endpoint, dns endpoint, fail func(string, ...any)) {
+	ls, ok := b.StatefulSets["dbsync-nats"]
+	if !ok {
+		return
+	}
+	nats := podOf(ls.Obj)
+	port, clustered := natsRoutePort(ls.Obj)
+	if !clustered {
+		if admitted(b, nats, nats, corev1.ProtocolTCP, 6222) {
+			fail("NetworkPolicies: NATS admits port 6222 from NATS pods, but the NATS container has no route port (a container port named \"cluster\")")
+		}
+		return
+	}
+	if !allowed(b, nats, nats, corev1.ProtocolTCP, port) {
+		fail("NetworkPolicies: the NATS pods cannot reach each other's route port %d (ingress from, and egress to, the NATS pods): the cluster would not form", port)
+	}
+	for _, o := range others {
+		if admitted(b, o, nats, corev1.ProtocolTCP, port) {
+			fail("NetworkPolicies: the NATS route port %d is reachable from a pod labelled %v in namespace %q; admit only the NATS pods", port, o.Labels, o.Namespace)
+		}
+	}
+	for _, proto := range []corev1.Protocol{corev1.ProtocolUDP, corev1.ProtocolTCP} {
+		if !allowed(b, nats, dns, proto, 53) {
+			fail("NetworkPolicies: NATS cannot reach the cluster DNS on %s 53: it could not resolve the routes' pod names", proto)
+		}
+	}
+	for _, p := range []int32{443, 4222, 3306} {
+		if allowed(b, nats, external("203.0.113.10"), corev1.ProtocolTCP, p) {
+			fail("NetworkPolicies: NATS may connect to port %d outside the cluster; it needs only its routes and DNS", p)
 		}
 	}
 }

@@ -74,13 +74,6 @@ func checkWiring(b *base, df *dockerfile) []string {
 	s, at := ls.Obj, ls.Where
 	pod := s.Spec.Template.Spec
 
-	if s.Spec.Replicas == nil || *s.Spec.Replicas != 1 {
-		got := "unset (defaults to 1, but say it)"
-		if s.Spec.Replicas != nil {
-			got = strconv.Itoa(int(*s.Spec.Replicas))
-		}
-		fail("%s: spec.replicas is %s, want 1: one producer per source database (two would stream every change twice and share one checkpoint)", at, got)
-	}
 	if g := pod.TerminationGracePeriodSeconds; g == nil || *g <= 30 {
 		fail("%s: spec.template.spec.terminationGracePeriodSeconds must be set above 30 (the producer drains for up to 30s on SIGTERM before saving its checkpoint; Kubernetes defaults to 30)", at)
 	}
@@ -223,6 +216,18 @@ func checkWiring(b *base, df *dockerfile) []string {
 		fail("%s", strings.ReplaceAll(err.Error(), filepath.ToSlash(root), ""))
 		return problems
 	}
+
+	// One producer streams per source. Several replicas only with a store
+	// they share and HA.Standby: the lease holder streams, the others wait.
+	switch {
+	case s.Spec.Replicas == nil:
+		fail("%s: spec.replicas is unset (defaults to 1, but say it)", at)
+	case *s.Spec.Replicas > 1 && (!cfg.HA.Standby || cfg.Storage.DaoName == "bolt"):
+		fail("%s: spec.replicas is %d, want 1: one producer per source database (with the %s store and HA.Standby %v, a second one would stream every change twice "+
+			"or be refused; several replicas need Storage.DaoName nats or redis and HA.Standby in %s)", at, *s.Spec.Replicas, cfg.Storage.DaoName, cfg.HA.Standby, src)
+	case *s.Spec.Replicas < 1:
+		fail("%s: spec.replicas is %d: no producer runs", at, *s.Spec.Replicas)
+	}
 	for _, f := range []struct{ key, path string }{
 		{"Mysql.PasswordFile", cfg.Mysql.PasswordFile},
 		{"Redis.PasswordFile", cfg.Redis.PasswordFile},
@@ -256,7 +261,10 @@ func checkWiring(b *base, df *dockerfile) []string {
 		}
 		return corev1.VolumeMount{}, false
 	}
-	if dataDir := fromRoot(cfg.DataDir, root); !onClaimOK(onClaim(dataDir)) {
+	// DataDir holds local state only for the bolt file and the embedded
+	// broker (no JetStream.URL); with neither, the pod needs no volume.
+	embedded := cfg.MQName == "jetstream" && cfg.JetStream.URL == ""
+	if dataDir := fromRoot(cfg.DataDir, root); (cfg.Storage.DaoName == "bolt" || embedded) && !onClaimOK(onClaim(dataDir)) {
 		fail("%s: DataDir %q is not under a writable volumeMount of a volumeClaimTemplate (%s; mounts: %s): local state would be lost with the pod", src, dataDir, cat, describeMounts(*c))
 	}
 	if cfg.Storage.DaoName == "bolt" {
