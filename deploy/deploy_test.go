@@ -1,6 +1,7 @@
 // Package deploy holds no code: it tests the container image recipe
 // (../Dockerfile, ../.dockerignore) and the Kubernetes manifests in base/
-// and overlays/ (example/, and ha/: a NATS cluster and standby producers).
+// and overlays/ (example/; ha/: a NATS cluster and standby producers;
+// kafka/: the producer publishing to an existing Kafka cluster, no NATS).
 //
 // There is no Docker engine or cluster in the test environment, so the
 // tests check what can be checked without one: the Dockerfile's structure,

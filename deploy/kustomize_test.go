@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -181,13 +182,13 @@ func TestOverlayNeedsSecretFiles(t *testing.T) {
 	}
 }
 
-// TestKustomizeBuild builds the base, the example overlay and the ha
-// overlay (their secret files filled in) with kubectl's kustomize and
+// TestKustomizeBuild builds the base, the example, kafka and ha overlays
+// (their secret files filled in) with kubectl's kustomize and
 // checks the result: the base yields no Secret; the overlays' Secrets and
 // ConfigMaps get hashed names and every reference of the workloads is
 // rewritten to them (so a Secret of the plain name is never touched);
 // every image is the pinned one; everything lands in the overlay's
-// namespace.
+// namespace; what an overlay deletes is gone.
 func TestKustomizeBuild(t *testing.T) {
 	base := kustomizeBuild(t, baseDir)
 	for name := range base.Secrets {
@@ -201,6 +202,22 @@ func TestKustomizeBuild(t *testing.T) {
 			if got := string(b.Secrets[n].Data["mysql-password"]); strings.TrimRight(got, "\n") != sec.MysqlPassword {
 				t.Errorf("Secret %q key mysql-password does not hold the file's content", n)
 			}
+		}
+	})
+	t.Run("kafka", func(t *testing.T) {
+		dir, sec := kafkaDir(t)
+		b := checkOverlayBuild(t, filepath.Join(dir, kafkaOverlayDir))
+		if n := generatedName(t, "Secret", "dbsync-producer", keysOf(b.Secrets)); n != "" {
+			if got := string(b.Secrets[n].Data["kafka-password"]); strings.TrimRight(got, "\n") != sec.KafkaPassword {
+				t.Errorf("Secret %q key kafka-password does not hold the file's content", n)
+			}
+		}
+		want, err := os.ReadFile(filepath.Join(kafkaOverlayDir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := generatedName(t, "ConfigMap", "dbsync-config", keysOf(b.ConfigMaps)); n != "" && b.ConfigMaps[n].Data["config.json"] != string(want) {
+			t.Errorf("ConfigMap %q key config.json is not %s/config.json", n, kafkaOverlayDir)
 		}
 	})
 	t.Run("ha", func(t *testing.T) {
@@ -253,6 +270,38 @@ func (b *base) generators() (configMaps, secrets []generator) {
 	return configMaps, secrets
 }
 
+// deleted returns the objects b and every base below it delete with
+// "$patch: delete" patches, by kind/name.
+func (b *base) deleted() map[string]string {
+	out := map[string]string{}
+	for _, sub := range b.Bases {
+		for id, where := range sub.deleted() {
+			out[id] = where
+		}
+	}
+	for id, where := range b.Deleted {
+		out[id] = where
+	}
+	return out
+}
+
+// gone reports whether a patch (deleted, by kind/name) deletes the
+// generated kind/name; then it checks that no object of names is that
+// generator's output.
+func gone(t *testing.T, deleted map[string]string, kind, name string, names []string) bool {
+	t.Helper()
+	where, ok := deleted[kind+"/"+name]
+	if !ok {
+		return false
+	}
+	for _, n := range names {
+		if n == name || (strings.HasPrefix(n, name+"-") && !strings.Contains(n[len(name)+1:], "-")) {
+			t.Errorf("%s %q is deleted by %s, but the build still holds %q", kind, name, where, n)
+		}
+	}
+	return true
+}
+
 // checkOverlayBuild builds the overlay in dir and checks what every
 // overlay must yield (see TestKustomizeBuild); it returns the build.
 func checkOverlayBuild(t *testing.T, dir string) *built {
@@ -268,16 +317,44 @@ func checkOverlayBuild(t *testing.T, dir string) *built {
 		}
 	}
 
-	// Generated objects: hashed names, one per generator.
+	// Generated objects: hashed names, one per generator; none for what
+	// the overlay deletes.
 	configMaps, secrets := src.generators()
+	deleted := src.deleted()
 	for _, g := range secrets {
+		if gone(t, deleted, "Secret", g.Name, keysOf(b.Secrets)) {
+			continue
+		}
 		n := generatedName(t, "Secret", g.Name, keysOf(b.Secrets))
 		if s := b.Secrets[n]; s != nil && g.Type != "" && string(s.Type) != g.Type {
 			t.Errorf("Secret %q has type %q, want %q", n, s.Type, g.Type)
 		}
 	}
 	for _, g := range configMaps {
+		if gone(t, deleted, "ConfigMap", g.Name, keysOf(b.ConfigMaps)) {
+			continue
+		}
 		generatedName(t, "ConfigMap", g.Name, keysOf(b.ConfigMaps))
+	}
+	// What the overlay deletes is gone from the build.
+	for _, id := range keysOf(deleted) {
+		kind, name, _ := strings.Cut(id, "/")
+		var names []string
+		switch kind {
+		case "StatefulSet":
+			names = keysOf(b.StatefulSets)
+		case "Service":
+			names = keysOf(b.Services)
+		case "NetworkPolicy":
+			names = keysOf(b.NetworkPolicies)
+		case "PodDisruptionBudget":
+			names = keysOf(b.PDBs)
+		case "ConfigMap", "Secret":
+			continue // gone() above
+		}
+		if slices.Contains(names, name) {
+			t.Errorf("%s %q is deleted by %s, but the build still holds it", kind, name, deleted[id])
+		}
 	}
 
 	// What the images: of the base make of the bare names.

@@ -100,6 +100,9 @@ type base struct {
 	// kind/name (a loaded base does not apply them: build the kustomization
 	// for the result).
 	Patched map[string]string
+	// Deleted are the objects the kustomization's patches delete
+	// ("$patch: delete"), by kind/name; a loaded base still holds them.
+	Deleted map[string]string
 	// Bases are the loaded directories among the resources.
 	Bases []*base
 }
@@ -214,6 +217,7 @@ func loadBase(dir string) (*base, error) {
 		NetworkPolicies: map[string]located[networkingv1.NetworkPolicy]{},
 		PDBs:            map[string]located[policyv1.PodDisruptionBudget]{},
 		Patched:         map[string]string{},
+		Deleted:         map[string]string{},
 		ConfigMaps:      map[string]dataObject{},
 		Secrets:         map[string]dataObject{},
 	}
@@ -412,9 +416,13 @@ func loadBase(dir string) (*base, error) {
 				Metadata struct {
 					Name string `json:"name"`
 				} `json:"metadata"`
+				Patch string `json:"$patch"`
 			}
 			_ = yaml.Unmarshal(doc, &tm)
 			b.Patched[tm.Kind+"/"+tm.Metadata.Name] = where
+			if tm.Patch == "delete" {
+				b.Deleted[tm.Kind+"/"+tm.Metadata.Name] = where
+			}
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -194,8 +195,9 @@ func peersMatch(peers []networkingv1.NetworkPolicyPeer, e endpoint) bool {
 // checkNetworkPolicies checks the policies of b against the producer s
 // (container c, config cfg): default deny, every Service port admitted
 // from somewhere, NATS only from its clients, the operations port only
-// from the monitoring namespace, and the producer's egress to DNS, NATS
-// and MySQL and nowhere else.
+// from the monitoring namespace, and the producer's egress to DNS, its
+// broker (NATS, or the Kafka brokers of Kafka.Brokers) and MySQL and
+// nowhere else.
 func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cfg *config.Config, fail func(string, ...any)) {
 	deny := false
 	for _, ls := range b.NetworkPolicies {
@@ -295,7 +297,8 @@ func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cf
 		}
 	}
 
-	// The producer's egress: DNS, MySQL, and nothing else outside.
+	// The producer's egress: DNS, MySQL, the Kafka brokers, and nothing
+	// else outside.
 	dns := podIn("kube-system", map[string]string{"k8s-app": "kube-dns"}, &corev1.PodSpec{})
 	checkRoutePolicies(b, []endpoint{monitoring, stranger, otherNS, client, producer}, dns, fail)
 	for _, proto := range []corev1.Protocol{corev1.ProtocolUDP, corev1.ProtocolTCP} {
@@ -308,11 +311,40 @@ func checkNetworkPolicies(b *base, s *appsv1.StatefulSet, c corev1.Container, cf
 			fail("NetworkPolicies: the producer cannot reach MySQL on port %d (Mysql.Port)", mp)
 		}
 	}
-	for _, p := range []int32{443, 80, 6379} {
-		if allowed(b, producer, external("203.0.113.10"), corev1.ProtocolTCP, p) {
-			fail("NetworkPolicies: the producer may connect to port %d anywhere; allow only what it needs (DNS, NATS, MySQL)", p)
+	brokerPorts := map[int32]bool{}
+	if cfg.MQName == "kafka" {
+		for _, addr := range cfg.Kafka.Brokers {
+			host, p, err := net.SplitHostPort(addr)
+			n, perr := strconv.Atoi(p)
+			if err != nil || perr != nil {
+				continue // config.Parse reports it
+			}
+			brokerPorts[int32(n)] = true
+			if !allowed(b, producer, kafkaBroker(host), corev1.ProtocolTCP, int32(n)) {
+				fail("NetworkPolicies: the producer cannot reach the Kafka broker %s on port %d (Kafka.Brokers)", addr, n)
+			}
 		}
 	}
+	for _, p := range []int32{443, 80, 6379, 4222, 9092, 9093} {
+		if mp, err := cfg.Mysql.Port.Int(); brokerPorts[p] || (err == nil && int32(mp) == p) {
+			continue
+		}
+		if allowed(b, producer, external("203.0.113.10"), corev1.ProtocolTCP, p) {
+			fail("NetworkPolicies: the producer may connect to port %d anywhere; allow only what it needs (DNS, its broker, MySQL)", p)
+		}
+	}
+}
+
+// kafkaBroker is the endpoint a Kafka broker address names: a pod of the
+// namespace of an in-cluster name (<pod>.<service>.<namespace>.svc or
+// <service>.<namespace>.svc, optionally .cluster.local), else an address
+// outside the cluster.
+func kafkaBroker(host string) endpoint {
+	labels := strings.Split(strings.TrimSuffix(strings.TrimSuffix(host, "."), ".cluster.local"), ".")
+	if n := len(labels); n >= 3 && labels[n-1] == "svc" {
+		return podIn(labels[n-2], map[string]string{"app.kubernetes.io/name": "kafka"}, &corev1.PodSpec{})
+	}
+	return external("198.51.100.20")
 }
 
 // natsRoutePort returns the NATS container's route port (the container

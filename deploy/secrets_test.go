@@ -119,7 +119,7 @@ func TestImagesPinned(t *testing.T) {
 	}
 
 	files := []string{filepath.Join(repoRoot(t), "Dockerfile")}
-	for _, d := range []string{baseDir, overlayDir, haOverlayDir} {
+	for _, d := range []string{baseDir, overlayDir, haOverlayDir, kafkaOverlayDir} {
 		fs, err := filesUnder(d)
 		if err != nil {
 			t.Fatal(err)
@@ -143,7 +143,7 @@ func TestImagesPinned(t *testing.T) {
 // private key, an nkey seed or a Secret's data.
 func TestNoSecretInRepository(t *testing.T) {
 	seed := regexp.MustCompile(`\bS[UACONP][A-Z2-7]{56}\b`)
-	for _, d := range []string{baseDir, overlayDir, haOverlayDir} {
+	for _, d := range []string{baseDir, overlayDir, haOverlayDir, kafkaOverlayDir} {
 		fs, err := filesUnder(d)
 		if err != nil {
 			t.Fatal(err)

@@ -237,6 +237,8 @@ func checkWiring(b *base, df *dockerfile) []string {
 		{"JetStream.Auth.CredsFile", cfg.JetStream.Auth.CredsFile},
 		{"JetStream.TLS.Key", cfg.JetStream.TLS.Key},
 		{"Mysql.TLS.Key", cfg.Mysql.TLS.Key},
+		{"Kafka.SASL.PasswordFile", cfg.Kafka.SASL.PasswordFile},
+		{"Kafka.TLS.Key", cfg.Kafka.TLS.Key},
 	} {
 		if f.path == "" {
 			continue
@@ -245,6 +247,34 @@ func checkWiring(b *base, df *dockerfile) []string {
 		m, _ := mountOf(*c, p)
 		if v, ok := volumeOf(pod, m.Name); !ok || v.Secret == nil {
 			fail("%s: %s %q is not in a Secret volume (it is in volumeMount %q): a secret must not live in a ConfigMap or the image", src, f.key, p, m.Name)
+		}
+	}
+
+	// Every file of a Secret volume the producer mounts is one the config
+	// names: a secret it does not use (the NATS CA with Kafka) has no
+	// business in its pod.
+	named := map[string]bool{}
+	for _, m := range quotedPath.FindAllStringSubmatch(data, -1) {
+		named[path.Clean(m[1])] = true
+	}
+	for _, m := range c.VolumeMounts {
+		v, ok := volumeOf(pod, m.Name)
+		if !ok || v.Secret == nil {
+			continue
+		}
+		var files []string
+		for _, it := range v.Secret.Items {
+			files = append(files, it.Path)
+		}
+		if len(v.Secret.Items) == 0 {
+			if o, ok := b.Secrets[v.Secret.SecretName]; ok {
+				files = keysOf(o.Data)
+			}
+		}
+		for _, f := range files {
+			if p := path.Join(m.MountPath, f); !named[p] {
+				fail("%s: volumeMount %q puts %s of Secret %q in the pod, and %s never names it: mount only the secrets the producer uses", cat, m.Name, p, v.Secret.SecretName, src)
+			}
 		}
 	}
 
@@ -375,6 +405,14 @@ func checkWiring(b *base, df *dockerfile) []string {
 		}
 		if u, err := url.Parse(cfg.JetStream.URL); err == nil && cfg.JetStream.TLS.Effective(u.Scheme == "tls") != config.TLSVerifyIdentity {
 			fail("%s: JetStream.TLS is %q; want verify_identity (JetStream.TLS.CA from a Secret volume, a tls:// URL) so the broker's certificate is checked", src, cfg.JetStream.TLS.Effective(u.Scheme == "tls"))
+		}
+	}
+	if cfg.MQName == "kafka" {
+		if cfg.Kafka.SASL.Mechanism == "" {
+			fail("%s: Kafka.SASL.Mechanism is empty; the producer must authenticate to Kafka (SCRAM-SHA-512 with User and PasswordFile from a Secret volume)", src)
+		}
+		if m := cfg.Kafka.TLS.Effective(false); m != config.TLSVerifyIdentity {
+			fail("%s: Kafka.TLS is %q; want verify_identity (Kafka.TLS.CA, the brokers' CA, from a Secret volume) so the brokers' certificates are checked and the SASL password is not sent in clear", src, m)
 		}
 	}
 	if m := cfg.Mysql.TLS.Mode; m != config.TLSVerifyIdentity && m != config.TLSVerifyCA {
