@@ -22,7 +22,6 @@ import (
 	"github.com/dbsync/dbsync/pkg/config"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/wiring"
-	"github.com/dbsync/dbsync/test/testenv"
 )
 
 // kafkaDeleted are the base's NATS objects the kafka overlay deletes.
@@ -305,47 +304,6 @@ func TestKafkaWiringCatchesMistakes(t *testing.T) {
 	}
 }
 
-// TestKafkaKubectlBuild builds the kafka overlay with the kubectl on PATH
-// (skipped without one): its embedded kustomize may be older than the
-// library the other tests use (kubectl 1.32's panics on several
-// "$patch: delete" documents in one patch file), and it is what
-// `kubectl apply -k` runs. The result holds the producer and nothing of
-// NATS.
-func TestKafkaKubectlBuild(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not on PATH")
-	}
-	dir, _ := kafkaDir(t)
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(dir, kafkaOverlayDir)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", kafkaOverlayDir, err, out)
-	}
-	docs, _, err := splitYAML(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, d := range docs {
-		var tm struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal(d, &tm); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, tm.Kind+"/"+tm.Metadata.Name)
-	}
-	if !slices.Contains(ids, "StatefulSet/"+producerSet) || !slices.Contains(ids, "NetworkPolicy/dbsync-producer-kafka") {
-		t.Errorf("kubectl kustomize %s yields %q: no producer or no Kafka NetworkPolicy", kafkaOverlayDir, ids)
-	}
-	if strings.Contains(string(out), "nats") {
-		t.Errorf("kubectl kustomize %s still mentions nats:\n%s", kafkaOverlayDir, out)
-	}
-}
-
 // kafkaACLs are the ACLs deploy/README.md gives the producer's principal
 // on a cluster with authorization: WRITE and DESCRIBE on the topics
 // prefixed "dbsync." (ProName), CREATE to create them, IDEMPOTENT_WRITE on
@@ -369,14 +327,17 @@ func kafkaACLs() map[string]kfake.ACL {
 // brokers' addresses.
 func startOverlayKafka(t *testing.T, cfg *config.Config, sec kafkaSecrets, acls []kfake.ACL, opts ...kfake.Opt) []string {
 	t.Helper()
-	if os.Getenv(testenv.KafkaEnv) != "" {
-		t.Skipf("%s names a cluster of its own; this test needs the in-process one (TLS, SASL, ACLs)", testenv.KafkaEnv)
-	}
-	k := testenv.StartKafka(t, 1, append([]kfake.Opt{kfake.EnableSASL(), kfake.EnableACLs(),
+	// Always the in-process cluster, DBSYNC_TEST_KAFKA or not: the test
+	// sets its TLS, users and ACLs.
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
 		kfake.Superuser(cfg.Kafka.SASL.Mechanism, "admin", "admin-secret"),
 		kfake.User(cfg.Kafka.SASL.Mechanism, cfg.Kafka.SASL.User, sec.KafkaPassword, acls...),
 		kfake.TLS(sec.KafkaPKI.ServerTLS(t, false))}, opts...)...)
-	return k.Brokers
+	if err != nil {
+		t.Fatalf("start the in-process Kafka cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
 }
 
 // TestKafkaQueueConnects runs the producer's Kafka queue from the
