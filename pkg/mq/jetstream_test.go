@@ -589,8 +589,14 @@ func TestJetStreamRejectedMessages(t *testing.T) {
 		if !errors.Is(err, tc.is) || errors.Is(err, ErrConnectionLost) {
 			t.Fatalf("%s: error %v does not wrap %v alone", tc.name, err, tc.is)
 		}
-		// Nothing after the refused message was stored.
-		if got := jsReadSubject(t, srv, jsTestStream, "app.db.ok"); len(got) != 3 || got[2].ID != msgs[2].ID {
+		// Nothing after the refused message was stored. Publish returns
+		// at the refusal, maybe before the three sent before it were
+		// acknowledged: wait for them.
+		got := jsReadSubject(t, srv, jsTestStream, "app.db.ok")
+		for deadline := time.Now().Add(5 * time.Second); len(got) < 3 && time.Now().Before(deadline); got = jsReadSubject(t, srv, jsTestStream, "app.db.ok") {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(got) != 3 || got[2].ID != msgs[2].ID {
 			t.Fatalf("%s: subject app.db.ok holds %d messages after the refused 4th, want the first 3", tc.name, len(got))
 		}
 		jsPurge(t, srv, jsTestStream)
