@@ -165,9 +165,10 @@ func TestRedactedHidesEverySecret(t *testing.T) {
 	c.Mysql.Password, c.Redis.Password = "m-pw", "r-pw"
 	c.Stan.Auth.Password, c.Stan.Auth.Token = "s-pw", "s-tok"
 	c.JetStream.Auth.Password, c.JetStream.Auth.Token = "j-pw", "j-tok"
+	c.Kafka.SASL.Password = "k-pw"
 	c.Stan.Host, c.JetStream.URL = "nats://u:host-pw@h", "nats://TOKEN-in-url@h"
 	r := fmt.Sprintf("%+v", c.Redacted())
-	for _, secret := range []string{"m-pw", "r-pw", "s-pw", "s-tok", "j-pw", "j-tok", "host-pw", "TOKEN-in-url"} {
+	for _, secret := range []string{"m-pw", "r-pw", "s-pw", "s-tok", "j-pw", "j-tok", "k-pw", "host-pw", "TOKEN-in-url"} {
 		if strings.Contains(r, secret) {
 			t.Errorf("Redacted shows %q", secret)
 		}
