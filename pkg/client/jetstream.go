@@ -151,9 +151,10 @@ func jsSanitize(s string, n int) string {
 	return b.String()
 }
 
-// consumerConfig is the durable pull consumer of one subscription: one
-// unacknowledged message at a time, so a subject's changes are handled in
-// order and a failing one holds back the ones after it.
+// consumerConfig is the durable pull consumer of one subscription: at most
+// opts.window unacknowledged messages (one, or a batch subscription's run),
+// so a subject's changes are handled in order and a failing one holds back
+// the ones after it.
 func (t *jetstreamTransport) consumerConfig(subject string, opts subOptions) jetstream.ConsumerConfig {
 	name := jsDurableName(t.clientID, opts.queueGroup, subject)
 	deliver := jetstream.DeliverNewPolicy
@@ -166,7 +167,7 @@ func (t *jetstreamTransport) consumerConfig(subject string, opts subOptions) jet
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       opts.ackWait,
-		MaxAckPending: 1,
+		MaxAckPending: max(opts.window, 1),
 		DeliverPolicy: deliver,
 	}
 }
@@ -178,16 +179,20 @@ func (t *jetstreamTransport) ensureConsumer(cfg jetstream.ConsumerConfig) (jetst
 	defer cancel()
 	cons, err := t.js.Consumer(ctx, t.stream, cfg.Durable)
 	if err == nil {
-		if have := cons.CachedInfo().Config.AckWait; have != cfg.AckWait {
-			// Keep the durable position, take the configured AckWait.
-			upd := cons.CachedInfo().Config
-			upd.AckWait = cfg.AckWait
+		have := cons.CachedInfo().Config
+		if have.AckWait != cfg.AckWait || have.MaxAckPending != cfg.MaxAckPending {
+			// Keep the durable position, take the configured AckWait and
+			// window.
+			upd := have
+			upd.AckWait, upd.MaxAckPending = cfg.AckWait, cfg.MaxAckPending
 			cons2, uerr := t.js.UpdateConsumer(ctx, t.stream, upd)
+			fields := logrus.Fields{"consumer": cfg.Durable, "ack_wait_was": have.AckWait.String(), "ack_wait": cfg.AckWait.String(),
+				"max_ack_pending_was": have.MaxAckPending, "max_ack_pending": cfg.MaxAckPending}
 			if uerr == nil {
-				t.log.WithFields(logrus.Fields{"consumer": cfg.Durable, "was": have.String(), "now": cfg.AckWait.String()}).Info("updated the durable consumer's AckWait")
+				t.log.WithFields(fields).Info("updated the durable consumer's AckWait and MaxAckPending")
 				return cons2, nil
 			}
-			t.log.WithError(uerr).WithField("consumer", cfg.Durable).Warn("could not update the durable consumer's AckWait; keeping its own")
+			t.log.WithError(uerr).WithFields(fields).Warn("could not update the durable consumer's AckWait and MaxAckPending; keeping its own")
 		}
 		return cons, nil
 	}
@@ -207,25 +212,26 @@ func (t *jetstreamTransport) ensureConsumer(cfg jetstream.ConsumerConfig) (jetst
 	return nil, fmt.Errorf("durable consumer %s on stream %q at %s: %w", cfg.Durable, t.stream, t.url, err)
 }
 
-func (t *jetstreamTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
+func (t *jetstreamTransport) subscribe(subject string, opts subOptions, handle func([]delivery)) (unsubscriber, error) {
 	cfg := t.consumerConfig(subject, opts)
 	cons, err := t.ensureConsumer(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
-	s := &jsSubscription{t: t, cfg: cfg, cons: cons, handle: handle, stop: make(chan struct{}), done: make(chan struct{}),
+	s := &jsSubscription{t: t, cfg: cfg, cons: cons, handle: handle, window: max(opts.window, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		log: t.log.WithFields(logrus.Fields{"subject": subject, "consumer": cfg.Durable})}
 	go s.run()
 	return s, nil
 }
 
-// jsSubscription pulls one subject's messages one at a time and hands each
-// to handle synchronously.
+// jsSubscription pulls one subject's messages, a run of up to window at a
+// time, and hands each run to handle synchronously.
 type jsSubscription struct {
 	t      *jetstreamTransport
 	cfg    jetstream.ConsumerConfig
 	cons   jetstream.Consumer
-	handle func(delivery)
+	handle func([]delivery)
+	window int
 	log    logrus.FieldLogger
 
 	stopOnce sync.Once
@@ -255,7 +261,7 @@ func (s *jsSubscription) run() {
 	defer close(s.done)
 	failures := 0
 	for !s.stopped() {
-		err := s.pullOne()
+		err := s.pull()
 		if err == nil {
 			failures = 0
 			continue
@@ -301,35 +307,66 @@ func (s *jsSubscription) backoff(failures int) {
 	}
 }
 
-// pullOne waits up to jsPollWait for the next message and hands it over. A
-// message that arrives after Close was called, or that the handler left
-// unacknowledged, is given back at once (Nak) for the next consumer.
-func (s *jsSubscription) pullOne() error {
-	batch, err := s.cons.Fetch(1, jetstream.FetchMaxWait(jsPollWait))
-	if err != nil {
-		return err
-	}
-	for msg := range batch.Messages() {
-		if s.stopped() {
-			_ = msg.Nak()
-			continue
+// pull waits up to jsPollWait for the next messages (up to window: those
+// that are there once one arrived) and hands them over as one run.
+// Messages that arrive after Close was called, or that the handler left
+// unacknowledged, are given back at once (Nak) for the next consumer.
+func (s *jsSubscription) pull() error {
+	var msgs []jetstream.Msg
+	var err error
+	if s.window > 1 {
+		if msgs, err = s.fetch(s.cons.FetchNoWait(s.window)); err != nil {
+			return err
 		}
-		d := &jsDelivery{m: msg}
-		stopProgress := s.inProgress(msg)
-		s.handle(d)
-		stopProgress()
-		s.settle(d)
 	}
-	return batch.Error()
+	if len(msgs) == 0 {
+		if msgs, err = s.fetch(s.cons.Fetch(1, jetstream.FetchMaxWait(jsPollWait))); len(msgs) == 0 {
+			return err
+		}
+		if s.window > 1 && !s.stopped() {
+			more, _ := s.fetch(s.cons.FetchNoWait(s.window - 1))
+			msgs = append(msgs, more...)
+		}
+	}
+	if s.stopped() {
+		for _, m := range msgs {
+			_ = m.Nak()
+		}
+		return nil
+	}
+	run := make([]delivery, len(msgs))
+	for i, m := range msgs {
+		run[i] = &jsDelivery{m: m}
+	}
+	stopProgress := s.inProgress(msgs)
+	s.handle(run)
+	stopProgress()
+	for _, d := range run {
+		s.settle(d.(*jsDelivery))
+	}
+	return err
 }
 
-// inProgress tells the server every third of AckWait that msg is still
+// fetch reads the messages of one pull request; the error is the
+// request's, returned with the messages that came before it.
+func (s *jsSubscription) fetch(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs, batch.Error()
+}
+
+// inProgress tells the server every third of AckWait that msgs are still
 // being handled (a handler retried with backoff included), so it is not
 // sent again meanwhile (to another member of a queue group); the returned
 // func stops it. AckWait can thus be short, which bounds how long a
 // consumer waits for a message the server holds as delivered but lost the
 // acknowledgement of (a server crash rewinds its consumer state).
-func (s *jsSubscription) inProgress(msg jetstream.Msg) (stop func()) {
+func (s *jsSubscription) inProgress(msgs []jetstream.Msg) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -339,8 +376,10 @@ func (s *jsSubscription) inProgress(msg jetstream.Msg) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					s.log.WithError(err).Debug("telling the server the message is still being handled failed")
+				for _, msg := range msgs {
+					if err := msg.InProgress(); err != nil {
+						s.log.WithError(err).Debug("telling the server the message is still being handled failed")
+					}
 				}
 			case <-done:
 				return
@@ -418,5 +457,26 @@ func (d *jsDelivery) Ack() error {
 		return err
 	}
 	d.acked.Store(true)
+	return nil
+}
+
+// AckRun implements runAcker: every message of the run but the last is
+// acknowledged without waiting, and the last one's acknowledgement is
+// waited for (the server handles a connection's acknowledgements in order).
+// When it fails, settle repeats each acknowledgement.
+func (d *jsDelivery) AckRun(run []delivery) error {
+	for _, r := range run[:len(run)-1] {
+		j := r.(*jsDelivery)
+		j.ackTried.Store(true)
+		if err := j.m.Ack(); err != nil {
+			return err
+		}
+	}
+	if err := d.Ack(); err != nil {
+		return err
+	}
+	for _, r := range run[:len(run)-1] {
+		r.(*jsDelivery).acked.Store(true)
+	}
 	return nil
 }

@@ -90,7 +90,7 @@ func kafkaGroup(opts subOptions, clientID, topic string) string {
 	return base + "." + topic
 }
 
-func (t *kafkaTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
+func (t *kafkaTransport) subscribe(subject string, opts subOptions, handle func([]delivery)) (unsubscriber, error) {
 	topic := mq.KafkaTopic(subject)
 	// Without committed offsets (startAtEnd commits the end for a new
 	// group that starts at new changes) a group starts at the topic's
@@ -111,8 +111,8 @@ func (t *kafkaTransport) subscribe(subject string, opts subOptions, handle func(
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(start),
 		kgo.DisableAutoCommit(),
-		// A rebalance waits until the record in hand is handed over
-		// and committed: no other member gets it meanwhile.
+		// A rebalance waits until the records in hand are handed over
+		// and committed: no other member gets them meanwhile.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(500*time.Millisecond),
 	)...)
@@ -120,7 +120,8 @@ func (t *kafkaTransport) subscribe(subject string, opts subOptions, handle func(
 		return nil, fmt.Errorf("subscribe to Kafka topic %s: %w", topic, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &kafkaSub{cl: cl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: t.log.WithField("topic", topic), partitions: t.partitions(topic)}
+	s := &kafkaSub{cl: cl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: t.log.WithField("topic", topic), partitions: t.partitions(topic),
+		window: max(opts.window, 1)}
 	go s.loop(handle)
 	return s, nil
 }
@@ -186,15 +187,17 @@ type kafkaSub struct {
 	// partitions is the topic's partition count when it subscribed (0
 	// when unknown: the topic did not exist yet).
 	partitions int
+	// window is how many records one run may hold.
+	window int
 }
 
-// loop hands the records over one at a time, in offset order; a record
-// left unacknowledged (the subscription stopped or closed) ends it, so no
-// later offset is committed past it.
-func (s *kafkaSub) loop(handle func(delivery)) {
+// loop hands the records over in runs of up to window records of one
+// partition, in offset order; a run left unacknowledged (the subscription
+// stopped or closed) ends it, so no later offset is committed past it.
+func (s *kafkaSub) loop(handle func([]delivery)) {
 	defer close(s.done)
 	for {
-		fs := s.cl.PollRecords(s.ctx, 1)
+		fs := s.cl.PollRecords(s.ctx, s.window)
 		if fs.IsClientClosed() || s.ctx.Err() != nil {
 			s.cl.AllowRebalance()
 			return
@@ -205,14 +208,20 @@ func (s *kafkaSub) loop(handle func(delivery)) {
 			}
 		})
 		stopped, regroup := false, false
-		fs.EachRecord(func(r *kgo.Record) {
-			if stopped || regroup {
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if stopped || regroup || len(p.Records) == 0 {
 				return
 			}
-			d := &kafkaDelivery{s: s, r: r}
-			handle(d)
-			regroup = d.regroup
-			stopped = !d.acked && !d.regroup
+			run := make([]delivery, len(p.Records))
+			for i, r := range p.Records {
+				run[i] = &kafkaDelivery{s: s, r: r}
+			}
+			handle(run)
+			for _, d := range run {
+				kd := d.(*kafkaDelivery)
+				regroup = regroup || kd.regroup
+				stopped = stopped || (!kd.acked && !kd.regroup)
+			}
 		})
 		// After losing the group (a rebalance outran a long handler) the
 		// rest of the fetch is left: the member rejoins and the records
@@ -253,6 +262,17 @@ func (d *kafkaDelivery) Partition() (int32, bool) { return d.r.Partition, d.s.pa
 // kafkaAckGrace is how long an acknowledgement may still be retried once
 // its subscription is closing.
 const kafkaAckGrace = 10 * time.Second
+
+// AckRun implements runAcker: committing the offset of a run's last record
+// commits the run (the records of one partition, in offset order).
+func (d *kafkaDelivery) AckRun(run []delivery) error {
+	err := d.Ack()
+	for _, r := range run[:len(run)-1] {
+		kd := r.(*kafkaDelivery)
+		kd.acked, kd.regroup = d.acked, d.regroup
+	}
+	return err
+}
 
 // Ack commits the record's offset, retrying until the group accepts it,
 // also while the subscription closes (for up to kafkaAckGrace: a change

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,12 +59,18 @@ type stanSub struct {
 	// closed is set by Close: acknowledgements are not retried any more.
 	closed  atomic.Bool
 	ackWait time.Duration
+	// runs gathers a batch subscription's messages (nil for one at a time).
+	runs *stanRuns
 }
 
 // Close implements unsubscriber.
 func (s *stanSub) Close() error {
 	s.closed.Store(true)
-	return s.sub.Close()
+	err := s.sub.Close()
+	if s.runs != nil {
+		s.runs.close()
+	}
+	return err
 }
 
 type stanDelivery struct {
@@ -93,18 +100,24 @@ func (d stanDelivery) Ack() error {
 	}
 }
 
-func (t *stanTransport) subscribe(subject string, opts subOptions, handle func(delivery)) (unsubscriber, error) {
+func (t *stanTransport) subscribe(subject string, opts subOptions, handle func([]delivery)) (unsubscriber, error) {
+	window := max(opts.window, 1)
 	so := []stan.SubscriptionOption{
 		stan.DurableName(opts.durable),
 		stan.SetManualAckMode(),
-		stan.MaxInflight(1),
+		stan.MaxInflight(window),
 		stan.AckWait(opts.ackWait),
 	}
 	if opts.fromStart {
 		so = append(so, stan.DeliverAllAvailable())
 	}
 	s := &stanSub{ackWait: opts.ackWait}
-	cb := func(m *stan.Msg) { handle(stanDelivery{s: s, m: m}) }
+	cb := func(m *stan.Msg) { handle([]delivery{stanDelivery{s: s, m: m}}) }
+	if window > 1 {
+		r := newStanRuns(s, window, handle)
+		s.runs = r
+		cb = r.receive
+	}
 	var err error
 	if opts.queueGroup != "" {
 		s.sub, err = t.conn.QueueSubscribe(subject, opts.queueGroup, cb, so...)
@@ -112,9 +125,77 @@ func (t *stanTransport) subscribe(subject string, opts subOptions, handle func(d
 		s.sub, err = t.conn.Subscribe(subject, cb, so...)
 	}
 	if err != nil {
+		if s.runs != nil {
+			s.runs.close()
+		}
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
 	return s, nil
+}
+
+// stanRuns gathers a batch subscription's messages into runs: the server
+// sends up to window unacknowledged messages, the callback queues them, and
+// one goroutine hands over what is queued, up to window at a time. A
+// message the server sends again (its AckWait passed while its run was
+// being handled) is already queued or done and is dropped.
+type stanRuns struct {
+	s       *stanSub
+	window  int
+	handle  func([]delivery)
+	queue   chan *stan.Msg
+	stop    chan struct{}
+	done    chan struct{}
+	highest atomic.Uint64
+	once    sync.Once
+}
+
+func newStanRuns(s *stanSub, window int, handle func([]delivery)) *stanRuns {
+	r := &stanRuns{s: s, window: window, handle: handle, queue: make(chan *stan.Msg, window),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+// receive is the subscription's callback (one goroutine per subscription,
+// in the server's order).
+func (r *stanRuns) receive(m *stan.Msg) {
+	if m.Sequence <= r.highest.Load() {
+		return // sent again: queued, being handled or done
+	}
+	r.highest.Store(m.Sequence)
+	select {
+	case r.queue <- m:
+	case <-r.stop:
+	}
+}
+
+func (r *stanRuns) run() {
+	defer close(r.done)
+	for {
+		var m *stan.Msg
+		select {
+		case m = <-r.queue:
+		case <-r.stop:
+			return
+		}
+		run := []delivery{stanDelivery{s: r.s, m: m}}
+	more:
+		for len(run) < r.window {
+			select {
+			case m = <-r.queue:
+				run = append(run, stanDelivery{s: r.s, m: m})
+			default:
+				break more
+			}
+		}
+		r.handle(run)
+	}
+}
+
+// close stops handing runs over and waits for the running one.
+func (r *stanRuns) close() {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
 }
 
 func (t *stanTransport) close() error { return t.conn.Close() }

@@ -64,7 +64,7 @@ func Subscribe[T any](c *Client, db, table string, handler func(ctx context.Cont
 			return err
 		}
 		return handler(ctx, ch)
-	})
+	}, nil)
 }
 
 // resolveTable completes db and table from the model type t.
@@ -181,7 +181,7 @@ func (c *Client) Register(model any, handler func(msg []byte) error) error {
 	}
 	_, err = c.subscribe(db, table, func(_ context.Context, _ *envelope.Envelope, raw []byte) error {
 		return handler(raw)
-	})
+	}, nil)
 	return err
 }
 
@@ -235,5 +235,5 @@ func (c *Client) SubscribeEnvelope(db, table string, handler func(ctx context.Co
 	if db == "" || table == "" {
 		return nil, fmt.Errorf("SubscribeEnvelope: database and table are required, got %q.%q", db, table)
 	}
-	return c.subscribe(db, table, handler)
+	return c.subscribe(db, table, handler, nil)
 }

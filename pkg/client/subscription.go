@@ -27,6 +27,8 @@ type Subscription struct {
 	// poison.
 	db, table string
 	handle    rawHandler
+	// batch, when set, makes this a batch subscription (handle is unused).
+	batch *batchHandler
 	// ctx is cancelled when the subscription or its client closes.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,7 +96,8 @@ func (s *Subscription) start(tr transport) error {
 		queueGroup: s.c.cfg.QueueGroup,
 		fromStart:  s.c.cfg.StartAt == StartAtFirst,
 		ackWait:    s.c.cfg.AckWait,
-	}, s.deliver)
+		window:     s.window(),
+	}, s.deliverRun)
 	if err != nil {
 		return err
 	}
@@ -121,12 +124,13 @@ func (s *Subscription) stop(err error) {
 	}
 }
 
-// subscribe starts consuming db.table's subject with h.
-func (c *Client) subscribe(db, table string, h rawHandler) (*Subscription, error) {
+// subscribe starts consuming db.table's subject with h, or with b when
+// it is a batch subscription.
+func (c *Client) subscribe(db, table string, h rawHandler, b *batchHandler) (*Subscription, error) {
 	if db == "" || table == "" {
 		return nil, fmt.Errorf("subscribe to %q.%q: a database and a table are needed (name them in the call, client.Config.Database or the model's TableName)", db, table)
 	}
-	s := &Subscription{c: c, subject: c.cfg.Prefix + db + "." + table, db: db, table: table, handle: h}
+	s := &Subscription{c: c, subject: c.cfg.Prefix + db + "." + table, db: db, table: table, handle: h, batch: b}
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
 	c.mu.Lock()
 	if c.closed {
@@ -239,67 +243,95 @@ const (
 // once it was. A store that cannot be read is retried like a failing
 // handler.
 func (s *Subscription) judge(d delivery, env *envelope.Envelope) (next *Progress, outcome int) {
+	last, ok := s.load(progressKey(s.subject, d), env.ID)
+	if !ok {
+		return nil, leaveIt
+	}
+	return s.judgeAgainst(last, d, env)
+}
+
+// load reads the progress saved under key, retrying (like a failing
+// handler) while the store cannot be read; false when the subscription
+// closed meanwhile. id names the change waiting for it.
+func (s *Subscription) load(key, id string) (Progress, bool) {
 	c := s.c
 	for attempt := 1; ; attempt++ {
-		last, _, err := c.cfg.Dedup.Load(s.ctx, progressKey(s.subject, d))
+		last, _, err := c.cfg.Dedup.Load(s.ctx, key)
 		if err == nil {
-			coord := CoordinateOf(env)
-			prev := env.Prev
-			if isPartitioned(d) {
-				// The change published before it is in another partition,
-				// which has an order of its own: no gaps across them.
-				prev = last.Last.ID()
-			}
-			verdict, p, why := last.judge(coord, prev)
-			switch verdict {
-			case duplicate:
-				c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "last": last.Last.ID()}).Debug("duplicate dropped")
-				if p.Replayed != last.Replayed {
-					return &p, dropIt // a replay counted: the count is saved
-				}
-				return nil, dropIt
-			case late:
-				s.report(&LateChangeError{Subject: s.subject, ID: env.ID, Last: last.Last}, logrus.WarnLevel, "late change handed over")
-			case otherHistory:
-				herr := &HistoryChangeError{Subject: s.subject, Last: last.Last, Got: coord, Why: why}
-				if c.cfg.StopOnHistoryChange {
-					s.report(herr, logrus.ErrorLevel, "change from another binlog history")
-					s.stop(herr)
-					return nil, leaveIt
-				}
-				s.report(herr, logrus.WarnLevel, "change from another binlog history; handing it and the rest over")
-			case handOver:
-				if env.Prev != "" && env.Prev != last.Last.ID() && coord.History == last.Last.History && !isPartitioned(d) && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
-					c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "prev": env.Prev, "last": last.Last.ID()}).
-						Warn("gap: the change published before this one was never handed over (refused by the broker, skipped by the producer's dead-letter policy, or discarded by the broker's limits); it is handed over if it arrives later")
-				}
-			}
-			return &p, deliverIt
+			return last, true
 		}
-		s.report(&DeliveryError{Subject: s.subject, ID: env.ID, Attempt: attempt, Err: fmt.Errorf("read the dedup store: %w", err)},
+		s.report(&DeliveryError{Subject: s.subject, ID: id, Attempt: attempt, Err: fmt.Errorf("read the dedup store: %w", err)},
 			logrus.ErrorLevel, "delivery failed; retrying")
 		if !s.sleep(c.backoff(attempt)) {
-			return nil, leaveIt
+			return Progress{}, false
 		}
 	}
 }
 
-// done saves the progress and acknowledges a change handed over.
-func (s *Subscription) done(d delivery, env *envelope.Envelope, next *Progress) {
+// judgeAgainst decides whether env, coming after the progress last, is
+// handed over; next is the progress once it was. A change from another
+// history with Config.StopOnHistoryChange stops the subscription
+// (leaveIt).
+func (s *Subscription) judgeAgainst(last Progress, d delivery, env *envelope.Envelope) (next *Progress, outcome int) {
 	c := s.c
-	for attempt := 1; ; attempt++ {
-		err := c.cfg.Dedup.Save(s.ctx, progressKey(s.subject, d), *next)
-		if err == nil {
-			break
+	coord := CoordinateOf(env)
+	prev := env.Prev
+	if isPartitioned(d) {
+		// The change published before it is in another partition,
+		// which has an order of its own: no gaps across them.
+		prev = last.Last.ID()
+	}
+	verdict, p, why := last.judge(coord, prev)
+	switch verdict {
+	case duplicate:
+		c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "last": last.Last.ID()}).Debug("duplicate dropped")
+		if p.Replayed != last.Replayed {
+			return &p, dropIt // a replay counted: the count is saved
 		}
-		s.report(&DeliveryError{Subject: s.subject, ID: env.ID, Attempt: attempt, Err: fmt.Errorf("save to the dedup store: %w", err)},
-			logrus.ErrorLevel, "delivery failed; retrying")
-		if !s.sleep(c.backoff(attempt)) {
-			return
+		return nil, dropIt
+	case late:
+		s.report(&LateChangeError{Subject: s.subject, ID: env.ID, Last: last.Last}, logrus.WarnLevel, "late change handed over")
+	case otherHistory:
+		herr := &HistoryChangeError{Subject: s.subject, Last: last.Last, Got: coord, Why: why}
+		if c.cfg.StopOnHistoryChange {
+			s.report(herr, logrus.ErrorLevel, "change from another binlog history")
+			s.stop(herr)
+			return nil, leaveIt
+		}
+		s.report(herr, logrus.WarnLevel, "change from another binlog history; handing it and the rest over")
+	case handOver:
+		if env.Prev != "" && env.Prev != last.Last.ID() && coord.History == last.Last.History && !isPartitioned(d) && coord.Compare(last.Last) > 0 && last.Last.File != "" && c.cfg.QueueGroup == "" {
+			c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "prev": env.Prev, "last": last.Last.ID()}).
+				Warn("gap: the change published before this one was never handed over (refused by the broker, skipped by the producer's dead-letter policy, or discarded by the broker's limits); it is handed over if it arrives later")
 		}
 	}
+	return &p, deliverIt
+}
+
+// done saves the progress and acknowledges a change handed over.
+func (s *Subscription) done(d delivery, env *envelope.Envelope, next *Progress) {
+	if !s.save(progressKey(s.subject, d), *next, env.ID) {
+		return
+	}
 	if err := d.Ack(); err != nil {
-		c.log.WithError(err).WithField("subject", s.subject).Warn("ack failed; the change may come again and will be dropped as a duplicate")
+		s.c.log.WithError(err).WithField("subject", s.subject).Warn("ack failed; the change may come again and will be dropped as a duplicate")
+	}
+}
+
+// save stores p under key, retrying while the store fails; false when the
+// subscription closed first. id names the change it follows.
+func (s *Subscription) save(key string, p Progress, id string) bool {
+	c := s.c
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.Dedup.Save(s.ctx, key, p)
+		if err == nil {
+			return true
+		}
+		s.report(&DeliveryError{Subject: s.subject, ID: id, Attempt: attempt, Err: fmt.Errorf("save to the dedup store: %w", err)},
+			logrus.ErrorLevel, "delivery failed; retrying")
+		if !s.sleep(c.backoff(attempt)) {
+			return false
+		}
 	}
 }
 
