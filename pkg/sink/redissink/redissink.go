@@ -57,7 +57,11 @@
 // progress going with the last one; each call is atomic, and a crash
 // between two leaves rows ahead of the progress, which the rows' versions
 // make harmless (the SDK hands the batch over again and its applied part
-// is skipped). The sink needs one Redis server (not a cluster: a batch's
+// is skipped). The script reads every row's version before its first
+// write, so a key of the pattern that another program holds as another
+// type fails the call with nothing written; an error Redis raises later
+// (a write refused by the ACL, out of memory) leaves the call's earlier
+// writes, like a crash between calls. The sink needs one Redis server (not a cluster: a batch's
 // keys are in many slots); durability is the server's persistence's
 // (enable AOF).
 package redissink
@@ -97,6 +101,11 @@ const (
 	DefaultMaxCallBytes    = 8 << 20
 	DefaultTimeout         = 10 * time.Second
 )
+
+// ACLCommands are the commands a Redis ACL user of the sink needs (Apply's
+// script runs HGET, GET, DEL, SET, HSET, HDEL and PEXPIRE; Dedup GET and
+// SET; Rows SCAN and HGETALL), besides its keys.
+const ACLCommands = "+ping +evalsha +eval +script|load +get +set +del +hget +hset +hdel +pexpire +scan +hgetall"
 
 // Field formats (Config.Fields).
 const (
@@ -264,7 +273,7 @@ func (s *Sink) connectError(user string, err error) error {
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"), strings.Contains(msg, "invalid password"):
 		err = failure.Permanent(fmt.Errorf("%s: the server rejected the credentials of user %q; set the sink's Redis username and password to an enabled ACL user and its current password: %w", where, user, err))
 	case strings.HasPrefix(msg, "NOPERM"):
-		err = failure.Permanent(fmt.Errorf("%s: the server's ACL refuses user %q a command the sink needs; grant it: ACL SETUSER %s +ping +evalsha +eval +script|load +get +set +scan +hgetall ~* (or the key pattern's and the dbsync:sync: prefixes' keys): %w", where, user, user, err))
+		err = failure.Permanent(fmt.Errorf("%s: the server's ACL refuses user %q a command the sink needs; grant it: ACL SETUSER %s %s ~* (or ~ the key pattern's and the progress and tombstone prefixes' keys): %w", where, user, user, ACLCommands, err))
 	case strings.Contains(msg, "DB index is out of range"):
 		err = fmt.Errorf("%s: the server has no database %d; set the sink's Redis database index to one it has: %w", where, s.cfg.DB, err)
 	default:
@@ -329,8 +338,8 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch) error {
 	for i, c := range calls {
 		res, err := applyScript.Run(ctx, s.client, c.keys, c.args...).Int64Slice()
 		if err != nil {
-			return s.secrets.Error(fmt.Errorf("redis sink %s: table %s: apply %d changes (script call %d of %d) and the progress of %s: %w",
-				s.cfg.Addr, t, c.changes, i+1, len(calls), b.Key, err))
+			return s.secrets.Error(fmt.Errorf("redis sink %s: table %s: apply %d changes (script call %d of %d) and the progress of %s%s: %w",
+				s.cfg.Addr, t, c.changes, i+1, len(calls), b.Key, hint(err), err))
 		}
 		if len(res) == 2 {
 			applied += res[0]
@@ -340,6 +349,18 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch) error {
 	s.log.WithFields(logrus.Fields{"table": t.String(), "key": b.Key, "changes": len(b.Changes), "applied": applied,
 		"skipped": skipped, "calls": len(calls), "took": time.Since(began)}).Debug("redis sink: batch applied")
 	return nil
+}
+
+// hint says what fixes a failed script call, when known.
+func hint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "NOPERM"), strings.Contains(msg, "can't run this command"), strings.Contains(msg, "No permissions to access a key"):
+		return " (the server's ACL refuses the sink's user a command or key: grant it " + ACLCommands + " and the keys of the key pattern and the progress and tombstone prefixes)"
+	case strings.HasPrefix(msg, "OOM"):
+		return " (the server is out of memory (maxmemory): raise maxmemory, or set a TTL on the rows)"
+	}
+	return ""
 }
 
 // encode turns b into script calls; progress goes with the last.

@@ -31,92 +31,93 @@ const (
 // version, a version of another head (another binlog history), or a lower
 // tail. It returns {applied, skipped}.
 var applyScript = redis.NewScript(`
+local call, pcall, sub, len, unpack, min = redis.call, redis.pcall, string.sub, string.len, unpack, math.min
 local vf = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local tombttl = tonumber(ARGV[3])
 local TAIL = ` + strconv.Itoa(versionTailLen) + `
 local CHUNK = 1000
 
-local function newer(stored, head, tail)
-  if not stored then return true end
-  local n = string.len(stored)
-  if n <= TAIL then return true end
-  if string.sub(stored, 1, n - TAIL - 1) ~= head then return true end
-  return tail > string.sub(stored, n - TAIL + 1)
-end
-
 local function failed(r)
   return type(r) == 'table' and r.err
 end
 
--- First pass: parse the changes and read each row's version, before any
--- write, so that a key of another type fails the call with nothing written.
-local ops, rows = {}, {}
-local i, k = 6, 2
-while i <= #ARGV do
-  local o = {op = ARGV[i], head = ARGV[i + 1], tail = ARGV[i + 2], rk = KEYS[k], tk = KEYS[k + 1]}
-  local nset = tonumber(ARGV[i + 3])
-  o.fs = i + 4
-  o.fe = o.fs + 2 * nset - 1
-  local ndel = tonumber(ARGV[o.fe + 1])
-  o.ds = o.fe + 2
-  o.de = o.ds + ndel - 1
-  i = o.de + 1
-  k = k + 2
-  ops[#ops + 1] = o
-  if rows[o.rk] == nil then
-    local stored = redis.pcall('HGET', o.rk, vf)
-    if failed(stored) then
-      return redis.error_reply('key ' .. o.rk .. ' is not a row hash (' .. stored.err .. '): another program writes keys of the sink\'s key pattern; delete the key or change the pattern')
+-- First pass: find the changes in ARGV and read each row's version (its
+-- hash's version field, else its tombstone) before any write, so that a
+-- key of another type fails the call with nothing written. Per row key:
+-- ver (false: none), exists (the hash), tomb (the tombstone).
+local at, ver, exists, tomb = {}, {}, {}, {}
+local n, i, nargs = 0, 6, #ARGV
+while i <= nargs do
+  n = n + 1
+  at[n] = i
+  local fe = i + 3 + 2 * tonumber(ARGV[i + 3])
+  i = fe + 2 + tonumber(ARGV[fe + 1])
+  local rk = KEYS[2 * n]
+  if ver[rk] == nil then
+    local v = pcall('HGET', rk, vf)
+    if failed(v) then
+      return redis.error_reply('key ' .. rk .. ' is not a row hash (' .. v.err .. '): another program writes keys of the sink\'s key pattern; delete the key or change the pattern')
     end
-    local row = {v = stored, exists = stored ~= false, tomb = false}
-    if not stored then
-      local t = redis.pcall('GET', o.tk)
-      if failed(t) then
-        return redis.error_reply('key ' .. o.tk .. ' is not a tombstone (' .. t.err .. '): another program writes keys of the sink\'s tombstone prefix; delete the key or change the prefix')
+    exists[rk], tomb[rk] = v ~= false, false
+    if not v then
+      local tk = KEYS[2 * n + 1]
+      v = pcall('GET', tk)
+      if failed(v) then
+        return redis.error_reply('key ' .. tk .. ' is not a tombstone (' .. v.err .. '): another program writes keys of the sink\'s tombstone prefix; delete the key or change the prefix')
       end
-      row.v, row.tomb = t, t ~= false
+      tomb[rk] = v ~= false
     end
-    rows[o.rk] = row
+    ver[rk] = v
   end
 end
 
--- Second pass: apply what is newer than the row's version.
-local applied, skipped = 0, 0
-for _, o in ipairs(ops) do
-  local row = rows[o.rk]
-  if newer(row.v, o.head, o.tail) then
+-- Second pass: apply each change newer than its row's version: none, one
+-- of another head (binlog history), or a lower tail.
+local applied = 0
+for c = 1, n do
+  local i = at[c]
+  local op, head, tail = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local rk, tk = KEYS[2 * c], KEYS[2 * c + 1]
+  local stored = ver[rk]
+  local apply = true
+  if stored then
+    local sl = len(stored)
+    apply = sl <= TAIL or sub(stored, 1, sl - TAIL - 1) ~= head or tail > sub(stored, sl - TAIL + 1)
+  end
+  if apply then
     applied = applied + 1
-    local v = o.head .. '|' .. o.tail
-    if o.op == 'd' then
-      if row.exists then redis.call('DEL', o.rk) end
-      redis.call('SET', o.tk, v, 'PX', tombttl)
-      rows[o.rk] = {v = v, exists = false, tomb = true}
+    local v = head .. '|' .. tail
+    ver[rk] = v
+    if op == 'd' then
+      if exists[rk] then call('DEL', rk) end
+      call('SET', tk, v, 'PX', tombttl)
+      exists[rk], tomb[rk] = false, true
     else
-      if o.op == 'r' and row.exists then redis.call('DEL', o.rk) end
-      local j = o.fs
-      local e = math.min(o.fe, j + 2 * CHUNK - 1)
-      redis.call('HSET', o.rk, vf, v, unpack(ARGV, j, e))
-      j = e + 1
-      while j <= o.fe do
-        e = math.min(o.fe, j + 2 * CHUNK - 1)
-        redis.call('HSET', o.rk, unpack(ARGV, j, e))
+      if op == 'r' and exists[rk] then call('DEL', rk) end
+      local fs = i + 4
+      local fe = fs + 2 * tonumber(ARGV[i + 3]) - 1
+      local e = min(fe, fs + 2 * CHUNK - 1)
+      call('HSET', rk, vf, v, unpack(ARGV, fs, e))
+      local j = e + 1
+      while j <= fe do
+        e = min(fe, j + 2 * CHUNK - 1)
+        call('HSET', rk, unpack(ARGV, j, e))
         j = e + 1
       end
-      j = o.ds
-      while j <= o.de do
-        e = math.min(o.de, j + CHUNK - 1)
-        redis.call('HDEL', o.rk, unpack(ARGV, j, e))
+      j = fe + 2
+      local de = j + tonumber(ARGV[fe + 1]) - 1
+      while j <= de do
+        e = min(de, j + CHUNK - 1)
+        call('HDEL', rk, unpack(ARGV, j, e))
         j = e + 1
       end
-      if ttl > 0 then redis.call('PEXPIRE', o.rk, ttl) end
-      if row.tomb then redis.call('DEL', o.tk) end
-      rows[o.rk] = {v = v, exists = true, tomb = false}
+      if ttl > 0 then call('PEXPIRE', rk, ttl) end
+      if tomb[rk] then call('DEL', tk) end
+      exists[rk], tomb[rk] = true, false
     end
-  else
-    skipped = skipped + 1
   end
 end
-if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[5]) end
-return {applied, skipped}
+if ARGV[4] == '1' then call('SET', KEYS[1], ARGV[5]) end
+return {applied, n - applied}
 `)
