@@ -203,6 +203,11 @@ type SnapshotChunk struct {
 	Low, High position.Position
 }
 
+// Images returns the chunk's rows as envelope "after" objects, the same
+// bytes a binlog change of each row carries (a sync's equality check reads
+// a table's rows this way).
+func (c *SnapshotChunk) Images() [][]byte { return c.images }
+
 // ReadChunk reads the up to n rows of plan's table that follow after (all
 // rows of a keyless table) in one consistent-snapshot transaction, and the
 // watermarks around it. Open the table's window (SnapshotFeed.Open) first.
