@@ -37,15 +37,18 @@
 //
 // An insert, update or snapshot read replaces the row's hash with the
 // change's row image, so a column dropped at the source disappears. A row
-// image without some of the table's columns (binlog_row_image=MINIMAL or
-// NOBLOB) is merged into the hash instead: the columns it carries are set
-// (in "typed" form a null deletes the field), the others keep their value.
-// An update that changes the primary key deletes the old key. A delete
-// deletes the key and leaves a tombstone, a string key
-// Config.TombstonePrefix + the row's key (default
+// image without some of the columns of the batch's sink.Table
+// (binlog_row_image=MINIMAL or NOBLOB) is merged into the hash instead: the
+// columns it carries are set (in "typed" form a null deletes the field),
+// the others keep their value. An update that changes the primary key
+// deletes the old key. A delete deletes the key and leaves a tombstone, a
+// string key Config.TombstonePrefix + the row's key (default
 // "dbsync:sync:deleted:shop:orders:7") holding the delete's version, for
 // Config.TombstoneTTL (default 24h): an older change of the row replayed
-// within that time does not bring it back.
+// within that time does not bring it back (the SDK drops replays it knows
+// of; the versions guard the crash between two calls below and snapshot
+// rows). With Config.TTL a row's version expires with the row, so a change
+// replayed after that writes the row again, to expire after TTL.
 //
 // # Atomicity
 //
@@ -59,11 +62,11 @@
 // make harmless (the SDK hands the batch over again and its applied part
 // is skipped). The script reads every row's version before its first
 // write, so a key of the pattern that another program holds as another
-// type fails the call with nothing written; an error Redis raises later
-// (a write refused by the ACL, out of memory) leaves the call's earlier
-// writes, like a crash between calls. The sink needs one Redis server (not a cluster: a batch's
-// keys are in many slots); durability is the server's persistence's
-// (enable AOF).
+// type fails the call with nothing written; an error Redis raises later (a
+// write refused by the ACL, out of memory) leaves the call's earlier
+// writes, like a crash between calls. The sink needs one Redis server (not
+// a cluster: a batch's keys are in many slots); durability is the server's
+// persistence's (enable AOF).
 package redissink
 
 import (
