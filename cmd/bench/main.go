@@ -3,15 +3,16 @@
 // decoding the binlog), the sink ceiling per broker (the project's
 // asynchronous publisher), the producer end to end for bulk inserts and for
 // single-row transactions with its peak RSS, the commit-to-delivery latency
-// at a steady commit rate, and the peak RSS of one very large transaction.
-// It reports medians of several runs as a table on stdout and in
+// at a steady commit rate, the peak RSS of one very large transaction, and
+// the sync command's throughput into Redis and PostgreSQL next to each
+// target's own ceiling (pipelined HSETs, batched upserts). It reports medians of several runs as a table on stdout and in
 // docs/benchmarks.md, with a description of the machine.
 //
 //	go run ./cmd/bench [-rows N] [-tx N] [-runs K] [-rate R] [-duration D]
 //	                   [-brokers stan,jetstream,jetstream-embedded,kafka] [-out docs/benchmarks.md] ...
 //
 // It starts its own MariaDB and brokers on free loopback ports and builds
-// the producer from the current source first. Progress goes to stderr. Exit
+// the producer and the sync from the current source first. Progress goes to stderr. Exit
 // status: 0 on success, 1 when a measurement fails (every server and
 // producer is stopped first), 2 for bad flags.
 package main
@@ -66,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	fs.IntVar(&o.BigRows, "big-rows", 1_000_000, "rows of the big transaction")
 	fs.IntVar(&o.SnapshotRows, "snapshot-rows", 1_000_000, "rows of the table whose snapshot is measured (once per broker); 0 skips it")
 	fs.IntVar(&o.Takeovers, "takeovers", 10, "times the active producer of a standby pair (NATS checkpoint store, HA.Standby) is killed; 0 skips it")
+	fs.IntVar(&o.SyncRows, "sync-rows", 100_000, "rows of the table the sync command keeps in Redis and in PostgreSQL, measured next to each target's own ceiling (once); 0 skips it")
 	fs.DurationVar(&o.LeaseTTL, "lease-ttl", 5*time.Second, "HA.LeaseTTL of the standby pair")
 	fs.IntVar(&o.Writers, "writers", 4, "connections writing the single-row transactions")
 	fs.BoolVar(&o.Verbose, "v", false, "print the test servers' log lines")
@@ -105,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	}
 	if o.SnapshotRows < 0 {
 		errs = append(errs, fmt.Errorf("-snapshot-rows must not be negative, got %d", o.SnapshotRows))
+	}
+	if o.SyncRows < 0 {
+		errs = append(errs, fmt.Errorf("-sync-rows must not be negative, got %d", o.SyncRows))
 	}
 	if o.BigRows < 0 {
 		errs = append(errs, fmt.Errorf("-big-rows must not be negative, got %d", o.BigRows))

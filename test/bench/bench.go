@@ -2,13 +2,15 @@
 // ceiling (go-mysql alone reading and decoding the binlog), the sink ceiling
 // per broker (the project's asynchronous publisher), the producer end to end
 // for bulk inserts and for single-row transactions with its peak RSS, the
-// commit-to-delivery latency at a steady commit rate, and the peak RSS of one
-// very large transaction. Main reports medians of several runs as a table
-// and as the Markdown of docs/benchmarks.md, with a description of the
-// machine. cmd/bench is its command line.
+// commit-to-delivery latency at a steady commit rate, the peak RSS of one
+// very large transaction, and the sync command's throughput into Redis and
+// PostgreSQL next to each target's own ceiling. Main reports medians of
+// several runs as a table and as the Markdown of docs/benchmarks.md, with a
+// description of the machine. cmd/bench is its command line.
 //
 // It starts its own MariaDB and brokers on free loopback ports (through
-// test/testenv) and builds the producer from the current source first.
+// test/testenv) and builds the producer (and the sync) from the current
+// source first.
 package bench
 
 import (
@@ -51,6 +53,9 @@ type Options struct {
 	// run: the producer's (from its pprof endpoint) and this process's,
 	// which runs the broker, over the same window.
 	ProfileDir string
+	// SyncRows is the size of the table the sync measurement keeps in
+	// Redis and PostgreSQL; 0 skips it.
+	SyncRows int
 }
 
 // Main performs every measurement of opts, printing progress to stderr and
@@ -109,6 +114,7 @@ type bench struct {
 	tb      *benchTB
 
 	bin     string
+	syncBin string // cmd/sync, when SyncRows > 0
 	db      *testenv.MariaDB
 	mariadb string // the server's VERSION()
 	meter   cpuMeter
@@ -132,6 +138,12 @@ func (b *bench) run(ctx context.Context) (string, error) {
 		return "", err
 	}
 	b.bin = bin
+	if b.opts.SyncRows > 0 {
+		b.progress("building the sync from source")
+		if b.syncBin, err = buildSync(b.tb); err != nil {
+			return "", err
+		}
+	}
 
 	b.progress("starting MariaDB and writing the workloads")
 	b.db = testenv.StartMariaDB(b.tb, testenv.MariaDBOptions{})
@@ -148,6 +160,13 @@ func (b *bench) run(ctx context.Context) (string, error) {
 			return "", err
 		}
 		b.progress("wrote the snapshot table (%s rows) in %s", fmtCount(float64(b.opts.SnapshotRows)), time.Since(began).Round(time.Millisecond))
+	}
+	if b.opts.SyncRows > 0 {
+		began := time.Now()
+		if err := writeSyncTable(ctx, b.tb, b.db, b.opts.SyncRows); err != nil {
+			return "", err
+		}
+		b.progress("wrote the sync table (%s rows) in %s", fmtCount(float64(b.opts.SyncRows)), time.Since(began).Round(time.Millisecond))
 	}
 	bulk, tx, big, err := prepareWorkloads(ctx, b.tb, b.db, b.opts, b.progress)
 	if err != nil {
@@ -180,6 +199,11 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	}
 	if b.opts.SnapshotRows > 0 {
 		if err := b.measureSnapshot(ctx); err != nil {
+			return "", err
+		}
+	}
+	if b.opts.SyncRows > 0 {
+		if err := b.measureSync(ctx); err != nil {
 			return "", err
 		}
 	}
@@ -322,6 +346,10 @@ func (b *bench) report(workloads []*workload) (string, error) {
 		var measured string
 		measured, snapTargets = snapshotTables(b.res.Snapshot)
 		fmt.Fprintf(&out, "\nSnapshot of a %s-row table (once):\n\n%s", fmtCount(float64(b.res.Snapshot.Rows)), measured)
+	}
+	if r := b.res.Sync; r != nil {
+		fmt.Fprintf(&out, "\nSync of a %s-row table into each target, next to the target's own ceiling (once):\n\n%s",
+			fmtCount(float64(r.Rows)), syncResultTable(r))
 	}
 	if r := b.res.Takeovers; r != nil {
 		fmt.Fprintf(&out, "\nStandby takeovers (%d, HA.LeaseTTL %s): median %s, max %s\n", len(r.Times), r.LeaseTTL,

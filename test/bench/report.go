@@ -36,6 +36,9 @@ type results struct {
 	Snapshot *snapshotResult
 	// Takeovers is the standby takeover measurement (nil when not run).
 	Takeovers *takeoverResult
+	// Sync is the one-off measurement of the sync command (nil when not
+	// run).
+	Sync *syncResult
 	// Runs says how much other processes disturbed each run; OtherCPU is
 	// the same over all measurements.
 	Runs     []runNoise
@@ -439,6 +442,10 @@ func markdown(in reportInput) string {
 			"watermarks, values decoded as the producer does), publishing nothing; the **sink ceiling** is the same broker's from the bulk " +
 			"workload above (the same table shape; a snapshot envelope is some 50 bytes longer).\n\n")
 		b.WriteString(measured)
+	}
+	if r := in.Results.Sync; r != nil {
+		fmt.Fprintf(&b, "\n## Sync of a %s-row table (once)\n\n", fmtCount(float64(r.Rows)))
+		b.WriteString(syncMarkdown(r))
 	}
 	if r := in.Results.Takeovers; r != nil {
 		fmt.Fprintf(&b, "\n## Standby takeovers\n\n")

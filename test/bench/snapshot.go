@@ -47,17 +47,23 @@ type snapshotResult struct {
 // writeSnapshotTable fills bench.snap with rows rows (before the other
 // workloads: no run's stretch of the binlog reads through it).
 func writeSnapshotTable(ctx context.Context, tb *benchTB, db *testenv.MariaDB, rows int) error {
-	createTables(tb, db, snapshotTable)
+	return writeTable(ctx, tb, db, snapshotTable, rows)
+}
+
+// writeTable creates bench.<table> and fills it with rows rows as
+// writeBulk does.
+func writeTable(ctx context.Context, tb *benchTB, db *testenv.MariaDB, table string, rows int) error {
+	createTables(tb, db, table)
 	conn, err := sql.Open("mysql", db.DSN(""))
 	if err != nil {
 		return fmt.Errorf("open mariadb %s: %w", db.Addr(), err)
 	}
 	defer conn.Close()
-	if err := writeBulk(ctx, conn, snapshotTable, rows); err != nil {
+	if err := writeBulk(ctx, conn, table, rows); err != nil {
 		return err
 	}
-	if n, err := countRows(ctx, conn, benchDB+"."+snapshotTable); err != nil || n != rows {
-		return fmt.Errorf("snapshot table holds %d rows, want %d (%v)", n, rows, err)
+	if n, err := countRows(ctx, conn, benchDB+"."+table); err != nil || n != rows {
+		return fmt.Errorf("table %s holds %d rows, want %d (%v)", table, n, rows, err)
 	}
 	return nil
 }
