@@ -24,6 +24,17 @@ func (e *ValueError) Error() string {
 	return fmt.Sprintf("table %s.%s column %q: %s", e.DB, e.Table, e.Column, e.Reason)
 }
 
+// padBinary restores the trailing zero bytes of a BINARY(n) value that the
+// binlog leaves out (a copy; other columns' values are returned as they are).
+func padBinary(c *column, v []byte) []byte {
+	if len(v) >= c.padTo {
+		return v
+	}
+	out := make([]byte, c.padTo)
+	copy(out, v)
+	return out
+}
+
 // appendValue appends the JSON form of v, as go-mysql decoded it for column c,
 // following the type contract of docs/envelope.md.
 func appendValue(b []byte, c *column, v any) ([]byte, error) {
@@ -51,9 +62,9 @@ func appendValue(b []byte, c *column, v any) ([]byte, error) {
 	case kindBytes:
 		switch s := v.(type) {
 		case string:
-			return appendBase64(b, []byte(s)), nil
+			return appendBase64(b, padBinary(c, []byte(s))), nil
 		case []byte:
-			return appendBase64(b, s), nil
+			return appendBase64(b, padBinary(c, s)), nil
 		}
 	case kindJSON:
 		var doc []byte

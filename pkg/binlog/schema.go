@@ -42,6 +42,9 @@ type column struct {
 	// fsp is the fractional second digits of a temporal column read by a
 	// snapshot (information_schema's DATETIME_PRECISION).
 	fsp int
+	// padTo is a BINARY(n) column's n: the binlog drops a value's trailing
+	// zero bytes, which the column holds (and a SELECT returns).
+	padTo int
 }
 
 // table is the decoding plan of one table map: the columns in binlog order.
@@ -210,6 +213,9 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf("column %q: %v", c.name, err)}
 		}
 		c.kind = kind
+		if kind == kindBytes && c.realType == mysql.MYSQL_TYPE_STRING {
+			c.padTo = fixedStringLength(tm.ColumnMeta[i])
+		}
 		if kind == kindDatetime || kind == kindTimestamp {
 			c.layout = timeLayout(c.realType, tm.ColumnMeta[i], kind == kindTimestamp)
 		}
@@ -311,6 +317,19 @@ func charsetKnown(a, b map[int]uint64, i int, ic *infoColumn) bool {
 		return true
 	}
 	return ic != nil
+}
+
+// fixedStringLength is the byte length of a CHAR/BINARY column from its
+// table-map metadata (the real type and the length packed together).
+func fixedStringLength(meta uint16) int {
+	if meta < 256 {
+		return int(meta)
+	}
+	b0, b1 := byte(meta>>8), byte(meta)
+	if b0&0x30 != 0x30 {
+		return int(uint16(b1) | uint16((b0&0x30)^0x30)<<4)
+	}
+	return int(b1)
 }
 
 // realType resolves MYSQL_TYPE_STRING's packed real type (ENUM and SET are

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,4 +183,34 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))
 	return len(p), nil
+}
+
+// TestBinaryKeepsTrailingZeros: the binlog drops the trailing zero bytes
+// of a BINARY(n) value, which the column holds (a SELECT returns them, a
+// snapshot publishes them): the envelope carries all n bytes, in the key
+// too, with the column metadata in the binlog and without it.
+func TestBinaryKeepsTrailingZeros(t *testing.T) {
+	for _, metadata := range []string{"FULL", "NO_LOG"} {
+		t.Run(metadata, func(t *testing.T) {
+			t.Parallel()
+			db := testenv.StartMariaDB(t, testenv.MariaDBOptions{RowMetadata: metadata})
+			got := string(captureEnvelopes(t, db, []string{
+				"CREATE DATABASE bz",
+				"CREATE TABLE bz.t (k BINARY(4) PRIMARY KEY, b BINARY(6), wide BINARY(255), vb VARBINARY(6))",
+				"INSERT INTO bz.t VALUES (x'61', x'', x'01', x'6100')",
+				"INSERT INTO bz.t VALUES (x'00000000', x'000000000000', NULL, x'')",
+			}, 2))
+			for _, want := range []string{
+				`"k": "YQAAAA=="`, `"b": "AAAAAAAA"`, `"vb": "YQA="`, // x'61' padded to 4, x'' to 6; VARBINARY as stored
+				`"k": "AAAAAA=="`, `"vb": ""`, `"wide": null`,
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("envelopes lack %s:\n%s", want, got)
+				}
+			}
+			if strings.Count(got, `"wide": "AQ`) != 1 || !strings.Contains(got, strings.Repeat("A", 300)) {
+				t.Errorf("BINARY(255) x'01' is not 255 bytes:\n%s", got)
+			}
+		})
+	}
 }
