@@ -67,11 +67,11 @@ func TestSecretsFromFilesAreHidden(t *testing.T) {
 
 func TestDSNPassword(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"postgres://u:p%40ss@h:5432/db":              "p@ss",
-		"postgres://h/db":                            "",
+		"postgres://u:p%40ss@h:5432/db":             "p@ss",
+		"postgres://h/db":                           "",
 		"host=h user=u password='x y\\'z' dbname=d": "x y'z",
-		"host=h password = plain dbname=d":           "plain",
-		"host=h user=u":                              "",
+		"host=h password = plain dbname=d":          "plain",
+		"host=h user=u":                             "",
 	} {
 		if got := dsnPassword(dsn); got != want {
 			t.Errorf("dsnPassword(%q) = %q, want %q", dsn, got, want)

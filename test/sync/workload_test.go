@@ -237,8 +237,10 @@ func (w *workload) allTypesRow() (cols, vals []string) {
 		"tm": func() string {
 			return pick("'-838:59:59'", "'838:59:59'", "'00:00:00'", fmt.Sprintf("'%s%d:%02d:%02d'", pick("", "-"), r.IntN(839), r.IntN(60), r.IntN(60)))
 		},
-		"tm6": func() string { return fmt.Sprintf("'%02d:%02d:%02d.%06d'", r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(1_000_000)) },
-		"yr":  func() string { return pick("0", "1901", "2155", fmt.Sprint(1901+r.IntN(255))) },
+		"tm6": func() string {
+			return fmt.Sprintf("'%02d:%02d:%02d.%06d'", r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(1_000_000))
+		},
+		"yr": func() string { return pick("0", "1901", "2155", fmt.Sprint(1901+r.IntN(255))) },
 		"dtm": func() string {
 			return pick("'0000-00-00 00:00:00'", "'1000-01-01 00:00:00'", fmt.Sprintf("'%04d-%02d-%02d %02d:%02d:%02d'", 1000+r.IntN(8999), 1+r.IntN(12), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60)))
 		},
@@ -248,10 +250,12 @@ func (w *workload) allTypesRow() (cols, vals []string) {
 		"ts": func() string {
 			return pick("'0000-00-00 00:00:00'", fmt.Sprintf("FROM_UNIXTIME(%d)", 1+r.IntN(2_147_483_000)))
 		},
-		"ts6": func() string { return fmt.Sprintf("FROM_UNIXTIME(%d.%06d)", 1+r.IntN(2_147_483_000), r.IntN(1_000_000)) },
-		"e":   func() string { return pick("'small'", "'medium'", "'large'", "''") },
-		"st":  func() string { return pick("''", "'red'", "'green,blue'", "'red,green,blue'") },
-		"g":   func() string { return fmt.Sprintf("ST_GeomFromText('POINT(%d %d)')", r.IntN(100), r.IntN(100)) },
+		"ts6": func() string {
+			return fmt.Sprintf("FROM_UNIXTIME(%d.%06d)", 1+r.IntN(2_147_483_000), r.IntN(1_000_000))
+		},
+		"e":  func() string { return pick("'small'", "'medium'", "'large'", "''") },
+		"st": func() string { return pick("''", "'red'", "'green,blue'", "'red,green,blue'") },
+		"g":  func() string { return fmt.Sprintf("ST_GeomFromText('POINT(%d %d)')", r.IntN(100), r.IntN(100)) },
 	}
 	for _, col := range slices.Sorted(maps.Keys(gen)) {
 		f := gen[col]
