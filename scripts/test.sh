@@ -2,7 +2,8 @@
 # scripts/test.sh — the project's one test command.
 #
 # Installs the server binaries the integration tests start themselves
-# (mariadbd, mariadb-install-db, redis-server) when they are missing, then runs
+# (mariadbd, mariadb-install-db, redis-server, PostgreSQL's initdb and postgres)
+# when they are missing, then runs
 # go vet and the whole test suite against real servers on free loopback ports.
 #
 # Usage: ./scripts/test.sh [go test flags...]      e.g. ./scripts/test.sh -run Binlog -v

@@ -1,5 +1,7 @@
 // Package testenv starts real servers for tests: MariaDB (mariadbd with binary
-// logging), Redis (redis-server) and NATS Streaming (embedded in-process).
+// logging), Redis (redis-server), PostgreSQL (initdb and postgres), NATS
+// Streaming and NATS with JetStream (embedded in-process) and Kafka
+// (franz-go's in-process cluster).
 //
 // Every server listens on a free loopback port (127.0.0.1), keeps its files in
 // a t.TempDir(), and is stopped by t.Cleanup even when the test fails. A missing
