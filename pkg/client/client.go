@@ -16,6 +16,11 @@
 // JetStream stream (Config.Stream, default "DBSYNC"), with the same
 // semantics.
 //
+// SubscribeBatch and Client.SubscribeEnvelopeBatch hand over the waiting
+// changes of a table in batches, acknowledged together; Batch.Progress
+// stored in the handler's own transaction, with a DedupStore reading it
+// back, writes each change exactly once into a database (cmd/sync does).
+//
 // dbsync 1's callback API (Register with a func(msg []byte) error handler,
 // and Build) works unchanged.
 package client
