@@ -43,7 +43,7 @@ type batchHandler struct {
 	// max bounds a batch.
 	max int
 	// prepare turns an envelope into the value handed over (a Change[T]);
-	// an error that isPoison makes the message poison.
+	// an error makes the message poison (a row that does not fit T).
 	prepare func(env *envelope.Envelope) (any, error)
 	// handle runs the handler on the prepared values of one batch.
 	handle func(ctx context.Context, values []any, key string, p Progress) error
@@ -52,10 +52,16 @@ type batchHandler struct {
 // SubscribeBatch consumes the changes of db.table (named as for Subscribe)
 // in batches: the handler gets consecutive changes of the table in order,
 // and they are acknowledged together once it returned nil. It follows
-// Subscribe's rules otherwise: a handler error or panic hands the same
-// batch over again after a backoff, a duplicate is dropped before it
-// reaches a batch, and a message that cannot be decoded is handled by
-// Config.OnPoison after the changes before it were handed over.
+// Subscribe's rules otherwise: a handler error or panic (whatever the
+// error) hands the same batch over again after a backoff, a duplicate is
+// dropped before it reaches a batch, and a message that cannot be decoded
+// (or whose row does not fit T) is handled by Config.OnPoison after the
+// changes before it were handed over.
+//
+// With NATS JetStream and NATS Streaming a batch subscription refuses
+// Config.QueueGroup: members holding batches at once would write one
+// table's changes out of order (Kafka's consumer groups give each
+// partition to one member).
 func SubscribeBatch[T any](c *Client, db, table string, opts BatchOptions, handler func(ctx context.Context, b Batch[Change[T]]) error) (*Subscription, error) {
 	t := reflect.TypeFor[T]()
 	dec, err := c.decoder(t)
@@ -130,8 +136,9 @@ func (s *Subscription) deliverRun(run []delivery) {
 type pendingBatch struct {
 	key    string
 	values []any
-	// firstID is the id of the batch's first change (for reports).
-	firstID string
+	// firstID and lastID are the ids of the batch's first change and of
+	// the last message it took (for reports).
+	firstID, lastID string
 	// acks are the deliveries to acknowledge once it is done: its changes
 	// and the duplicates dropped among them.
 	acks []delivery
@@ -158,17 +165,13 @@ func (s *Subscription) deliverBatch(run []delivery) {
 	loaded := false
 	for _, d := range run {
 		raw := d.Data()
-		env, err := envelope.Decode(raw)
+		env, err := decodeDelivery(d)
 		if err == nil && (env.DB != s.db || env.Table != s.table) {
 			err = &TableMismatchError{Want: s.db + "." + s.table, Got: env.DB + "." + env.Table}
 		}
 		if err != nil {
-			if !s.flush(b) {
-				return
-			}
-			s.poison(d, env, raw, err, nil)
-			if s.Err() != nil {
-				return
+			if !s.flush(b) || !s.poison(d, env, raw, err, nil) {
+				return // stopped at it, or closed: nothing after it is acknowledged
 			}
 			continue
 		}
@@ -177,26 +180,28 @@ func (s *Subscription) deliverBatch(run []delivery) {
 				return
 			}
 		}
-		next, verdict := s.judgeAgainst(b.progress, d, env)
+		next, verdict, stopErr := s.judgeAgainst(b.progress, d, env)
 		switch verdict {
 		case leaveIt:
+			// The changes before it are handed over and acknowledged
+			// before the subscription stops.
 			s.flush(b)
+			if stopErr != nil {
+				s.stop(stopErr)
+			}
 			return
 		case dropIt:
 			if next != nil {
 				b.progress, b.dirty = *next, true // a counted replay
 			}
 			b.acks = append(b.acks, d)
+			b.lastID = env.ID
 			continue
 		}
 		value := any(env)
 		if s.batch.prepare != nil {
 			if value, err = s.batch.prepare(env); err != nil {
-				if !s.flush(b) {
-					return
-				}
-				s.poison(d, env, raw, err, next)
-				if s.Err() != nil {
+				if !s.flush(b) || !s.poison(d, env, raw, err, next) {
 					return
 				}
 				b.progress = *next
@@ -206,11 +211,29 @@ func (s *Subscription) deliverBatch(run []delivery) {
 		if len(b.values) == 0 {
 			b.firstID = env.ID
 		}
+		b.lastID = env.ID
 		b.values = append(b.values, value)
 		b.acks = append(b.acks, d)
 		b.progress, b.dirty = *next, true
 	}
 	s.flush(b)
+}
+
+// predecoded is a delivery the transport decoded ahead of its handling.
+type predecoded interface {
+	// Envelope is the message decoded (and the decoding's error), when
+	// decoded says it was.
+	Envelope() (env *envelope.Envelope, decoded bool, err error)
+}
+
+// decodeDelivery is the delivery's envelope, decoded ahead or now.
+func decodeDelivery(d delivery) (*envelope.Envelope, error) {
+	if p, ok := d.(predecoded); ok {
+		if env, decoded, err := p.Envelope(); decoded {
+			return env, err
+		}
+	}
+	return envelope.Decode(d.Data())
 }
 
 // flush hands the gathered changes over (again after a backoff while the
@@ -224,20 +247,36 @@ func (s *Subscription) flush(b *pendingBatch) bool {
 		if err == nil {
 			break
 		}
-		s.report(&DeliveryError{Subject: s.subject, ID: b.firstID, Attempt: attempt, Err: fmt.Errorf("batch of %d changes: %w", len(b.values), err)},
+		s.report(&DeliveryError{Subject: s.subject, ID: b.firstID + ".." + b.lastID, Attempt: attempt, Err: fmt.Errorf("batch of %d changes: %w", len(b.values), err)},
 			logrus.ErrorLevel, "delivery failed; retrying")
-		if !s.sleep(c.backoff(attempt)) {
+		if !s.sleep(c.backoff(attempt)) || abandoned(b.acks) {
 			return false
 		}
 	}
-	if b.dirty && !s.save(b.key, b.progress, b.firstID) {
+	if b.dirty && !s.save(b.key, b.progress, b.lastID) {
 		return false
 	}
 	if err := ackRun(b.acks); err != nil {
 		c.log.WithError(err).WithField("subject", s.subject).Warn("ack failed; the changes may come again and will be dropped as duplicates")
 	}
-	b.values, b.acks, b.firstID, b.dirty = nil, nil, "", false
+	b.values, b.acks, b.firstID, b.lastID, b.dirty = nil, nil, "", "", false
 	return true
+}
+
+// abandoner is a delivery whose subscription was replaced (a lost
+// connection): handling it further would run beside the new one.
+type abandoner interface {
+	Abandoned() bool
+}
+
+// abandoned reports whether the deliveries' subscription was replaced; the
+// broker sends them again to the new one.
+func abandoned(ds []delivery) bool {
+	if len(ds) == 0 {
+		return false
+	}
+	a, ok := ds[0].(abandoner)
+	return ok && a.Abandoned()
 }
 
 // callBatch runs the batch handler, turning a panic into an error.

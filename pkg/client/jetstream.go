@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/mq"
 	"github.com/dbsync/dbsync/pkg/redact"
 )
@@ -167,9 +168,19 @@ func (t *jetstreamTransport) consumerConfig(subject string, opts subOptions) jet
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       opts.ackWait,
-		MaxAckPending: max(opts.window, 1),
+		MaxAckPending: jsMaxAckPending(opts.window),
 		DeliverPolicy: deliver,
 	}
+}
+
+// jsMaxAckPending is the consumer's MaxAckPending for a subscription's
+// window: one message, or two runs of a batch subscription (the one being
+// handled and the one pulled ahead).
+func jsMaxAckPending(window int) int {
+	if window <= 1 {
+		return 1
+	}
+	return 2 * window
 }
 
 // ensureConsumer returns the durable consumer, creating it when it does
@@ -257,11 +268,46 @@ func (s *jsSubscription) stopped() bool {
 	}
 }
 
+// run pulls until the subscription stops. A batch subscription pulls the
+// next run while the handler works on the current one (its messages are
+// decoded meanwhile and kept in progress until they are settled), so
+// fetching and decoding overlap with the handler's writes.
 func (s *jsSubscription) run() {
 	defer close(s.done)
+	if s.window == 1 {
+		s.pullLoop(s.handleRun)
+		return
+	}
+	runs := make(chan aheadRun, 1)
+	go func() {
+		defer close(runs)
+		s.pullLoop(func(msgs []jetstream.Msg) { s.pullAhead(msgs, runs) })
+	}()
+	for r := range runs {
+		if !s.stopped() {
+			s.handle(r.run)
+		}
+		r.stopProgress()
+		s.settleRun(r.run)
+	}
+}
+
+// aheadRun is a run pulled while the previous one was being handled.
+type aheadRun struct {
+	run          []delivery
+	stopProgress func()
+}
+
+// pullLoop pulls runs and gives each to onRun until the subscription
+// stops, retrying failed pulls with a backoff (and creating the durable
+// consumer again when it was deleted).
+func (s *jsSubscription) pullLoop(onRun func([]jetstream.Msg)) {
 	failures := 0
 	for !s.stopped() {
-		err := s.pull()
+		msgs, err := s.pull()
+		if len(msgs) > 0 {
+			onRun(msgs)
+		}
 		if err == nil {
 			failures = 0
 			continue
@@ -277,6 +323,67 @@ func (s *jsSubscription) run() {
 			}
 		}
 		s.backoff(failures)
+	}
+}
+
+// handleRun hands msgs over as one run and settles them. Messages that
+// arrive after Close was called, or that the handler left unacknowledged,
+// are given back at once (Nak) for the next consumer.
+func (s *jsSubscription) handleRun(msgs []jetstream.Msg) {
+	if s.stopped() {
+		nakAll(msgs)
+		return
+	}
+	run := make([]delivery, len(msgs))
+	for i, m := range msgs {
+		run[i] = &jsDelivery{m: m}
+	}
+	stopProgress := s.inProgress(msgs)
+	s.handle(run)
+	stopProgress()
+	s.settleRun(run)
+}
+
+// settleRun settles a run: the messages never acknowledged are given back
+// (Nak); of the acknowledged ones only the last is confirmed again when its
+// acknowledgement failed (the server handles a connection's
+// acknowledgements in order; one lost with the connection brings its
+// message again after AckWait, dropped as a duplicate).
+func (s *jsSubscription) settleRun(run []delivery) {
+	for i, d := range run {
+		jd := d.(*jsDelivery)
+		if i == len(run)-1 || !jd.ackTried.Load() {
+			s.settle(jd)
+		}
+	}
+}
+
+// pullAhead decodes a run pulled ahead, keeps its messages in progress and
+// queues it for the handler; a run pulled after Close was called is given
+// back (Nak).
+func (s *jsSubscription) pullAhead(msgs []jetstream.Msg, runs chan<- aheadRun) {
+	if s.stopped() {
+		nakAll(msgs)
+		return
+	}
+	run := make([]delivery, len(msgs))
+	for i, m := range msgs {
+		d := &jsDelivery{m: m}
+		d.decode()
+		run[i] = d
+	}
+	r := aheadRun{run: run, stopProgress: s.inProgress(msgs)}
+	select {
+	case runs <- r:
+	case <-s.stop:
+		r.stopProgress()
+		nakAll(msgs)
+	}
+}
+
+func nakAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Nak()
 	}
 }
 
@@ -307,44 +414,25 @@ func (s *jsSubscription) backoff(failures int) {
 	}
 }
 
-// pull waits up to jsPollWait for the next messages (up to window: those
-// that are there once one arrived) and hands them over as one run.
-// Messages that arrive after Close was called, or that the handler left
-// unacknowledged, are given back at once (Nak) for the next consumer.
-func (s *jsSubscription) pull() error {
+// pull waits up to jsPollWait for the next messages: up to window, those
+// that are there once one arrived. The error is returned with the messages
+// that came before it.
+func (s *jsSubscription) pull() ([]jetstream.Msg, error) {
 	var msgs []jetstream.Msg
 	var err error
 	if s.window > 1 {
-		if msgs, err = s.fetch(s.cons.FetchNoWait(s.window)); err != nil {
-			return err
+		if msgs, err = s.fetch(s.cons.FetchNoWait(s.window)); err != nil || len(msgs) > 0 {
+			return msgs, err
 		}
 	}
-	if len(msgs) == 0 {
-		if msgs, err = s.fetch(s.cons.Fetch(1, jetstream.FetchMaxWait(jsPollWait))); len(msgs) == 0 {
-			return err
-		}
-		if s.window > 1 && !s.stopped() {
-			more, _ := s.fetch(s.cons.FetchNoWait(s.window - 1))
-			msgs = append(msgs, more...)
-		}
+	if msgs, err = s.fetch(s.cons.Fetch(1, jetstream.FetchMaxWait(jsPollWait))); len(msgs) == 0 {
+		return nil, err
 	}
-	if s.stopped() {
-		for _, m := range msgs {
-			_ = m.Nak()
-		}
-		return nil
+	if s.window > 1 && !s.stopped() {
+		more, _ := s.fetch(s.cons.FetchNoWait(s.window - 1))
+		msgs = append(msgs, more...)
 	}
-	run := make([]delivery, len(msgs))
-	for i, m := range msgs {
-		run[i] = &jsDelivery{m: m}
-	}
-	stopProgress := s.inProgress(msgs)
-	s.handle(run)
-	stopProgress()
-	for _, d := range run {
-		s.settle(d.(*jsDelivery))
-	}
-	return err
+	return msgs, err
 }
 
 // fetch reads the messages of one pull request; the error is the
@@ -444,6 +532,21 @@ type jsDelivery struct {
 	m        jetstream.Msg
 	acked    atomic.Bool
 	ackTried atomic.Bool
+	// env and envErr are the message decoded ahead (decoded is set).
+	env     *envelope.Envelope
+	envErr  error
+	decoded bool
+}
+
+// decode decodes the message ahead of its handling.
+func (d *jsDelivery) decode() {
+	d.env, d.envErr = envelope.Decode(d.m.Data())
+	d.decoded = true
+}
+
+// Envelope implements predecoded.
+func (d *jsDelivery) Envelope() (env *envelope.Envelope, decoded bool, err error) {
+	return d.env, d.decoded, d.envErr
 }
 
 func (d *jsDelivery) Data() []byte { return d.m.Data() }

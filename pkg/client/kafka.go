@@ -207,9 +207,13 @@ func (s *kafkaSub) loop(handle func([]delivery)) {
 				s.log.WithError(err).WithField("partition", partition).Warn("Kafka fetch failed; retrying")
 			}
 		})
-		stopped, regroup := false, false
+		// Every partition's run of the poll is handed over, also after
+		// one lost the group: the member still holds its partitions until
+		// it allows the rebalance, and a run skipped here would not come
+		// again from the client's cursor.
+		stopped := false
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if stopped || regroup || len(p.Records) == 0 {
+			if stopped || len(p.Records) == 0 {
 				return
 			}
 			run := make([]delivery, len(p.Records))
@@ -219,13 +223,12 @@ func (s *kafkaSub) loop(handle func([]delivery)) {
 			handle(run)
 			for _, d := range run {
 				kd := d.(*kafkaDelivery)
-				regroup = regroup || kd.regroup
 				stopped = stopped || (!kd.acked && !kd.regroup)
 			}
 		})
 		// After losing the group (a rebalance outran a long handler) the
-		// rest of the fetch is left: the member rejoins and the records
-		// come again from the committed offset (replays are dropped).
+		// member rejoins; records it handed over without committing come
+		// again from the committed offset (replays are dropped).
 		s.cl.AllowRebalance()
 		if stopped {
 			return

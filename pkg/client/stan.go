@@ -80,6 +80,10 @@ type stanDelivery struct {
 
 func (d stanDelivery) Data() []byte { return d.m.Data }
 
+// Abandoned implements abandoner: the subscription was closed (the
+// connection was lost and a new subscription takes the messages).
+func (d stanDelivery) Abandoned() bool { return d.s.closed.Load() }
+
 // Ack sends the acknowledgement, again and again while the connection is
 // down (NATS Streaming acknowledgements are not buffered), for up to
 // AckWait: a lost acknowledgement would hold the subject's next messages
@@ -136,22 +140,26 @@ func (t *stanTransport) subscribe(subject string, opts subOptions, handle func([
 // stanRuns gathers a batch subscription's messages into runs: the server
 // sends up to window unacknowledged messages, the callback queues them, and
 // one goroutine hands over what is queued, up to window at a time. A
-// message the server sends again (its AckWait passed while its run was
-// being handled) is already queued or done and is dropped.
+// message the server sends again while it is still queued or in the run
+// being handled (its AckWait passed meanwhile) is dropped; any other one is
+// handed over (the dedup drops and acknowledges a replay).
 type stanRuns struct {
-	s       *stanSub
-	window  int
-	handle  func([]delivery)
-	queue   chan *stan.Msg
-	stop    chan struct{}
-	done    chan struct{}
-	highest atomic.Uint64
-	once    sync.Once
+	s      *stanSub
+	window int
+	handle func([]delivery)
+	queue  chan *stan.Msg
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	mu sync.Mutex
+	// held are the sequences queued or being handled.
+	held map[uint64]bool
 }
 
 func newStanRuns(s *stanSub, window int, handle func([]delivery)) *stanRuns {
 	r := &stanRuns{s: s, window: window, handle: handle, queue: make(chan *stan.Msg, window),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), held: map[uint64]bool{}}
 	go r.run()
 	return r
 }
@@ -159,10 +167,13 @@ func newStanRuns(s *stanSub, window int, handle func([]delivery)) *stanRuns {
 // receive is the subscription's callback (one goroutine per subscription,
 // in the server's order).
 func (r *stanRuns) receive(m *stan.Msg) {
-	if m.Sequence <= r.highest.Load() {
-		return // sent again: queued, being handled or done
+	r.mu.Lock()
+	if r.held[m.Sequence] {
+		r.mu.Unlock()
+		return // sent again while queued or being handled
 	}
-	r.highest.Store(m.Sequence)
+	r.held[m.Sequence] = true
+	r.mu.Unlock()
 	select {
 	case r.queue <- m:
 	case <-r.stop:
@@ -178,17 +189,26 @@ func (r *stanRuns) run() {
 		case <-r.stop:
 			return
 		}
-		run := []delivery{stanDelivery{s: r.s, m: m}}
+		msgs := []*stan.Msg{m}
 	more:
-		for len(run) < r.window {
+		for len(msgs) < r.window {
 			select {
 			case m = <-r.queue:
-				run = append(run, stanDelivery{s: r.s, m: m})
+				msgs = append(msgs, m)
 			default:
 				break more
 			}
 		}
+		run := make([]delivery, len(msgs))
+		for i, m := range msgs {
+			run[i] = stanDelivery{s: r.s, m: m}
+		}
 		r.handle(run)
+		r.mu.Lock()
+		for _, m := range msgs {
+			delete(r.held, m.Sequence)
+		}
+		r.mu.Unlock()
 	}
 }
 

@@ -75,17 +75,29 @@ func (s *Subscription) Close() error {
 func (s *Subscription) close() error {
 	s.cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sub == nil {
+	sub := s.sub
+	s.sub = nil
+	s.mu.Unlock()
+	if sub == nil {
 		return nil
 	}
-	err := s.sub.Close()
-	s.sub = nil
-	return err
+	// Outside s.mu: closing waits for the delivery goroutine, which may
+	// need it (Err, stop).
+	return sub.Close()
 }
 
-// start subscribes on tr, unless the subscription was stopped.
+// start subscribes on tr, unless the subscription was stopped. A
+// subscription on a previous transport (a lost NATS Streaming connection)
+// is closed first, and its running delivery finished, so that one
+// subject's changes are never handled twice at once.
 func (s *Subscription) start(tr transport) error {
+	s.mu.Lock()
+	old := s.sub
+	s.sub = nil
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -129,6 +141,9 @@ func (s *Subscription) stop(err error) {
 func (c *Client) subscribe(db, table string, h rawHandler, b *batchHandler) (*Subscription, error) {
 	if db == "" || table == "" {
 		return nil, fmt.Errorf("subscribe to %q.%q: a database and a table are needed (name them in the call, client.Config.Database or the model's TableName)", db, table)
+	}
+	if b != nil && c.cfg.QueueGroup != "" && c.cfg.Broker != BrokerKafka {
+		return nil, fmt.Errorf("subscribe to %s.%s in batches: Config.QueueGroup %q is not supported with batches on %s (members holding batches at once would write the table's changes out of order); use one consumer per ClientID, or Subscribe", db, table, c.cfg.QueueGroup, c.cfg.Broker)
 	}
 	s := &Subscription{c: c, subject: c.cfg.Prefix + db + "." + table, db: db, table: table, handle: h, batch: b}
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
@@ -247,7 +262,11 @@ func (s *Subscription) judge(d delivery, env *envelope.Envelope) (next *Progress
 	if !ok {
 		return nil, leaveIt
 	}
-	return s.judgeAgainst(last, d, env)
+	next, outcome, stopErr := s.judgeAgainst(last, d, env)
+	if stopErr != nil {
+		s.stop(stopErr)
+	}
+	return next, outcome
 }
 
 // load reads the progress saved under key, retrying (like a failing
@@ -270,9 +289,10 @@ func (s *Subscription) load(key, id string) (Progress, bool) {
 
 // judgeAgainst decides whether env, coming after the progress last, is
 // handed over; next is the progress once it was. A change from another
-// history with Config.StopOnHistoryChange stops the subscription
-// (leaveIt).
-func (s *Subscription) judgeAgainst(last Progress, d delivery, env *envelope.Envelope) (next *Progress, outcome int) {
+// history with Config.StopOnHistoryChange is leaveIt with the error to stop
+// the subscription with (the caller stops it, after handing over what came
+// before).
+func (s *Subscription) judgeAgainst(last Progress, d delivery, env *envelope.Envelope) (next *Progress, outcome int, stopErr error) {
 	c := s.c
 	coord := CoordinateOf(env)
 	prev := env.Prev
@@ -286,17 +306,16 @@ func (s *Subscription) judgeAgainst(last Progress, d delivery, env *envelope.Env
 	case duplicate:
 		c.log.WithFields(logrus.Fields{"subject": s.subject, "id": env.ID, "last": last.Last.ID()}).Debug("duplicate dropped")
 		if p.Replayed != last.Replayed {
-			return &p, dropIt // a replay counted: the count is saved
+			return &p, dropIt, nil // a replay counted: the count is saved
 		}
-		return nil, dropIt
+		return nil, dropIt, nil
 	case late:
 		s.report(&LateChangeError{Subject: s.subject, ID: env.ID, Last: last.Last}, logrus.WarnLevel, "late change handed over")
 	case otherHistory:
 		herr := &HistoryChangeError{Subject: s.subject, Last: last.Last, Got: coord, Why: why}
 		if c.cfg.StopOnHistoryChange {
 			s.report(herr, logrus.ErrorLevel, "change from another binlog history")
-			s.stop(herr)
-			return nil, leaveIt
+			return nil, leaveIt, herr
 		}
 		s.report(herr, logrus.WarnLevel, "change from another binlog history; handing it and the rest over")
 	case handOver:
@@ -305,17 +324,19 @@ func (s *Subscription) judgeAgainst(last Progress, d delivery, env *envelope.Env
 				Warn("gap: the change published before this one was never handed over (refused by the broker, skipped by the producer's dead-letter policy, or discarded by the broker's limits); it is handed over if it arrives later")
 		}
 	}
-	return &p, deliverIt
+	return &p, deliverIt, nil
 }
 
-// done saves the progress and acknowledges a change handed over.
-func (s *Subscription) done(d delivery, env *envelope.Envelope, next *Progress) {
+// done saves the progress and acknowledges a change handed over; false
+// when the subscription closed before the progress was saved.
+func (s *Subscription) done(d delivery, env *envelope.Envelope, next *Progress) bool {
 	if !s.save(progressKey(s.subject, d), *next, env.ID) {
-		return
+		return false
 	}
 	if err := d.Ack(); err != nil {
 		s.c.log.WithError(err).WithField("subject", s.subject).Warn("ack failed; the change may come again and will be dropped as a duplicate")
 	}
+	return true
 }
 
 // save stores p under key, retrying while the store fails; false when the
@@ -338,8 +359,9 @@ func (s *Subscription) save(key string, p Progress, id string) bool {
 // poison handles a message that cannot be decoded: with OnPoison block the
 // subscription stops at it; with deadletter it is copied to the dead
 // letter (retried until that works) and acknowledged. next, when the
-// envelope was readable, is the progress to save.
-func (s *Subscription) poison(d delivery, env *envelope.Envelope, raw []byte, err error, next *Progress) {
+// envelope was readable, is the progress to save. It reports whether
+// delivery may go on past the message (false: stopped, or closed first).
+func (s *Subscription) poison(d delivery, env *envelope.Envelope, raw []byte, err error, next *Progress) bool {
 	c := s.c
 	perr := &PoisonError{Subject: s.subject, Data: raw, Err: err}
 	if env != nil {
@@ -348,7 +370,7 @@ func (s *Subscription) poison(d delivery, env *envelope.Envelope, raw []byte, er
 	if c.cfg.OnPoison != PoisonDeadLetter {
 		s.report(perr, logrus.ErrorLevel, "message cannot be decoded; the subscription stops (Config.OnPoison block)")
 		s.stop(perr)
-		return
+		return false
 	}
 	s.report(perr, logrus.ErrorLevel, "message cannot be decoded; copying it to the dead letter (Config.OnPoison deadletter)")
 	for attempt := 1; ; attempt++ {
@@ -359,16 +381,16 @@ func (s *Subscription) poison(d delivery, env *envelope.Envelope, raw []byte, er
 		s.report(&DeliveryError{Subject: s.subject, ID: perr.ID, Attempt: attempt, Err: fmt.Errorf("copy the undecodable message to the dead letter: %w", err)},
 			logrus.ErrorLevel, "delivery failed; retrying")
 		if !s.sleep(c.backoff(attempt)) {
-			return
+			return false
 		}
 	}
 	if next != nil {
-		s.done(d, env, next)
-		return
+		return s.done(d, env, next)
 	}
 	if err := d.Ack(); err != nil {
 		c.log.WithError(err).WithField("subject", s.subject).Warn("ack of a dead-lettered message failed; it may come again")
 	}
+	return true
 }
 
 // report tells Config.OnError and the log about err.

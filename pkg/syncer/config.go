@@ -225,6 +225,15 @@ func (c *Config) validate() error {
 	if c.Source.Password != "" && c.Source.PasswordFile != "" {
 		bad("Source.PasswordFile", "Source.Password is set too; keep one")
 	}
+	if c.Broker.Password != "" && c.Broker.PasswordFile != "" {
+		bad("Broker.PasswordFile", "Broker.Password is set too; keep one")
+	}
+	if c.Broker.Token != "" && c.Broker.TokenFile != "" {
+		bad("Broker.TokenFile", "Broker.Token is set too; keep one")
+	}
+	if c.Postgres.DSN != "" && c.Postgres.DSNFile != "" && c.Target != TargetPostgres {
+		bad("Postgres.DSNFile", "Postgres.DSN is set too; keep one")
+	}
 	switch c.Broker.Broker {
 	case client.BrokerJetStream, client.BrokerStan:
 		if c.Broker.URL == "" {

@@ -89,3 +89,17 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("example: %+v", cfg)
 	}
 }
+
+func TestTableOf(t *testing.T) {
+	s := &Syncer{cfg: &Config{Tables: []string{"shop.orders", "hop.orders", "shop.order_items"}}}
+	for subject, want := range map[string]string{
+		"dbsync.shop.orders":      "shop.orders",
+		"shop.orders":             "shop.orders",
+		"dbsync.shop.order_items": "shop.order_items",
+		"other.subject":           "other.subject",
+	} {
+		if got := s.tableOf(subject); got != want {
+			t.Errorf("tableOf(%q) = %q, want %q", subject, got, want)
+		}
+	}
+}

@@ -34,7 +34,7 @@ func newMetrics() *metrics {
 		lastApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dbsync_sync_last_commit_timestamp_seconds",
 			Help: "Source commit time of the last change written, by table (Unix seconds)."}, []string{"table"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dbsync_sync_errors_total",
-			Help: "Failed attempts, by table and kind: write (the target failed; retried), schema_change (the target lacks a column; retried until fixed), poison (an undecodable message), other."}, []string{"table", "kind"}),
+			Help: "Failed attempts, by table and kind: write (the target failed; retried), permanent (the target refuses a change for good; retried until fixed), schema_change (the target lacks a column; retried until fixed), poison (an undecodable message), other."}, []string{"table", "kind"}),
 		schemaChange: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dbsync_sync_schema_change",
 			Help: "1 while a table's changes wait for the target to be fixed after a source schema change."}, []string{"table"}),
 	}

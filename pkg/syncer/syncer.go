@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/dbsync/dbsync/pkg/client"
 	"github.com/dbsync/dbsync/pkg/envelope"
+	"github.com/dbsync/dbsync/pkg/failure"
 	"github.com/dbsync/dbsync/pkg/redact"
 	"github.com/dbsync/dbsync/pkg/sink"
 )
@@ -37,8 +39,10 @@ type Syncer struct {
 	// tables are the source tables' current descriptions, by "db.table".
 	tables map[string]*sink.Table
 	// schemaChanges holds, per table, the schema change its last batch
-	// could not be written for (cleared by the next batch written).
+	// could not be written for, and permanent the error of a change the
+	// target can never take (both cleared by the next batch written).
 	schemaChanges map[string]*sink.SchemaChangeError
+	permanent     map[string]error
 }
 
 // Open reads the source tables' schema, connects to the target (preparing
@@ -46,7 +50,7 @@ type Syncer struct {
 // server or the key, when any of them cannot be used.
 func Open(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*Syncer, error) {
 	s := &Syncer{cfg: cfg, log: log, subs: map[string]*client.Subscription{}, metrics: newMetrics(),
-		schemaChanges: map[string]*sink.SchemaChangeError{}, secrets: cfg.Secrets(), tables: map[string]*sink.Table{}}
+		schemaChanges: map[string]*sink.SchemaChangeError{}, permanent: map[string]error{}, secrets: cfg.Secrets(), tables: map[string]*sink.Table{}}
 	if err := s.openSource(); err != nil {
 		return nil, err
 	}
@@ -165,8 +169,9 @@ func (s *Syncer) applier(name string) func(ctx context.Context, b client.Batch[*
 		}
 		s.metrics.applied(name, b.Changes, time.Since(start))
 		s.mu.Lock()
-		if sc := s.schemaChanges[name]; sc != nil {
+		if s.schemaChanges[name] != nil || s.permanent[name] != nil {
 			delete(s.schemaChanges, name)
+			delete(s.permanent, name)
 			s.log.WithField("table", name).Info("the target takes the table's changes again")
 		}
 		s.mu.Unlock()
@@ -229,6 +234,17 @@ func (s *Syncer) onError(err error) {
 		}
 	case pe != nil:
 		s.metrics.errors.WithLabelValues(table, "poison").Inc()
+	case de != nil && failure.IsPermanent(err):
+		// Retried (with backoff) like any failure, but it cannot heal by
+		// itself: readiness says so until a batch is written again.
+		s.mu.Lock()
+		first := s.permanent[table] == nil
+		s.permanent[table] = de.Err
+		s.mu.Unlock()
+		s.metrics.errors.WithLabelValues(table, "permanent").Inc()
+		if first {
+			s.log.WithError(de.Err).WithField("table", table).Error("the target refuses a change for good; the table's sync waits at it (retrying) until it is fixed")
+		}
 	case de != nil:
 		s.metrics.errors.WithLabelValues(table, "write").Inc()
 	default:
@@ -236,16 +252,20 @@ func (s *Syncer) onError(err error) {
 	}
 }
 
-// tableOf is the table ("db.table") consumed on subject.
+// tableOf is the table ("db.table") consumed on subject
+// (<prefix><db>.<table>): the longest configured name the subject ends
+// with after a prefix.
 func (s *Syncer) tableOf(subject string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, sub := range s.subs {
-		if sub.Subject() == subject {
-			return name
+	best := ""
+	for _, name := range s.cfg.Tables {
+		if strings.HasSuffix(subject, name) && len(name) > len(best) {
+			best = name
 		}
 	}
-	return subject
+	if best == "" {
+		return subject
+	}
+	return best
 }
 
 // Ready reports why the sync cannot keep its tables equal now: the target
@@ -257,15 +277,19 @@ func (s *Syncer) Ready(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("%s target: %w", s.cfg.Target, err))
 	}
 	s.mu.Lock()
-	for name, sub := range s.subs {
+	subs := maps.Clone(s.subs)
+	for _, sc := range s.schemaChanges {
+		errs = append(errs, sc)
+	}
+	for name, err := range s.permanent {
+		errs = append(errs, fmt.Errorf("%s: waits for a change the target cannot take: %w", name, err))
+	}
+	s.mu.Unlock()
+	for name, sub := range subs {
 		if err := sub.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: stopped: %w", name, err))
 		}
 	}
-	for _, sc := range s.schemaChanges {
-		errs = append(errs, sc)
-	}
-	s.mu.Unlock()
 	return s.clean(errors.Join(errs...))
 }
 

@@ -113,6 +113,16 @@ func TestSyncSchemaChangeAndHealth(t *testing.T) {
 	w.tables = tables
 	w.waitEqualIn(60*time.Second, "postgres")
 
+	// A change PostgreSQL can never take (a text holding a NUL
+	// character): readyz and the metrics say so, and the table waits.
+	w.e.DB.Exec(t, "INSERT INTO shop.orders VALUES (4, 'new', '1.00', CONCAT('a', CHAR(0), 'b'), NOW(3), NULL)")
+	body = waitHTTP(t, base+"/readyz", "readyz at a change the target refuses", func(code int, body string) bool {
+		return code == 503 && strings.Contains(body, "shop.orders: waits for a change the target cannot take")
+	})
+	waitHTTP(t, base+"/metrics", "metrics", func(_ int, body string) bool {
+		return strings.Contains(body, `dbsync_sync_errors_total{kind="permanent",table="shop.orders"}`)
+	})
+
 	// PostgreSQL down: readyz says so, without the password.
 	w.pg.Stop(t)
 	body = waitHTTP(t, base+"/readyz", "readyz with PostgreSQL down", func(code int, _ string) bool { return code == 503 })
