@@ -47,12 +47,20 @@ type stmt struct {
 }
 
 // Apply writes b's changes in order and b.Progress in one transaction
-// (one round trip: the statements are pipelined), each change as one or
-// two statements: an insert, read or update is an upsert of its after
-// image (the columns it carries; an update that changes the primary key
-// deletes the old key first), a delete deletes the before image's key and
-// records a tombstone. A change whose version is not after the row's (or
-// its tombstone's) of the same binlog history leaves the row as it is.
+// (one round trip: the statements are pipelined). An insert, read or
+// update is an upsert of its after image (the columns it carries; an
+// update that changes the primary key deletes the old key first), a delete
+// deletes the before image's key and records a tombstone. A change whose
+// version is not after the row's (or its tombstone's) of the same binlog
+// history leaves the row as it is.
+//
+// Consecutive changes one statement can write together (see segment) are
+// written by one multi-row statement per run: upserts of the same columns,
+// or deletes, of distinct keys; the others by their own statements. When a
+// multi-row statement fails, the transaction is rolled back and the batch
+// is run again with one statement per change, which names the change
+// PostgreSQL refuses (or succeeds: a run of rows PostgreSQL takes one by
+// one but not together).
 //
 // Nothing is written when it fails: with a *sink.SchemaChangeError when a
 // change has a column the target table does not have, a value that is not
@@ -73,51 +81,100 @@ func (s *Sink) Apply(ctx context.Context, b sink.Batch) error {
 	if err != nil {
 		return fmt.Errorf("pg sink: table %s: encode the progress of %s: %w", t, b.Key, err)
 	}
-
-	batch := &pgx.Batch{}
-	var owners []int // per queued statement: its change's index, -1 for the sink's own
+	ops := make([]op, len(b.Changes))
 	for i, e := range b.Changes {
-		stmts, err := s.statements(tg, e)
-		if err != nil {
+		if ops[i], err = s.change(tg, e); err != nil {
 			return err
 		}
-		for _, st := range stmts {
-			batch.Queue(st.sql, st.args...)
-			owners = append(owners, i)
-		}
 	}
-	if s.purgeDue(tg.label) {
-		batch.Queue("DELETE FROM "+s.deleted+" WHERE tbl = $1::text AND deleted_at < now() - $2::interval",
-			tg.label, fmt.Sprintf("%d seconds", int64(s.cfg.TombstoneTTL/time.Second)))
-		owners = append(owners, -1)
-	}
-	batch.Queue("INSERT INTO "+s.progress+` AS p (key, progress, updated_at) VALUES ($1::text, $2::jsonb, now())
-		ON CONFLICT (key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = EXCLUDED.updated_at`,
-		b.Key, string(progress))
-	owners = append(owners, -1)
+	purge := s.purgeDue(tg.label)
 
 	began := time.Now()
-	rows, err := s.run(ctx, batch, owners)
+	batch, spans := s.queue(tg, ops, !s.rowByRow, purge, b.Key, string(progress))
+	rows, err := s.run(ctx, batch, spans)
+	if err != nil && ctx.Err() == nil && multiRowFailed(err, spans) {
+		s.log.WithFields(logrus.Fields{"table": t.String(), "target": tg.label, "key": b.Key, "changes": len(b.Changes),
+			"error": s.secrets.Error(err).Error()}).Info("pg sink: a multi-row statement failed; applying the batch again with one statement per change")
+		s.fallbacks.Add(1)
+		batch, spans = s.queue(tg, ops, false, purge, b.Key, string(progress))
+		rows, err = s.run(ctx, batch, spans)
+	}
 	if err != nil {
 		return s.applyError(tg, b, err)
 	}
 	s.log.WithFields(logrus.Fields{"table": t.String(), "target": tg.label, "key": b.Key, "changes": len(b.Changes),
-		"statements": len(owners), "rows": rows, "took": time.Since(began)}).Debug("pg sink: batch applied")
+		"statements": len(spans), "rows": rows, "took": time.Since(began)}).Debug("pg sink: batch applied")
 	return nil
 }
 
-// stmtError is the failure of the queued statement at index i.
+// span is the changes a queued statement writes: n changes from index
+// first; n is 0 for the sink's own statements.
+type span struct{ first, n int }
+
+// queue returns the statements of a batch whose changes are ops, in
+// order, each with its span: with multi, a run of changes segment allows
+// is written by one multi-row statement (two for deletes); then the
+// expiry of tombstones (with purge) and the upsert of the progress.
+func (s *Sink) queue(tg *target, ops []op, multi, purge bool, key, progress string) (*pgx.Batch, []span) {
+	batch := &pgx.Batch{}
+	var spans []span
+	add := func(sts []stmt, sp span) {
+		for _, st := range sts {
+			batch.Queue(st.sql, st.args...)
+			spans = append(spans, sp)
+		}
+	}
+	for i := 0; i < len(ops); {
+		n := 1
+		if multi {
+			n = segment(ops[i:])
+		}
+		if n == 1 {
+			add(s.single(tg, &ops[i]), span{i, 1})
+		} else {
+			add(s.multiRow(tg, ops[i:i+n]), span{i, n})
+		}
+		i += n
+	}
+	if purge {
+		add([]stmt{{sql: "DELETE FROM " + s.deleted + " WHERE tbl = $1::text AND deleted_at < now() - $2::interval",
+			args: []any{tg.label, fmt.Sprintf("%d seconds", int64(s.cfg.TombstoneTTL/time.Second))}}}, span{-1, 0})
+	}
+	add([]stmt{{sql: "INSERT INTO " + s.progress + ` AS p (key, progress, updated_at) VALUES ($1::text, $2::jsonb, now())
+		ON CONFLICT (key) DO UPDATE SET progress = EXCLUDED.progress, updated_at = EXCLUDED.updated_at`,
+		args: []any{key, progress}}}, span{-1, 0})
+	return batch, spans
+}
+
+// multiRowFailed reports whether a batch of the statements spans says
+// failed with err at a multi-row statement (or while pgx prepared a batch
+// holding one).
+func multiRowFailed(err error, spans []span) bool {
+	var se *stmtError
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.n > 1 {
+		return true
+	}
+	var pe pgx.ErrPreprocessingBatch
+	return errors.As(err, &pe) && slices.ContainsFunc(spans, func(sp span) bool { return sp.n > 1 })
+}
+
+// stmtError is the failure of a queued statement, with the changes it
+// writes.
 type stmtError struct {
-	change int // index of the change, -1 for the sink's own statements
-	err    error
+	span
+	err error
 }
 
 func (e *stmtError) Error() string { return e.err.Error() }
 func (e *stmtError) Unwrap() error { return e.err }
 
-// run executes batch in one transaction and commits it; it returns the
-// rows the changes' statements touched.
-func (s *Sink) run(ctx context.Context, batch *pgx.Batch, owners []int) (int64, error) {
+// run executes batch, whose statements write the changes spans says, in
+// one transaction and commits it; it returns the rows the changes'
+// statements touched.
+func (s *Sink) run(ctx context.Context, batch *pgx.Batch, spans []span) (int64, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -125,13 +182,13 @@ func (s *Sink) run(ctx context.Context, batch *pgx.Batch, owners []int) (int64, 
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	br := tx.SendBatch(ctx, batch)
 	var rows int64
-	for _, owner := range owners {
+	for _, sp := range spans {
 		tag, err := br.Exec()
 		if err != nil {
 			_ = br.Close()
-			return 0, &stmtError{change: owner, err: err}
+			return 0, &stmtError{span: sp, err: err}
 		}
-		if owner >= 0 {
+		if sp.n > 0 {
 			rows += tag.RowsAffected()
 		}
 	}
@@ -152,11 +209,11 @@ func (s *Sink) applyError(tg *target, b sink.Batch, err error) error {
 	what := "the batch"
 	var se *stmtError
 	var e *envelope.Envelope
-	if errors.As(err, &se) && se.change >= 0 && !strings.Contains(err.Error(), "preprocessing batch") {
+	if errors.As(err, &se) && se.n == 1 && !strings.Contains(err.Error(), "preprocessing batch") {
 		// (pgx prepares every statement of a batch before running the
 		// first: a failure then belongs to no change in particular.)
-		e = b.Changes[se.change]
-		what = fmt.Sprintf("change %s (%s, %d of %d)", e.ID, e.Type, se.change+1, len(b.Changes))
+		e = b.Changes[se.first]
+		what = fmt.Sprintf("change %s (%s, %d of %d)", e.ID, e.Type, se.first+1, len(b.Changes))
 	}
 	hint := ""
 	var pe *pgconn.PgError
@@ -202,69 +259,100 @@ func (s *Sink) purgeDue(label string) bool {
 	return true
 }
 
-// statements returns the statements that apply change e to tg.
-func (s *Sink) statements(tg *target, e *envelope.Envelope) ([]stmt, error) {
+// opKind is what a change does to the target table.
+type opKind int
+
+const (
+	opUpsert opKind = iota // insert, read, or update keeping the key: an upsert
+	opDelete               // delete: a deletion and its tombstone
+	opMove                 // update changing the key: a deletion of the old key, then an upsert
+)
+
+// op is a change to apply, checked and converted into parameters.
+type op struct {
+	kind opKind
+	// key is the key an upsert writes or a delete deletes; old the key a
+	// move deletes.
+	key, old rowKey
+	// head and tail are the change's version (see version).
+	head, tail string
+	// cols are the columns an upsert writes, in the table's order, vals
+	// their parameters.
+	cols []*column
+	vals []any
+}
+
+// change checks change e and converts it into the op applying it to tg.
+func (s *Sink) change(tg *target, e *envelope.Envelope) (op, error) {
 	t := tg.src
 	if e.DB != t.DB || e.Table != t.Name {
-		return nil, fmt.Errorf("pg sink: change %s of %s.%s in a batch of table %s (a bug in the caller)", e.ID, e.DB, e.Table, t)
+		return op{}, fmt.Errorf("pg sink: change %s of %s.%s in a batch of table %s (a bug in the caller)", e.ID, e.DB, e.Table, t)
 	}
 	if len(e.PK) > 0 && !slices.Equal(e.PK, t.PK) {
-		return nil, &sink.SchemaChangeError{
+		return op{}, &sink.SchemaChangeError{
 			Table: t.String(),
 			What:  fmt.Sprintf("change %s has primary key %v, the table %v", e.ID, e.PK, t.PK),
 			Fix: fmt.Sprintf("the source table's primary key changed: drop the PostgreSQL table %s, restart the sync (it creates the table with the new key) and sync the table again from a snapshot",
 				tg.ident),
 		}
 	}
-	head, tail := version(e.Source)
+	o := op{kind: opUpsert}
+	o.head, o.tail = version(e.Source)
+	var err error
 	switch e.Type {
 	case envelope.TypeInsert, envelope.TypeRead:
-		k, err := s.key(tg, e, e.After, nil)
-		if err != nil {
-			return nil, err
+		if o.key, err = s.key(tg, e, e.After, nil); err != nil {
+			return op{}, err
 		}
-		up, err := s.upsert(tg, e, e.After, k, head, tail)
-		if err != nil {
-			return nil, err
+		if o.cols, o.vals, err = s.image(tg, e, e.After); err != nil {
+			return op{}, err
 		}
-		return []stmt{up}, nil
+		return o, nil
 	case envelope.TypeUpdate:
 		// A minimal after image holds only the changed columns: the key
 		// columns it lacks did not change.
-		newKey, err := s.key(tg, e, e.After, e.Before)
-		if err != nil {
-			return nil, err
+		if o.key, err = s.key(tg, e, e.After, e.Before); err != nil {
+			return op{}, err
 		}
-		oldKey, err := s.key(tg, e, e.Before, e.After)
-		if err != nil {
-			return nil, err
+		if o.old, err = s.key(tg, e, e.Before, e.After); err != nil {
+			return op{}, err
 		}
 		after := e.After
-		if len(newKey.filled) > 0 {
-			after = make(map[string]json.RawMessage, len(e.After)+len(newKey.filled))
+		if len(o.key.filled) > 0 {
+			after = make(map[string]json.RawMessage, len(e.After)+len(o.key.filled))
 			for c, v := range e.After {
 				after[c] = v
 			}
-			for _, c := range newKey.filled {
+			for _, c := range o.key.filled {
 				after[c] = e.Before[c]
 			}
 		}
-		up, err := s.upsert(tg, e, after, newKey, head, tail)
-		if err != nil {
-			return nil, err
+		if o.cols, o.vals, err = s.image(tg, e, after); err != nil {
+			return op{}, err
 		}
-		if oldKey.text == newKey.text {
-			return []stmt{up}, nil
+		if o.old.text != o.key.text {
+			o.kind = opMove
 		}
-		return append(s.remove(tg, oldKey, head, tail), up), nil
+		return o, nil
 	case envelope.TypeDelete:
-		k, err := s.key(tg, e, e.Before, nil)
-		if err != nil {
-			return nil, err
+		if o.key, err = s.key(tg, e, e.Before, nil); err != nil {
+			return op{}, err
 		}
-		return s.remove(tg, k, head, tail), nil
+		o.kind = opDelete
+		return o, nil
 	}
-	return nil, fmt.Errorf("pg sink: table %s: change %s has type %q (want insert, update, delete or read)", t, e.ID, e.Type)
+	return op{}, fmt.Errorf("pg sink: table %s: change %s has type %q (want insert, update, delete or read)", t, e.ID, e.Type)
+}
+
+// single returns the statements applying o by itself.
+func (s *Sink) single(tg *target, o *op) []stmt {
+	switch o.kind {
+	case opDelete:
+		return s.remove(tg, o.key, o.head, o.tail)
+	case opMove:
+		return append(s.remove(tg, o.old, o.head, o.tail), s.upsert(tg, o))
+	}
+	return []stmt{s.upsert(tg, o)}
 }
 
 // rowKey is a row's primary key: its text (the JSON array of the key
@@ -312,18 +400,18 @@ func (s *Sink) key(tg *target, e *envelope.Envelope, image, fallback map[string]
 	return k, nil
 }
 
-// versionCond is the condition under which a change at version (head $h,
-// tail $t) replaces the row alias holds: the row has no version, one of
-// another binlog history, or an older one.
-func versionCond(alias, col string, h, t int) string {
-	v := alias + "." + col
-	return fmt.Sprintf(`(%s IS NULL OR left(%s, -%d) <> $%d::text OR right(%s, %d) COLLATE "C" < $%d::text)`,
+// versionCond is the condition under which a change at version (head h,
+// tail t: SQL expressions of type text) replaces the row whose version is
+// the expression v: the row has no version, one of another binlog
+// history, or an older one.
+func versionCond(v, h, t string) string {
+	return fmt.Sprintf(`(%s IS NULL OR left(%s, -%d) <> %s OR right(%s, %d) COLLATE "C" < %s)`,
 		v, v, versionTailLen+1, h, v, versionTailLen, t)
 }
 
-// upsert is the statement writing image (the columns it carries) at key,
-// unless the row or its tombstone has a version at or after the change's.
-func (s *Sink) upsert(tg *target, e *envelope.Envelope, image map[string]json.RawMessage, k rowKey, head, tail string) (stmt, error) {
+// image checks the columns image carries and converts their values: it
+// returns them in tg's order with their parameters.
+func (s *Sink) image(tg *target, e *envelope.Envelope, image map[string]json.RawMessage) ([]*column, []any, error) {
 	var unknown []string
 	for name := range image {
 		if _, ok := tg.cols[name]; !ok {
@@ -332,10 +420,10 @@ func (s *Sink) upsert(tg *target, e *envelope.Envelope, image map[string]json.Ra
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return stmt{}, s.unknownColumns(tg, e, unknown)
+		return nil, nil, s.unknownColumns(tg, e, unknown)
 	}
-	var cols, values, sets []string
-	args := make([]any, 0, len(image)+5)
+	cols := make([]*column, 0, len(image))
+	vals := make([]any, 0, len(image))
 	for _, c := range tg.order {
 		raw, ok := image[c.name]
 		if !ok {
@@ -343,15 +431,29 @@ func (s *Sink) upsert(tg *target, e *envelope.Envelope, image map[string]json.Ra
 		}
 		v, err := param(c.m, raw)
 		if err != nil {
-			return stmt{}, s.valueError(tg, e, c, raw, err)
+			return nil, nil, s.valueError(tg, e, c, raw, err)
 		}
-		args = append(args, v)
+		cols = append(cols, c)
+		vals = append(vals, v)
+	}
+	return cols, vals, nil
+}
+
+// upsert is the statement writing o's columns at o.key, unless the row or
+// its tombstone has a version at or after o's.
+func (s *Sink) upsert(tg *target, o *op) stmt {
+	cols := make([]string, 0, len(o.cols)+1)
+	values := make([]string, 0, len(o.cols)+1)
+	sets := make([]string, 0, len(o.cols)+1)
+	args := make([]any, 0, len(o.vals)+5)
+	for i, c := range o.cols {
+		args = append(args, o.vals[i])
 		cols = append(cols, c.ident)
 		values = append(values, fmt.Sprintf("$%d::%s", len(args), c.cast))
 		sets = append(sets, c.ident+" = EXCLUDED."+c.ident)
 	}
 	n := len(args)
-	args = append(args, head+"|"+tail, tg.label, k.text, head, tail)
+	args = append(args, o.head+"|"+o.tail, tg.label, o.key.text, o.head, o.tail)
 	cols = append(cols, tg.version)
 	values = append(values, fmt.Sprintf("$%d::text", n+1))
 	sets = append(sets, tg.version+" = EXCLUDED."+tg.version)
@@ -360,9 +462,16 @@ func (s *Sink) upsert(tg *target, e *envelope.Envelope, image map[string]json.Ra
 		ON CONFLICT (%s) DO UPDATE SET %s WHERE %s`,
 		tg.ident, strings.Join(cols, ", "), strings.Join(values, ", "),
 		s.deleted, n+2, n+3, n+4, n+5,
-		identList(tg.pk), strings.Join(sets, ", "), versionCond("dbsync_row", tg.version, n+4, n+5))
-	return stmt{sql: q, args: args}, nil
+		identList(tg.pk), strings.Join(sets, ", "),
+		versionCond("dbsync_row."+tg.version, fmt.Sprintf("$%d::text", n+4), fmt.Sprintf("$%d::text", n+5)))
+	return stmt{sql: q, args: args}
 }
+
+// tombstoneSQL is the conflict clause of the insert of a deleted key's
+// tombstone: it replaces a tombstone of another binlog history or an older
+// one.
+const tombstoneSQL = `ON CONFLICT (tbl, key) DO UPDATE SET head = EXCLUDED.head, tail = EXCLUDED.tail, deleted_at = EXCLUDED.deleted_at
+		WHERE d.head <> EXCLUDED.head OR d.tail COLLATE "C" < EXCLUDED.tail`
 
 // remove is the deletion of the row at key, unless its version is at or
 // after the change's, and the tombstone recording it.
@@ -376,10 +485,10 @@ func (s *Sink) remove(tg *target, k rowKey, head, tail string) []stmt {
 	n := len(args)
 	args = append(args, head, tail)
 	del := fmt.Sprintf("DELETE FROM %s AS dbsync_row WHERE %s AND %s",
-		tg.ident, strings.Join(where, " AND "), versionCond("dbsync_row", tg.version, n+1, n+2))
+		tg.ident, strings.Join(where, " AND "),
+		versionCond("dbsync_row."+tg.version, fmt.Sprintf("$%d::text", n+1), fmt.Sprintf("$%d::text", n+2)))
 	tomb := `INSERT INTO ` + s.deleted + ` AS d (tbl, key, head, tail, deleted_at) VALUES ($1::text, $2::text, $3::text, $4::text, now())
-		ON CONFLICT (tbl, key) DO UPDATE SET head = EXCLUDED.head, tail = EXCLUDED.tail, deleted_at = EXCLUDED.deleted_at
-		WHERE d.head <> EXCLUDED.head OR d.tail COLLATE "C" < EXCLUDED.tail`
+		` + tombstoneSQL
 	return []stmt{{sql: del, args: args}, {sql: tomb, args: []any{tg.label, k.text, head, tail}}}
 }
 

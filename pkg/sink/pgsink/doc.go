@@ -91,6 +91,21 @@
 // column's source type (the source column's type changed) and, from
 // PostgreSQL, a NOT NULL column without a value.
 //
+// Consecutive changes are written together where one statement has
+// exactly the effect of one statement per change in order: a run of
+// upserts carrying the same columns, of distinct keys, is one
+// INSERT ... SELECT ... FROM unnest(<one array per column>) ON CONFLICT
+// (pk) DO UPDATE, and a run of deletes of distinct keys one
+// DELETE ... USING unnest(<keys>) and one insert of their tombstones, each
+// row with the version and tombstone checks above (lookups of the primary
+// keys). A repeated key ends a run (the later change sees the earlier
+// one's row), and a key-changing update is written by its own statements.
+// When a multi-row statement fails, Apply rolls the transaction back and
+// runs the batch again with one statement per change, so that the error
+// names the change (or the batch goes through: a PostgreSQL value spelled
+// two ways in one run, such as the decimal keys "1.5" and "1.50", is one
+// row that one statement cannot write twice).
+//
 // # Atomicity and progress
 //
 // Apply runs a batch in one transaction: its changes in order (pipelined:

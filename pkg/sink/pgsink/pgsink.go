@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,13 @@ type Sink struct {
 	owners  map[string]string  // target "schema.table" → source "db.table"
 	known   map[string]bool    // targets prepared once
 	purged  map[string]time.Time
+
+	// rowByRow makes Apply write every change with its own statements
+	// (tests compare the multi-row statements with them).
+	rowByRow bool
+	// fallbacks counts the batches Apply ran again change by change after
+	// a multi-row statement failed.
+	fallbacks atomic.Int64
 }
 
 var _ sink.Sink = (*Sink)(nil)
