@@ -21,25 +21,6 @@ import (
 	"github.com/dbsync/dbsync/pkg/sink"
 )
 
-// versionTailLen is the length of a version's tail: file number (20
-// digits), ":", pos (10 digits), ":", row (10 digits).
-const versionTailLen = 20 + 1 + 10 + 1 + 10
-
-// version splits a change's coordinate into its head, which names the
-// binlog history (history, source name, binlog base name), and its
-// fixed-width tail, so that two tails of one head compare as strings the
-// way their coordinates compare. The stored version is head + "|" + tail
-// (the Redis sink's format).
-func version(s envelope.Source) (head, tail string) {
-	base, num := s.File, uint64(0)
-	if i := strings.LastIndexByte(s.File, '.'); i >= 0 {
-		if n, err := strconv.ParseUint(s.File[i+1:], 10, 64); err == nil {
-			base, num = s.File[:i], n
-		}
-	}
-	return s.History + "|" + s.Name + "|" + base, fmt.Sprintf("%020d:%010d:%010d", num, s.Pos, s.Row)
-}
-
 // stmt is one queued statement.
 type stmt struct {
 	sql  string
@@ -297,7 +278,7 @@ func (s *Sink) change(tg *target, e *envelope.Envelope) (op, error) {
 		}
 	}
 	o := op{kind: opUpsert}
-	o.head, o.tail = version(e.Source)
+	o.head, o.tail = sink.Version(e.Source)
 	var err error
 	switch e.Type {
 	case envelope.TypeInsert, envelope.TypeRead:
@@ -406,7 +387,7 @@ func (s *Sink) key(tg *target, e *envelope.Envelope, image, fallback map[string]
 // history, or an older one.
 func versionCond(v, h, t string) string {
 	return fmt.Sprintf(`(%s IS NULL OR left(%s, -%d) <> %s OR right(%s, %d) COLLATE "C" < %s)`,
-		v, v, versionTailLen+1, h, v, versionTailLen, t)
+		v, v, sink.VersionTailLen+1, h, v, sink.VersionTailLen, t)
 }
 
 // image checks the columns image carries and converts their values: it

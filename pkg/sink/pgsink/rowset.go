@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/dbsync/dbsync/pkg/sink"
 )
 
 // segment returns how many of ops, from the first, one multi-row statement
@@ -25,14 +27,14 @@ import (
 // again with one statement per change.
 func segment(ops []op) int {
 	first := &ops[0]
-	if first.kind == opMove || len(first.tail) != versionTailLen {
+	if first.kind == opMove || len(first.tail) != sink.VersionTailLen {
 		return 1
 	}
 	n := 1
 	var seen map[string]bool
 	for ; n < len(ops); n++ {
 		o := &ops[n]
-		if o.kind != first.kind || len(o.tail) != versionTailLen ||
+		if o.kind != first.kind || len(o.tail) != sink.VersionTailLen ||
 			o.kind == opUpsert && !slices.Equal(o.cols, first.cols) {
 			break
 		}
@@ -113,8 +115,8 @@ func (s *Sink) upsertRows(tg *target, ops []op) stmt {
 		s.deleted, len(args),
 		identList(tg.pk), strings.Join(sets, ", "),
 		versionCond("dbsync_row."+tg.version,
-			fmt.Sprintf("left(EXCLUDED.%s, -%d)", tg.version, versionTailLen+1),
-			fmt.Sprintf("right(EXCLUDED.%s, %d)", tg.version, versionTailLen)))
+			fmt.Sprintf("left(EXCLUDED.%s, -%d)", tg.version, sink.VersionTailLen+1),
+			fmt.Sprintf("right(EXCLUDED.%s, %d)", tg.version, sink.VersionTailLen)))
 	return stmt{sql: q, args: args}
 }
 

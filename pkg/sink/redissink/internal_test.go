@@ -106,19 +106,19 @@ func TestVersionsCompareLikeCoordinates(t *testing.T) {
 		src("mysql-bin.999999", 4, 0), src("mysql-bin.1000000", 4, 0), src("mysql-bin.1000000", 4, 9999999999),
 	}
 	for i := 1; i < len(ordered); i++ {
-		h0, t0 := version(ordered[i-1])
-		h1, t1 := version(ordered[i])
-		if h0 != h1 || !(t0 < t1) || len(t1) != versionTailLen {
-			t.Errorf("%+v then %+v: heads %q %q, tails %q %q; want one head and increasing tails of %d bytes", ordered[i-1], ordered[i], h0, h1, t0, t1, versionTailLen)
+		h0, t0 := sink.Version(ordered[i-1])
+		h1, t1 := sink.Version(ordered[i])
+		if h0 != h1 || !(t0 < t1) || len(t1) != sink.VersionTailLen {
+			t.Errorf("%+v then %+v: heads %q %q, tails %q %q; want one head and increasing tails of %d bytes", ordered[i-1], ordered[i], h0, h1, t0, t1, sink.VersionTailLen)
 		}
 		if c := (client.Coordinate{File: ordered[i-1].File, Pos: ordered[i-1].Pos, Row: ordered[i-1].Row}).Compare(client.Coordinate{File: ordered[i].File, Pos: ordered[i].Pos, Row: ordered[i].Row}); c != -1 {
 			t.Errorf("the SDK does not order %+v before %+v", ordered[i-1], ordered[i])
 		}
 	}
-	h, _ := version(envelope.Source{Name: "main", History: "h", File: "other-bin.000001"})
-	h2, _ := version(envelope.Source{Name: "main", History: "h2", File: "mysql-bin.000001"})
-	h3, _ := version(envelope.Source{Name: "replica", History: "h", File: "mysql-bin.000001"})
-	h0, _ := version(ordered[0])
+	h, _ := sink.Version(envelope.Source{Name: "main", History: "h", File: "other-bin.000001"})
+	h2, _ := sink.Version(envelope.Source{Name: "main", History: "h2", File: "mysql-bin.000001"})
+	h3, _ := sink.Version(envelope.Source{Name: "replica", History: "h", File: "mysql-bin.000001"})
+	h0, _ := sink.Version(ordered[0])
 	if h == h0 || h2 == h0 || h3 == h0 {
 		t.Errorf("another base name, history or source share a head: %q %q %q %q", h, h2, h3, h0)
 	}

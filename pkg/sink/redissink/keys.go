@@ -3,10 +3,8 @@ package redissink
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 
-	"github.com/dbsync/dbsync/pkg/envelope"
 	"github.com/dbsync/dbsync/pkg/sink"
 )
 
@@ -110,24 +108,4 @@ func typedValue(v json.RawMessage) (s string, null bool) {
 		}
 	}
 	return string(v), false
-}
-
-// versionTailLen is the length of a version's tail: file number (20
-// digits), ":", pos (10 digits), ":", row (10 digits).
-const versionTailLen = 20 + 1 + 10 + 1 + 10
-
-// version splits a change's coordinate into what the script compares. Head
-// names the binlog history (history, source name, binlog base name); tail
-// is fixed-width, so two tails of one head compare as strings the way
-// their coordinates compare. The stored version is head + "|" + tail.
-func version(s envelope.Source) (head, tail string) {
-	base, num := s.File, uint64(0)
-	if i := strings.LastIndexByte(s.File, '.'); i >= 0 {
-		if n, err := strconv.ParseUint(s.File[i+1:], 10, 64); err == nil {
-			base, num = s.File[:i], n
-		}
-	}
-	head = s.History + "|" + s.Name + "|" + base
-	tail = fmt.Sprintf("%020d:%010d:%010d", num, s.Pos, s.Row)
-	return head, tail
 }

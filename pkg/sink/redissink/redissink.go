@@ -444,7 +444,7 @@ func (s *Sink) ops(tk tableKeys, e *envelope.Envelope) ([]*op, error) {
 			Fix:   "the source table's primary key changed: delete the table's keys from Redis and sync the table again from a snapshot",
 		}
 	}
-	head, tail := version(e.Source)
+	head, tail := sink.Version(e.Source)
 	switch e.Type {
 	case envelope.TypeInsert, envelope.TypeRead:
 		key, err := tk.key(e.After, nil)

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dbsync/dbsync/pkg/sink"
 )
 
 // Operations of the apply script.
@@ -35,7 +37,7 @@ local call, pcall, sub, len, unpack, min = redis.call, redis.pcall, string.sub, 
 local vf = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local tombttl = tonumber(ARGV[3])
-local TAIL = ` + strconv.Itoa(versionTailLen) + `
+local TAIL = ` + strconv.Itoa(sink.VersionTailLen) + `
 local CHUNK = 1000
 
 local function failed(r)
