@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -182,27 +181,9 @@ func appendNumber(b []byte, c *column, v any) ([]byte, error) {
 	return nil, fmt.Errorf("unexpected decoded value %T for a %s column", v, typeName(c.realType))
 }
 
-// appendFloat formats like encoding/json: shortest representation that reads
-// back to the same float of the given bit size.
+// appendFloat appends f in the envelope's JSON form (envelope.AppendFloat).
 func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return nil, fmt.Errorf("floating point value %v has no JSON form", f)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
-	if format == 'e' {
-		// clean up e-09 to e-9, as encoding/json does
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
+	return envelope.AppendFloat(b, f, bits)
 }
 
 // appendText writes a character column's bytes as a UTF-8 JSON string,

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -310,27 +308,9 @@ func timeValue(usec int64, fsp int) string {
 	return out[:len(out)-(6-fsp)]
 }
 
-// appendFloat formats like the producer (and encoding/json): the shortest
-// representation that reads back to the same float of the given bit size.
+// appendFloat appends f as the producer writes it (envelope.AppendFloat).
 func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return nil, fmt.Errorf("floating point value %v has no JSON form", f)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
-	if format == 'e' {
-		// clean up e-09 to e-9
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
+	return envelope.AppendFloat(b, f, bits)
 }
 
 // appendJSONString appends s as a JSON string the way the producer does.
