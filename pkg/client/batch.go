@@ -152,15 +152,10 @@ type pendingBatch struct {
 // splits them) and acknowledges them once the handler returned nil and the
 // progress was saved.
 func (s *Subscription) deliverBatch(run []delivery) {
-	c := s.c
-	c.mu.Lock()
-	if c.closed || s.ctx.Err() != nil || s.Err() != nil {
-		c.mu.Unlock()
+	if !s.begin() {
 		return // not acknowledged: comes again to the next client
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
+	defer s.c.wg.Done()
 	b := &pendingBatch{key: progressKey(s.subject, run[0])}
 	loaded := false
 	for _, d := range run {

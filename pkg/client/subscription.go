@@ -164,20 +164,30 @@ func (c *Client) subscribe(db, table string, h rawHandler, b *batchHandler) (*Su
 	return s, nil
 }
 
+// begin registers a delivery with the client (Close waits for it; call
+// c.wg.Done when it ends); false when the client or the subscription is
+// closed or stopped, and nothing may be handed over.
+func (s *Subscription) begin() bool {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || s.ctx.Err() != nil || s.Err() != nil {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
 // deliver runs one message through decoding, de-duplication and the
 // handler. The broker hands a subscription's messages over one at a time,
 // so while deliver retries a failing message, later messages of the subject
 // wait.
 func (s *Subscription) deliver(d delivery) {
-	c := s.c
-	c.mu.Lock()
-	if c.closed || s.ctx.Err() != nil || s.Err() != nil {
-		c.mu.Unlock()
+	if !s.begin() {
 		return // not acknowledged: comes again to the next client
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
+	defer s.c.wg.Done()
+	c := s.c
 	raw := d.Data()
 	env, err := envelope.Decode(raw)
 	if err == nil && (env.DB != s.db || env.Table != s.table) {

@@ -53,30 +53,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// schema is the three tables synced: every type of the contract in one,
+// schema is the tables synced besides shop.all_types (every type of the
+// contract, created from the contract's own DDL in pkg/binlog/testdata):
 // a plain one, and one with a composite key whose updates move rows.
-const schema = `CREATE DATABASE shop
-;
-CREATE TABLE shop.all_types (
-  id INT NOT NULL PRIMARY KEY,
-  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
-  mi MEDIUMINT, miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
-  flag TINYINT(1), dec1 DECIMAL(10,2), dec2 DECIMAL(65,30), f FLOAT, d DOUBLE,
-  b1 BIT(1), b64 BIT(64),
-  c CHAR(10), vc VARCHAR(100), tt TINYTEXT, t TEXT, mt MEDIUMTEXT, lt LONGTEXT,
-  lat VARCHAR(20) CHARACTER SET latin1,
-  bin BINARY(4), vbin VARBINARY(10), tb TINYBLOB, bl BLOB, mb MEDIUMBLOB, lb LONGBLOB,
-  j JSON,
-  dt DATE, tm TIME, tm6 TIME(6), yr YEAR,
-  dtm DATETIME, dtm6 DATETIME(6), ts TIMESTAMP NULL, ts6 TIMESTAMP(6) NULL,
-  e ENUM('small','medium','large'), st SET('red','green','blue'),
-  g GEOMETRY
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-;
-CREATE TABLE shop.orders (id BIGINT NOT NULL PRIMARY KEY, status VARCHAR(20) NOT NULL, total DECIMAL(12,2) NOT NULL,
+const schema = `CREATE TABLE shop.orders (id BIGINT NOT NULL PRIMARY KEY, status VARCHAR(20) NOT NULL, total DECIMAL(12,2) NOT NULL,
   note TEXT NULL, updated DATETIME(3) NOT NULL) ENGINE=InnoDB
 ;
 CREATE TABLE shop.pairs (a VARCHAR(20) NOT NULL, b INT NOT NULL, v VARCHAR(50), PRIMARY KEY (a, b)) ENGINE=InnoDB`
+
+// contractDDL is the CREATE DATABASE shop and CREATE TABLE shop.all_types
+// statements of the type contract's test data (not its rows).
+func contractDDL(t *testing.T) []string {
+	var out []string
+	for _, stmt := range testenv.ReadSQLFile(t, "../../pkg/binlog/testdata/all_types.sql") {
+		if strings.HasPrefix(strings.TrimSpace(stmt), "CREATE ") {
+			out = append(out, stmt)
+		}
+	}
+	if len(out) != 2 {
+		t.Fatalf("all_types.sql holds %d CREATE statements, want CREATE DATABASE shop and CREATE TABLE shop.all_types", len(out))
+	}
+	return out
+}
 
 var tableNames = []string{"shop.all_types", "shop.orders", "shop.pairs"}
 
@@ -96,6 +94,7 @@ type world struct {
 // PostgreSQL; mod adjusts the producer's config before it starts.
 func newWorld(t *testing.T, broker string) *world {
 	e := e2e.NewEnvBroker(t, producerBin, broker)
+	e.DB.Exec(t, contractDDL(t)...)
 	for _, stmt := range strings.Split(schema, "\n;\n") {
 		e.DB.Exec(t, stmt)
 	}
