@@ -257,6 +257,13 @@ func (r *Reader) Run(ctx context.Context, start position.Position, stop <-chan s
 			accepted = true
 			r.log.WithFields(logrus.Fields{"position": start.String(), "encrypted": usedTLS != nil}).Info("binlog stream started")
 			r.streamState(true, nil)
+			// The stream starts at a transaction boundary: a chunk
+			// submitted while it was starting (its wake-up came before
+			// the stream did) is published here, not at the next
+			// transaction, which an idle server may never write.
+			if err := r.emitSnapshots(ctx, st, send); err != nil {
+				return err
+			}
 		}
 		if err != nil {
 			if !accepted && ctx.Err() == nil && readCtx.Err() == nil {

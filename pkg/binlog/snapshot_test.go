@@ -194,3 +194,50 @@ func quietLog() logrus.FieldLogger {
 	l.SetOutput(io.Discard)
 	return l
 }
+
+// TestSnapshotChunkBeforeStreamStart: a chunk submitted before the binlog
+// stream has started, on a server that then writes nothing, is published
+// at the stream's start (it used to wait for the next transaction: a
+// first start with Snapshot.Mode initial on an idle server stalled).
+func TestSnapshotChunkBeforeStreamStart(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	db.Exec(t, "CREATE DATABASE idle", "CREATE TABLE idle.t (id INT PRIMARY KEY)", "INSERT INTO idle.t VALUES (1), (2), (3)")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, src, log := connectTest(ctx, t, db)
+	rd, err := OpenSnapshotReader(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	plan, err := rd.Plan(ctx, "idle", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := NewSnapshotFeed()
+	w := feed.Open("idle", "t", plan.KeyColumns())
+	chunk, err := rd.ReadChunk(ctx, plan, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := feed.Submit(chunk, w, envelope.SnapshotRef{ID: "snap-idle", Chunk: 1, Last: true}, 0, nil)
+	rcfg := cfg
+	rcfg.Snapshots = feed
+	events, stop, done := make(chan Event, 64), make(chan struct{}), make(chan error, 1)
+	go func() { done <- NewReader(rcfg, src, log).Run(ctx, chunk.High, stop, events) }()
+	defer func() { close(stop); <-done }()
+	rows := 0
+	deadline := time.After(10 * time.Second)
+	for rows < 3 {
+		select {
+		case ev := <-events:
+			rows += len(ev.Rows)
+		case <-deadline:
+			t.Fatalf("the chunk's rows were not published within 10s (got %d of 3): it waits for a transaction the idle server never writes", rows)
+		}
+	}
+	if res, err := pending.Wait(ctx); err != nil || res.Published != 3 {
+		t.Fatalf("feed result %+v, %v; want 3 rows published", res, err)
+	}
+}
