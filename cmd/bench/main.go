@@ -58,7 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Options, error) {
 	fs.IntVar(&o.Runs, "runs", 3, "runs of every measurement; the report shows medians")
 	fs.Float64Var(&o.Rate, "rate", 1000, "commits per second of the latency measurement")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long the latency measurement writes")
-	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of the producer and of the broker's process for every end-to-end run into this directory")
+	fs.StringVar(&o.ProfileDir, "profile", "", "write profiles (CPU and allocations of the producer, CPU of the broker's process) of every end-to-end run lasting over 3s into this directory (the directory is created)")
 	brokers := fs.String("brokers", strings.Join(bench.Brokers, ","), "comma-separated brokers to measure: "+strings.Join(bench.Brokers, ", ")+" (JetStream in a server process of its own, or embedded in the producer)")
 	fs.StringVar(&o.Out, "out", "docs/benchmarks.md", "Markdown report to write (\"\" for none)")
 	fs.BoolVar(&o.SkipLatency, "skip-latency", false, "skip the latency measurement")

@@ -1,34 +1,39 @@
 package main
 
 import (
+	"math"
 	"testing"
 
 	"github.com/dbsync/dbsync/pkg/config"
 )
 
-func TestGCPercent(t *testing.T) {
+func TestPlanGC(t *testing.T) {
 	embedded := &config.Config{MQName: "jetstream"}
 	external := &config.Config{MQName: "jetstream", JetStream: config.JetStream{URL: "nats://nats:4222"}}
 	stan := &config.Config{MQName: "stan"}
 	env := func(vars map[string]string) func(string) string {
 		return func(k string) string { return vars[k] }
 	}
-	limited := env(map[string]string{"GOMEMLIMIT": "460MiB"})
+	const limit = 460 << 20
+	noLimit := int64(math.MaxInt64)
 	for _, tc := range []struct {
-		name   string
-		cfg    *config.Config
-		getenv func(string) string
-		want   bool
+		name     string
+		cfg      *config.Config
+		getenv   func(string) string
+		memLimit int64
+		want     gcPlan
 	}{
-		{"embedded under a memory limit", embedded, limited, true},
-		{"embedded without a memory limit", embedded, env(nil), false},
-		{"embedded with the operator's GOGC", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB", "GOGC": "100"}), false},
-		{"external JetStream", external, limited, false},
-		{"NATS Streaming", stan, limited, false},
+		{"embedded under a memory limit", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB"}), limit, gcPlan{Percent: embeddedGCPercent, Floor: limit / 4}},
+		{"embedded without a memory limit", embedded, env(nil), noLimit, gcPlan{Floor: defaultHeapFloor}},
+		{"embedded with the operator's GOGC", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB", "GOGC": "100"}), limit, gcPlan{}},
+		{"external JetStream under a memory limit", external, env(nil), limit, gcPlan{Floor: limit / 4}},
+		{"NATS Streaming without a limit", stan, env(nil), noLimit, gcPlan{Floor: defaultHeapFloor}},
+		{"a small limit keeps the default floor", stan, env(nil), 64 << 20, gcPlan{Floor: defaultHeapFloor}},
+		{"a memory limit of zero is no limit", stan, env(nil), 0, gcPlan{Floor: defaultHeapFloor}},
+		{"the operator's GOGC=off", stan, env(map[string]string{"GOGC": "off"}), noLimit, gcPlan{}},
 	} {
-		got, ok := gcPercent(tc.cfg, tc.getenv)
-		if ok != tc.want || (ok && got != embeddedGCPercent) {
-			t.Errorf("%s: gcPercent = %d, %v; want %v", tc.name, got, ok, tc.want)
+		if got := planGC(tc.cfg, tc.getenv, tc.memLimit); got != tc.want {
+			t.Errorf("%s: planGC = %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/internal/failpoint"
+	"github.com/dbsync/dbsync/internal/gcfloor"
 	"github.com/dbsync/dbsync/internal/logging"
 	"github.com/dbsync/dbsync/pkg/binlog"
 	"github.com/dbsync/dbsync/pkg/config"
@@ -107,10 +108,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // stream runs the producer until a signal stops it.
 func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, log *logrus.Logger) int {
-	if percent, ok := gcPercent(cfg, os.Getenv); ok {
-		debug.SetGCPercent(percent)
-		log.WithFields(logrus.Fields{"gogc": percent, "gomemlimit": os.Getenv("GOMEMLIMIT")}).
-			Info("embedded NATS server under a memory limit: garbage collection target raised (set GOGC to choose another)")
+	if plan := planGC(cfg, os.Getenv, debug.SetMemoryLimit(-1)); plan.Floor > 0 {
+		base := 100
+		if plan.Percent > 0 {
+			base = plan.Percent
+			debug.SetGCPercent(base)
+		}
+		tuner := gcfloor.Start(plan.Floor, base)
+		defer tuner.Stop()
+		log.WithFields(logrus.Fields{"heap_floor_mib": plan.Floor >> 20, "gogc": base, "gomemlimit": os.Getenv("GOMEMLIMIT")}).
+			Info("garbage collection starts once the heap reaches the floor (set GOGC to turn this off)")
 	}
 	parts, tookOver, err := openActive(ctx, cfg, secrets.Text, log)
 	if err != nil {

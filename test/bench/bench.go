@@ -49,9 +49,10 @@ type Options struct {
 	LeaseTTL  time.Duration
 	Writers   int
 	Verbose   bool
-	// ProfileDir, when set, receives CPU profiles of every end-to-end
-	// run: the producer's (from its pprof endpoint) and this process's,
-	// which runs the broker, over the same window.
+	// ProfileDir, when set, is created and receives profiles of every
+	// end-to-end run: the producer's CPU and allocations (from its pprof
+	// endpoint) and this process's CPU (it runs the broker), over the same
+	// window.
 	ProfileDir string
 	// SyncRows is the size of the table the sync measurement keeps in
 	// Redis and PostgreSQL; 0 skips it.
@@ -92,6 +93,12 @@ func Main(opts Options, command string, stdout, stderr io.Writer) int {
 		b.tb.Fatalf("interrupted by %v", sig)
 	}()
 
+	if opts.ProfileDir != "" {
+		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "bench: profile directory: %v\n", err)
+			return 1
+		}
+	}
 	report, err := b.run(ctx)
 	if b.tb.exiting.Load() {
 		select {} // a fatal error is cleaning up and exits the process
@@ -282,9 +289,9 @@ func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*worklo
 			}
 			r.Run = run
 			b.res.E2E = append(b.res.E2E, r)
-			b.progress("run %d: end to end     %-4s %-9s %s rows/s (%s rows in %s, startup %s), peak RSS %.1f MiB",
+			b.progress("run %d: end to end     %-4s %-9s %s rows/s (%s rows in %s, startup %s, %.1f rows per batch), peak RSS %.1f MiB",
 				run, w.Name, broker, fmtCount(r.RowsPerSec()), fmtCount(float64(r.Rows)), r.Elapsed.Round(time.Millisecond),
-				r.Startup.Round(time.Millisecond), mib(r.PeakRSS))
+				r.Startup.Round(time.Millisecond), r.RowsPerBatch, mib(r.PeakRSS))
 		}
 		if !b.opts.SkipLatency {
 			r, err := measureLatency(ctx, tb, b.bin, b.db, broker, b.opts.Rate, b.opts.Duration, b.opts.ProfileDir)

@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dbsync/dbsync/test/testenv"
@@ -29,6 +33,10 @@ type e2eResult struct {
 	// PeakRSS is the producer's peak resident set size in bytes (-1 when
 	// unknown).
 	PeakRSS int64
+	// RowsPerBatch is the mean size of the batches the producer published
+	// (its dbsync_batch_rows histogram; 0 when unknown): a diagnostic of
+	// how well it grouped the workload's rows.
+	RowsPerBatch float64
 }
 
 // RowsPerSec is the measured rate.
@@ -122,6 +130,7 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 	} else {
 		return fail(err)
 	}
+	res.RowsPerBatch = setup.rowsPerBatch()
 	if !br.embedded { // the embedded broker stops with the producer: count now
 		if err := p.stop(); err != nil {
 			return fail(err)
@@ -140,4 +149,33 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 		return fail(fmt.Errorf("broker holds %d messages on %s after the stop, want exactly %d", got, subject, w.Rows))
 	}
 	return res, nil
+}
+
+// rowsPerBatch reads the running producer's dbsync_batch_rows histogram
+// from its metrics endpoint and returns the mean rows per batch, 0 when
+// the endpoint or the histogram cannot be read (a diagnostic only).
+func (s *producerSetup) rowsPerBatch() float64 {
+	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "dbsync_batch_rows_sum":
+			sum, _ = strconv.ParseFloat(value, 64)
+		case "dbsync_batch_rows_count":
+			count, _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / count
 }

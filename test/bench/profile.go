@@ -10,14 +10,15 @@ import (
 )
 
 // profileWindow is how long a run is profiled, from the moment the
-// producer's stream started: shorter than the quickest end-to-end run
-// profiled.
-const profileWindow = time.Second
+// producer's stream started. Runs shorter than that leave no producer
+// profile: profile with larger workloads (-rows 1000000 -tx 300000).
+const profileWindow = 3 * time.Second
 
-// profileRun writes CPU profiles of one end-to-end run once the producer's
-// stream started: prefix+".producer.pprof" from the producer's pprof
-// endpoint and prefix+".bench.pprof" of this process (the broker's side)
-// over the same window. Failures are printed, not fatal: a profile is an
+// profileRun writes profiles of one end-to-end run once the producer's
+// stream started: prefix+".producer.pprof" (CPU) and
+// prefix+".producer.allocs.pprof" (allocations) from the producer's pprof
+// endpoint, and prefix+".bench.pprof" (CPU) of this process (the broker's
+// side), over the same window. Failures are printed, not fatal: a profile is an
 // aid, not a measurement.
 func profileRun(p *producerProc, setup *producerSetup, prefix string) {
 	if err := p.waitLog("binlog stream started", time.Minute); err != nil {
@@ -38,21 +39,33 @@ func profileRun(p *producerProc, setup *producerSetup, prefix string) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: no profile of this process: %v\n", err)
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", setup.httpAddr, int(profileWindow/time.Second))
+	seconds := int(profileWindow / time.Second)
+	allocs := make(chan struct{})
+	go func() {
+		defer close(allocs)
+		fetchProfile(fmt.Sprintf("http://%s/debug/pprof/allocs?seconds=%d", setup.httpAddr, seconds), prefix+".producer.allocs.pprof")
+	}()
+	fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", setup.httpAddr, seconds), prefix+".producer.pprof")
+	<-allocs
+}
+
+// fetchProfile writes the profile at url (the producer's pprof endpoint)
+// to path; failures are printed.
+func fetchProfile(url, path string) {
 	resp, err := http.Get(url)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: no producer profile: %v\n", err)
+		fmt.Fprintf(os.Stderr, "bench: no producer profile %s: %v\n", path, err)
 		return
 	}
 	defer resp.Body.Close()
-	out, err := os.Create(prefix + ".producer.pprof")
+	out, err := os.Create(path)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: no producer profile: %v\n", err)
 		return
 	}
 	defer out.Close()
 	if _, err := io.Copy(out, resp.Body); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: producer profile: %v\n", err)
+		fmt.Fprintf(os.Stderr, "bench: producer profile %s: %v\n", path, err)
 	}
 }
 
