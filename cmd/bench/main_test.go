@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseFlags(defaults): %v", err)
 	}
-	if o.Rows != 500_000 || o.Tx != 50_000 || o.Runs != 3 || o.Rate != 1000 || o.Duration != 10*time.Second ||
+	if o.Rows != 500_000 || o.Tx != 200_000 || o.Runs != 3 || o.Rate != 1000 || o.Duration != 10*time.Second ||
 		strings.Join(o.Brokers, ",") != "stan,jetstream,jetstream-embedded,kafka" || o.Out != "docs/benchmarks.md" || o.BigRows != 1_000_000 ||
 		o.SyncRows != 100_000 {
 		t.Errorf("defaults = %+v", o)
