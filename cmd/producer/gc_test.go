@@ -24,7 +24,7 @@ func TestPlanGC(t *testing.T) {
 		want     gcPlan
 	}{
 		{"embedded under a memory limit", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB"}), limit, gcPlan{Percent: embeddedGCPercent, Floor: limit / 4}},
-		{"embedded without a memory limit", embedded, env(nil), noLimit, gcPlan{Floor: defaultHeapFloor}},
+		{"embedded without a memory limit", embedded, env(nil), noLimit, gcPlan{Floor: embeddedHeapFloor}},
 		{"embedded with the operator's GOGC", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB", "GOGC": "100"}), limit, gcPlan{}},
 		{"external JetStream under a memory limit", external, env(nil), limit, gcPlan{Floor: limit / 4}},
 		{"NATS Streaming without a limit", stan, env(nil), noLimit, gcPlan{Floor: defaultHeapFloor}},
