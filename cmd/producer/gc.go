@@ -1,8 +1,7 @@
 package main
 
 import (
-	"math"
-
+	"github.com/dbsync/dbsync/internal/gcfloor"
 	"github.com/dbsync/dbsync/pkg/config"
 )
 
@@ -14,14 +13,6 @@ import (
 // -brokers jetstream-embedded, medians of 3, 2 cores), the heap twice as
 // large. The memory limit still bounds the heap.
 const embeddedGCPercent = 400
-
-// defaultHeapFloor is the heap the producer lets grow before a collection
-// when no memory limit is set. Its live heap is a few MiB while it
-// allocates hundreds of MB a second, so at GOGC=100 the collector ran
-// dozens of times a second and took about a fifth of its CPU. 32 MiB keeps
-// the peak RSS of a 1,000,000-row transaction where it was (68 MiB, go run
-// ./cmd/bench); 64 MiB raised it to 90 MiB.
-const defaultHeapFloor = 32 << 20
 
 // embeddedHeapFloor is the heap floor of a producer that runs the embedded
 // NATS server without a memory limit. The server keeps a large live heap
@@ -36,34 +27,29 @@ const embeddedHeapFloor = 256 << 20
 type gcPlan struct {
 	// Percent is the GC percent to run with (GOGC); 0 keeps the runtime's.
 	Percent int
-	// Floor is the heap size below which no collection starts
-	// (internal/gcfloor); 0 turns the tuner off.
+	// Floor is the heap goal the tuner keeps the collector at while the
+	// live heap is small (internal/gcfloor); 0 turns the tuner off.
 	Floor uint64
 }
 
 // planGC returns the tuning of the producer's collector. An operator's GOGC
-// turns all of it off. Otherwise the heap may grow to a floor before a
-// collection: a quarter of the memory limit when one is set (GOMEMLIMIT, as
-// the Kubernetes manifests do; memLimit is the runtime's limit,
-// math.MaxInt64 when none) but at least defaultHeapFloor; without a limit,
-// defaultHeapFloor, or embeddedHeapFloor with the embedded NATS server.
+// turns all of it off. Otherwise the heap may grow towards a floor before a
+// collection (gcfloor.Choose): under a memory limit (GOMEMLIMIT, as the
+// Kubernetes manifests set; memLimit is the runtime's limit, math.MaxInt64
+// when none) a quarter of it, at least gcfloor.Default and at most half
+// the limit; without one gcfloor.Default, or embeddedHeapFloor with the
+// embedded NATS server.
 // The embedded server under a memory limit also raises the GC percent to
 // embeddedGCPercent: the server shares the heap, and the limit bounds it.
 func planGC(cfg *config.Config, getenv func(string) string, memLimit int64) gcPlan {
-	if getenv("GOGC") != "" {
-		return gcPlan{}
-	}
-	limited := memLimit > 0 && memLimit < math.MaxInt64
-	plan := gcPlan{Floor: defaultHeapFloor}
-	if limited {
-		plan.Floor = max(plan.Floor, uint64(memLimit)/4)
-	}
 	embedded := cfg.MQName == "jetstream" && cfg.JetStream.URL == ""
-	if embedded && limited {
-		plan.Percent = embeddedGCPercent
+	unlimited := uint64(gcfloor.Default)
+	if embedded {
+		unlimited = embeddedHeapFloor
 	}
-	if embedded && !limited {
-		plan.Floor = embeddedHeapFloor
+	plan := gcPlan{Floor: gcfloor.Choose(getenv, memLimit, unlimited)}
+	if plan.Floor > 0 && embedded && gcfloor.Limited(memLimit) {
+		plan.Percent = embeddedGCPercent
 	}
 	return plan
 }

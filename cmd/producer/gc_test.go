@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/dbsync/dbsync/internal/gcfloor"
 	"github.com/dbsync/dbsync/pkg/config"
 )
 
@@ -23,13 +24,14 @@ func TestPlanGC(t *testing.T) {
 		memLimit int64
 		want     gcPlan
 	}{
-		{"embedded under a memory limit", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB"}), limit, gcPlan{Percent: embeddedGCPercent, Floor: limit / 4}},
+		{"embedded under a memory limit", embedded, env(nil), limit, gcPlan{Percent: embeddedGCPercent, Floor: limit / 4}},
+		{"embedded under a small memory limit", embedded, env(nil), 48 << 20, gcPlan{Percent: embeddedGCPercent, Floor: 24 << 20}},
 		{"embedded without a memory limit", embedded, env(nil), noLimit, gcPlan{Floor: embeddedHeapFloor}},
-		{"embedded with the operator's GOGC", embedded, env(map[string]string{"GOMEMLIMIT": "460MiB", "GOGC": "100"}), limit, gcPlan{}},
+		{"embedded with the operator's GOGC", embedded, env(map[string]string{"GOGC": "100"}), limit, gcPlan{}},
 		{"external JetStream under a memory limit", external, env(nil), limit, gcPlan{Floor: limit / 4}},
-		{"NATS Streaming without a limit", stan, env(nil), noLimit, gcPlan{Floor: defaultHeapFloor}},
-		{"a small limit keeps the default floor", stan, env(nil), 64 << 20, gcPlan{Floor: defaultHeapFloor}},
-		{"a memory limit of zero is no limit", stan, env(nil), 0, gcPlan{Floor: defaultHeapFloor}},
+		{"NATS Streaming without a limit", stan, env(nil), noLimit, gcPlan{Floor: gcfloor.Default}},
+		{"a small limit keeps the default floor", stan, env(nil), 64 << 20, gcPlan{Floor: gcfloor.Default}},
+		{"a memory limit of zero is no limit", stan, env(nil), 0, gcPlan{Floor: gcfloor.Default}},
 		{"the operator's GOGC=off", stan, env(map[string]string{"GOGC": "off"}), noLimit, gcPlan{}},
 	} {
 		if got := planGC(tc.cfg, tc.getenv, tc.memLimit); got != tc.want {

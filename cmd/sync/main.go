@@ -22,10 +22,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dbsync/dbsync/internal/gcfloor"
 	"github.com/dbsync/dbsync/pkg/syncer"
 )
 
@@ -63,6 +65,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	log.SetLevel(level)
+	if floor := gcfloor.Choose(os.Getenv, debug.SetMemoryLimit(-1), gcfloor.Default); floor > 0 {
+		tuner := gcfloor.Start(floor, 100)
+		defer tuner.Stop()
+		log.WithField("heap_floor_mib", floor>>20).Debug("garbage collection starts once the heap reaches the floor (set GOGC to turn this off)")
+	}
 	if err := syncer.Run(ctx, cfg, log); err != nil {
 		log.WithError(err).Error("sync stopped")
 		return 1
