@@ -30,6 +30,8 @@ type admitter struct {
 	skip func(db, table string) bool
 	// sizer knows the broker's size limit; nil when it cannot tell.
 	sizer mq.SizeChecker
+	// sizing is the message handed to sizer.
+	sizing mq.Message
 	// held is the newest change the broker holds of this pass's binlog
 	// history, at or after the pass's start; changes up to it are dropped
 	// (the broker stores every change of a history in order, so it holds
@@ -84,7 +86,10 @@ func (a *admitter) admit(row *binlog.Row) (mq.Message, verdict, error) {
 	if a.sizer == nil {
 		return msg, publishRow, nil
 	}
-	err := a.sizer.CheckSize(&msg)
+	// CheckSize gets the admitter's scratch copy: a pointer to msg itself
+	// would move it to the heap for every row.
+	a.sizing = msg
+	err := a.sizer.CheckSize(&a.sizing)
 	if err == nil {
 		return msg, publishRow, nil
 	}

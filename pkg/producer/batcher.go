@@ -62,14 +62,19 @@ type batcher struct {
 func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan<- *batch) error {
 	defer close(out)
 	cur := &batch{}
-	var timer *time.Timer
+	// timer runs MaxWait from a batch's first row; timerC is its channel
+	// while it runs, nil otherwise. One timer serves every batch.
+	timer := time.NewTimer(bt.opts.MaxWait)
+	timer.Stop()
+	defer timer.Stop()
 	var timerC <-chan time.Time
+	stopTimer := func() {
+		timer.Stop()
+		timerC = nil
+	}
 
 	send := func() error {
-		if timer != nil {
-			timer.Stop()
-			timer, timerC = nil, nil
-		}
+		stopTimer()
 		select {
 		case out <- cur:
 		case <-ctx.Done():
@@ -79,16 +84,11 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 		return nil
 	}
 	startTimer := func() {
-		if timer == nil {
-			timer = time.NewTimer(bt.opts.MaxWait)
+		if timerC == nil {
+			timer.Reset(bt.opts.MaxWait)
 			timerC = timer.C
 		}
 	}
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 
 	for {
 		if cur.force {
@@ -106,15 +106,12 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 		var ok bool
 		select {
 		case offer <- cur:
-			if timer != nil {
-				timer.Stop()
-				timer, timerC = nil, nil
-			}
+			stopTimer()
 			cur = &batch{msgs: make([]mq.Message, 0, 64)}
 			continue
 		case ev, ok = <-events:
 		case <-timerC:
-			timer, timerC = nil, nil
+			timerC = nil
 			if err := send(); err != nil {
 				return err
 			}
@@ -163,8 +160,11 @@ func (bt *batcher) run(ctx context.Context, events <-chan binlog.Event, out chan
 			cur.eventTime = ev.Time
 		}
 		if ev.Boundary {
-			p := ev.Position
-			cur.checkpoint = &p
+			// One Position per batch, overwritten by each later boundary.
+			if cur.checkpoint == nil {
+				cur.checkpoint = new(position.Position)
+			}
+			*cur.checkpoint = ev.Position
 			if !ev.Rotate {
 				cur.transactions++
 			}

@@ -120,19 +120,22 @@ func TestBatcherWithoutIdleFlushWaits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = bt.run(ctx, events, out) }()
-	start := time.Now()
-	events <- rowsEvent(3)
-	events <- boundary(60, false)
-	select {
-	case b := <-out:
-		if d := time.Since(start); d < 250*time.Millisecond {
-			t.Fatalf("handed over after %s, before MaxWait", d)
+	// Twice: the second batch's wait must run as the first one's did.
+	for round, pos := range []uint32{60, 120} {
+		start := time.Now()
+		events <- rowsEvent(3)
+		events <- boundary(pos, false)
+		select {
+		case b := <-out:
+			if d := time.Since(start); d < 250*time.Millisecond {
+				t.Fatalf("batch %d handed over after %s, before MaxWait", round+1, d)
+			}
+			if len(b.msgs) != 3 || b.checkpoint == nil || b.checkpoint.Pos != pos {
+				t.Fatalf("batch %d: %d rows, checkpoint %v, want 3 rows and position %d", round+1, len(b.msgs), b.checkpoint, pos)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("MaxWait did not flush batch %d", round+1)
 		}
-		if len(b.msgs) != 3 || b.checkpoint == nil {
-			t.Fatalf("batch %d rows, checkpoint %v", len(b.msgs), b.checkpoint)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("MaxWait did not flush")
 	}
 }
 
