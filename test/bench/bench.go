@@ -289,9 +289,9 @@ func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*worklo
 			}
 			r.Run = run
 			b.res.E2E = append(b.res.E2E, r)
-			b.progress("run %d: end to end     %-4s %-9s %s rows/s (%s rows in %s, startup %s, %.1f rows per batch), peak RSS %.1f MiB",
+			b.progress("run %d: end to end     %-4s %-9s %s rows/s (%s rows in %s, startup %s, %.1f rows per batch, producer CPU %.2f µs per row), peak RSS %.1f MiB",
 				run, w.Name, broker, fmtCount(r.RowsPerSec()), fmtCount(float64(r.Rows)), r.Elapsed.Round(time.Millisecond),
-				r.Startup.Round(time.Millisecond), r.RowsPerBatch, mib(r.PeakRSS))
+				r.Startup.Round(time.Millisecond), r.RowsPerBatch, r.CPUPerRow, mib(r.PeakRSS))
 		}
 		if !b.opts.SkipLatency {
 			r, err := measureLatency(ctx, tb, b.bin, b.db, broker, b.opts.Rate, b.opts.Duration, b.opts.ProfileDir)

@@ -33,6 +33,11 @@ type e2eResult struct {
 	// PeakRSS is the producer's peak resident set size in bytes (-1 when
 	// unknown).
 	PeakRSS int64
+	// CPUPerRow is the producer process's CPU time (user and system, its
+	// startup included; with the embedded broker the server's too) per
+	// row, in microseconds, 0 when unknown: less noisy than the rate on a
+	// shared machine.
+	CPUPerRow float64
 	// RowsPerBatch is the mean size of the batches the producer published
 	// (its dbsync_batch_rows histogram; 0 when unknown): a diagnostic of
 	// how well it grouped the workload's rows.
@@ -131,6 +136,9 @@ func measureE2E(ctx context.Context, parent *benchTB, bin string, db *testenv.Ma
 		return fail(err)
 	}
 	res.RowsPerBatch = setup.rowsPerBatch()
+	if cpu, err := processCPU(p.child.Pid()); err == nil {
+		res.CPUPerRow = cpu * 1e6 / float64(w.Rows)
+	}
 	if !br.embedded { // the embedded broker stops with the producer: count now
 		if err := p.stop(); err != nil {
 			return fail(err)

@@ -319,10 +319,11 @@ func rawTables(r *results) string {
 	}
 	for _, e := range e2es {
 		cells = append(cells, []string{runLabel(e.Run), e.Workload, e.Broker, fmtCount(float64(e.Rows)), fmtSeconds(e.Elapsed),
-			fmtMs(e.Startup), fmtCount(e.RowsPerSec()), fmtFloat(mib(e.PeakRSS), 1)})
+			fmtMs(e.Startup), fmtCount(e.RowsPerSec()), fmtFloat(e.CPUPerRow, 2), fmtFloat(e.RowsPerBatch, 1), fmtFloat(mib(e.PeakRSS), 1)})
 	}
 	b.WriteString(formatTable([]column{{Title: "run"}, {Title: "workload"}, {Title: "broker"}, {Title: "rows", Right: true},
 		{Title: "seconds", Right: true}, {Title: "startup ms", Right: true}, {Title: "rows/s", Right: true},
+		{Title: "producer CPU µs/row", Right: true}, {Title: "rows/batch", Right: true},
 		{Title: "peak RSS MiB", Right: true}}, cells))
 
 	if len(r.Latency) > 0 {
