@@ -117,7 +117,7 @@ func stream(ctx context.Context, cfg *config.Config, secrets *redact.Secrets, lo
 		tuner := gcfloor.Start(plan.Floor, base)
 		defer tuner.Stop()
 		log.WithFields(logrus.Fields{"heap_floor_mib": plan.Floor >> 20, "gogc": base, "gomemlimit": os.Getenv("GOMEMLIMIT")}).
-			Info("garbage collection starts once the heap reaches the floor (set GOGC to turn this off)")
+			Info("garbage collector tuned: the heap may grow towards the floor before a collection (set GOGC to turn this off)")
 	}
 	parts, tookOver, err := openActive(ctx, cfg, secrets.Text, log)
 	if err != nil {

@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if floor := gcfloor.Choose(os.Getenv, debug.SetMemoryLimit(-1), gcfloor.Default); floor > 0 {
 		tuner := gcfloor.Start(floor, 100)
 		defer tuner.Stop()
-		log.WithField("heap_floor_mib", floor>>20).Debug("garbage collection starts once the heap reaches the floor (set GOGC to turn this off)")
+		log.WithField("heap_floor_mib", floor>>20).Debug("garbage collector tuned: the heap may grow towards the floor before a collection (set GOGC to turn this off)")
 	}
 	if err := syncer.Run(ctx, cfg, log); err != nil {
 		log.WithError(err).Error("sync stopped")
