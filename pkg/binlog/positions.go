@@ -41,13 +41,13 @@ func (s *Source) CurrentPosition(ctx context.Context) (position.Position, error)
 	return p, nil
 }
 
-// currentFilePosition is the binlog's end as a file and offset, without
-// the GTID state CurrentPosition adds: on MariaDB that takes
-// BINLOG_GTID_POS, which reads the binlog file from its start up to the
-// offset (some 20 ms at 150 MB into a file, more in a 1 GB one), too slow
-// for the watermarks of every snapshot chunk, which compare file and
-// offset only.
-func (s *Source) currentFilePosition(ctx context.Context) (position.Position, error) {
+// CurrentFilePosition is where the server's binlog ends now, as a file and
+// offset, without the GTID state CurrentPosition adds: on MariaDB that
+// takes BINLOG_GTID_POS, which reads the binlog file from its start up to
+// the offset (some 20 ms at 150 MB into a file, more in a 1 GB one): too
+// slow for what only compares positions, such as the watermarks of every
+// snapshot chunk and the monitor's poll.
+func (s *Source) CurrentFilePosition(ctx context.Context) (position.Position, error) {
 	p, _, err := s.masterStatus(ctx)
 	return p, err
 }

@@ -234,7 +234,7 @@ func (sr *SnapshotReader) ReadChunk(ctx context.Context, plan *SnapshotPlan, aft
 		return nil, fmt.Errorf("snapshot of %s.%s: %w", plan.DB, plan.Table, err)
 	}
 	committed = true
-	high, err := sr.src.currentFilePosition(ctx)
+	high, err := sr.src.CurrentFilePosition(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s.%s: %w", plan.DB, plan.Table, err)
 	}
@@ -302,7 +302,7 @@ func (sr *SnapshotReader) begin(ctx context.Context) (position.Position, error) 
 		var before position.Position
 		if sr.src.flavor == mysql.MariaDBFlavor {
 			var err error
-			if before, err = sr.src.currentFilePosition(ctx); err != nil {
+			if before, err = sr.src.CurrentFilePosition(ctx); err != nil {
 				return position.Position{}, err
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dbsync/dbsync/pkg/failure"
+	"github.com/dbsync/dbsync/pkg/position"
 	"github.com/dbsync/dbsync/test/testenv"
 )
 
@@ -52,5 +53,47 @@ func TestSourceBehindAProxy(t *testing.T) {
 	err = viaProxy.CheckResumable(t.Context(), cp)
 	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "lacks the function BINLOG_GTID_POS()") {
 		t.Fatalf("history check through the proxy: %v; want a FatalError naming BINLOG_GTID_POS()", err)
+	}
+}
+
+// TestCurrentFilePositionRunsNoGTIDLookup: the monitor polls the binlog's
+// end every few seconds and every snapshot chunk reads it twice, so it must
+// not run BINLOG_GTID_POS (a SELECT that makes MariaDB read the binlog file
+// from its start): the server's Com_select stays where it was, and the
+// position is CurrentPosition's without the GTID state.
+func TestCurrentFilePositionRunsNoGTIDLookup(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	db.Exec(t, "CREATE DATABASE f", "CREATE TABLE f.t (id INT PRIMARY KEY)", "INSERT INTO f.t VALUES (1)")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	selects := func() string {
+		var name, value string
+		if err := db.DB(t).QueryRow("SHOW GLOBAL STATUS LIKE 'Com_select'").Scan(&name, &value); err != nil {
+			t.Fatal(err)
+		}
+		return value
+	}
+	before := selects()
+	var got position.Position
+	for range 5 {
+		if got, err = src.CurrentFilePosition(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := selects(); after != before {
+		t.Errorf("5 calls of CurrentFilePosition ran SELECTs (Com_select %s → %s): the GTID lookup reads the binlog file from its start", before, after)
+	}
+	full, err := src.CurrentPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.File != full.File || got.Pos != full.Pos || got.GTID != "" || full.GTID == "" {
+		t.Errorf("CurrentFilePosition = %+v, CurrentPosition = %+v: want the same file and offset, the GTID state only in the latter", got, full)
 	}
 }

@@ -25,7 +25,10 @@ import (
 // Source is what the monitor asks the source server: its current binlog
 // position and the sizes of its binlog files.
 type Source interface {
-	CurrentPosition(ctx context.Context) (position.Position, error)
+	// CurrentFilePosition is where the binlog ends now (file and offset;
+	// the monitor needs no GTID state, which costs the server a read of
+	// the binlog file).
+	CurrentFilePosition(ctx context.Context) (position.Position, error)
 	// BytesBetween returns how many binlog bytes lie from a to b.
 	BytesBetween(ctx context.Context, a, b position.Position) (int64, error)
 }
@@ -288,7 +291,7 @@ func (m *Monitor) pollOnce(ctx context.Context, src Source, broker Broker, log l
 	// The server was still writing current.File when it answered, after
 	// asked: that file's last write is no earlier than asked.
 	asked := m.now()
-	current, err := src.CurrentPosition(ctx)
+	current, err := src.CurrentFilePosition(ctx)
 	if err != nil {
 		log.WithError(err).WithField("checkpoint", cp.String()).Debug("monitor: cannot read the source's position")
 		return
