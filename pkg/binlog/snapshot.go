@@ -683,13 +683,8 @@ func binlogDatetime(s string, dec int, timestamp bool) (any, error) {
 	var y, mo, d, h, mi, sec, usec int
 	date, clock, _ := strings.Cut(s, " ")
 	clock, frac, _ := strings.Cut(clock, ".")
-	if _, err := fmt.Sscanf(date, "%d-%d-%d", &y, &mo, &d); err != nil {
+	if !splitInts(date, '-', &y, &mo, &d) || (clock != "" && !splitInts(clock, ':', &h, &mi, &sec)) {
 		return nil, fmt.Errorf("unexpected date and time %q", s)
-	}
-	if clock != "" {
-		if _, err := fmt.Sscanf(clock, "%d:%d:%d", &h, &mi, &sec); err != nil {
-			return nil, fmt.Errorf("unexpected date and time %q", s)
-		}
 	}
 	if frac != "" {
 		usec, _ = strconv.Atoi((frac + "000000")[:6])
@@ -707,6 +702,35 @@ func binlogDatetime(s string, dec int, timestamp bool) (any, error) {
 		return out, nil
 	}
 	return time.Date(y, time.Month(mo), d, h, mi, sec, usec*1000, time.UTC), nil
+}
+
+// splitInts parses s as len(out) unsigned decimal numbers separated by
+// sep into out; it reports whether s had exactly that form. (fmt.Sscanf
+// did this at a third of the snapshot reader's CPU.)
+func splitInts(s string, sep byte, out ...*int) bool {
+	for i, p := range out {
+		field := s
+		if i < len(out)-1 {
+			j := strings.IndexByte(s, sep)
+			if j < 0 {
+				return false
+			}
+			field, s = s[:j], s[j+1:]
+		}
+		if field == "" || len(field) > 9 {
+			return false
+		}
+		n := 0
+		for k := 0; k < len(field); k++ {
+			c := field[k]
+			if c < '0' || c > '9' {
+				return false
+			}
+			n = n*10 + int(c-'0')
+		}
+		*p = n
+	}
+	return true
 }
 
 // zeroTime is go-mysql's rendering of a zero DATETIME or TIMESTAMP.
