@@ -280,6 +280,14 @@ func (b *bench) measureRunOnce(ctx context.Context, run int, workloads []*worklo
 					b.res.Sink = append(b.res.Sink, r)
 					b.progress("run %d: sink ceiling   %-4s %-9s %s msgs/s (%s)", run, w.Name, broker, fmtCount(r.MsgsPerSec()), sinkMode(streamed))
 				}
+				r, err := measureTogether(ctx, tb, b.db, broker, w)
+				if err != nil {
+					return err
+				}
+				r.Run = run
+				b.res.Together = append(b.res.Together, r)
+				b.progress("run %d: together       %-4s %-9s %s rows/s (source done in %s, sink in %s)", run, w.Name, broker,
+					fmtCount(r.RowsPerSec()), r.Source.Round(time.Millisecond), r.Sink.Round(time.Millisecond))
 			}
 		}
 		for _, w := range workloads {

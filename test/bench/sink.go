@@ -126,42 +126,88 @@ func sinkMessages(subject string, sample [][]byte, n int) ([]mq.Message, int64) 
 // message acknowledged). It fails when the broker then holds a different
 // number of messages.
 func measureSink(ctx context.Context, parent *benchTB, brokerName string, w *workload, streamed bool) (sinkResult, error) {
-	tb := parent.scope("sink-" + w.Name + "-" + brokerName)
-	defer tb.close()
-	if len(w.Sample) == 0 {
-		return sinkResult{}, fmt.Errorf("sink ceiling of %s: no sample envelopes", w.Name)
-	}
-	br, err := startSinkBroker(tb, brokerName)
+	s, err := startSink(ctx, parent, "sink", brokerName, w)
 	if err != nil {
 		return sinkResult{}, err
+	}
+	defer s.close()
+	size := sinkBatch
+	if streamed {
+		size = len(s.msgs)
+	}
+	began := time.Now()
+	if err := s.publish(ctx, size); err != nil {
+		return sinkResult{}, err
+	}
+	elapsed := time.Since(began)
+	if err := s.verify(ctx); err != nil {
+		return sinkResult{}, err
+	}
+	return sinkResult{Workload: w.Name, Broker: brokerName, Streamed: streamed, Msgs: len(s.msgs), Bytes: s.bytes, Elapsed: elapsed}, nil
+}
+
+// sinkRun is a fresh broker with the project's publisher connected to it
+// and the messages of a sink ceiling ready to publish.
+type sinkRun struct {
+	tb         *benchTB
+	brokerName string
+	workload   string
+	br         *broker
+	q          mq.MessageQueue
+	subject    string
+	msgs       []mq.Message
+	bytes      int64
+}
+
+// startSink starts a fresh broker (in a scope named after what, w and the
+// broker) and connects the publisher; it builds as many messages as w has
+// rows from w's sample. close releases both.
+func startSink(ctx context.Context, parent *benchTB, what, brokerName string, w *workload) (*sinkRun, error) {
+	if len(w.Sample) == 0 {
+		return nil, fmt.Errorf("sink ceiling of %s: no sample envelopes", w.Name)
+	}
+	tb := parent.scope(what + "-" + w.Name + "-" + brokerName)
+	br, err := startSinkBroker(tb, brokerName)
+	if err != nil {
+		tb.close()
+		return nil, err
 	}
 	q, err := br.publisher(ctx)
 	if err != nil {
-		return sinkResult{}, err
+		tb.close()
+		return nil, err
 	}
-	defer q.Close()
 	subject := br.subject(w.fullTable())
 	msgs, bytes := sinkMessages(subject, w.Sample, w.Rows)
-	size := sinkBatch
-	if streamed {
-		size = len(msgs)
-	}
+	return &sinkRun{tb: tb, brokerName: brokerName, workload: w.Name, br: br, q: q, subject: subject, msgs: msgs, bytes: bytes}, nil
+}
 
-	began := time.Now()
-	for i := 0; i < len(msgs); i += size {
-		batch := msgs[i:min(i+size, len(msgs))]
-		if err := q.Publish(ctx, batch); err != nil {
-			return sinkResult{}, fmt.Errorf("sink ceiling of %s on %s: publish messages %d..%d: %w", w.Name, brokerName, i, i+len(batch)-1, err)
+// publish publishes every message, size per Publish call, each call
+// returning once its messages are acknowledged.
+func (s *sinkRun) publish(ctx context.Context, size int) error {
+	for i := 0; i < len(s.msgs); i += size {
+		batch := s.msgs[i:min(i+size, len(s.msgs))]
+		if err := s.q.Publish(ctx, batch); err != nil {
+			return fmt.Errorf("sink ceiling of %s on %s: publish messages %d..%d: %w", s.workload, s.brokerName, i, i+len(batch)-1, err)
 		}
 	}
-	elapsed := time.Since(began)
+	return nil
+}
 
-	got, err := br.count(ctx, subject)
+// verify fails unless the broker holds exactly the published messages.
+func (s *sinkRun) verify(ctx context.Context) error {
+	got, err := s.br.count(ctx, s.subject)
 	if err != nil {
-		return sinkResult{}, err
+		return err
 	}
-	if got != len(msgs) {
-		return sinkResult{}, fmt.Errorf("sink ceiling of %s on %s: broker holds %d messages, want %d", w.Name, brokerName, got, len(msgs))
+	if got != len(s.msgs) {
+		return fmt.Errorf("sink ceiling of %s on %s: broker holds %d messages, want %d", s.workload, s.brokerName, got, len(s.msgs))
 	}
-	return sinkResult{Workload: w.Name, Broker: brokerName, Streamed: streamed, Msgs: len(msgs), Bytes: bytes, Elapsed: elapsed}, nil
+	return nil
+}
+
+// close disconnects the publisher and stops the broker.
+func (s *sinkRun) close() {
+	s.q.Close()
+	s.tb.close()
 }

@@ -32,13 +32,23 @@ type sourceResult struct {
 // RowsPerSec is the measured rate.
 func (r sourceResult) RowsPerSec() float64 { return perSecond(r.Rows, r.Elapsed) }
 
-// measureSource reads w's stretch of the binlog with go-mysql alone,
-// configured like pkg/binlog's reader (mariadb flavor, UTC timestamps, JSON
-// as MySQL text, checksums verified), decoding every rows event and
-// counting its rows, with no sink. The clock runs from connecting until the
-// event ending at w.End was read. It fails when the stretch does not hold
-// exactly w.Rows rows.
+// measureSource reads w's stretch of the binlog with go-mysql alone (see
+// readStretch), with no sink. The clock runs from connecting until the
+// event ending at w.End was read.
 func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourceResult, error) {
+	began := time.Now()
+	if err := readStretch(ctx, db, w); err != nil {
+		return sourceResult{}, err
+	}
+	return sourceResult{Workload: w.Name, Rows: w.Rows, Elapsed: time.Since(began)}, nil
+}
+
+// readStretch reads w's stretch of the binlog with go-mysql alone,
+// configured like pkg/binlog's reader (mariadb flavor, UTC timestamps,
+// DATETIME values as time.Time, JSON as MySQL text, checksums verified),
+// decoding every rows event and counting its rows, until the event ending
+// at w.End. It fails when the stretch does not hold exactly w.Rows rows.
+func readStretch(ctx context.Context, db *testenv.MariaDB, w *workload) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
@@ -54,6 +64,7 @@ func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourc
 		// deadline moved every few seconds, not per packet).
 		HeartbeatPeriod:         10 * time.Second,
 		TimestampStringLocation: time.UTC,
+		ParseTime:               true,
 		RenderJSONAsMySQLText:   true,
 		DisableRetrySync:        true,
 		Logger:                  slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -62,16 +73,15 @@ func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourc
 	})
 	defer syncer.Close()
 
-	began := time.Now()
 	streamer, err := syncer.StartSync(mysql.Position{Name: w.Start.File, Pos: w.Start.Pos})
 	if err != nil {
-		return sourceResult{}, fmt.Errorf("source ceiling of %s: start binlog stream at %s on %s: %w", w.Name, w.Start, db.Addr(), err)
+		return fmt.Errorf("source ceiling of %s: start binlog stream at %s on %s: %w", w.Name, w.Start, db.Addr(), err)
 	}
 	file, rows := w.Start.File, 0
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
-			return sourceResult{}, fmt.Errorf("source ceiling of %s: read binlog at %s after %d rows: %w", w.Name, file, rows, err)
+			return fmt.Errorf("source ceiling of %s: read binlog at %s after %d rows: %w", w.Name, file, rows, err)
 		}
 		switch e := ev.Event.(type) {
 		case *replication.RotateEvent:
@@ -83,9 +93,8 @@ func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourc
 			break
 		}
 	}
-	elapsed := time.Since(began)
 	if rows != w.Rows {
-		return sourceResult{}, fmt.Errorf("source ceiling of %s: binlog %s .. %s holds %d rows, want %d", w.Name, w.Start, w.End, rows, w.Rows)
+		return fmt.Errorf("source ceiling of %s: binlog %s .. %s holds %d rows, want %d", w.Name, w.Start, w.End, rows, w.Rows)
 	}
-	return sourceResult{Workload: w.Name, Rows: rows, Elapsed: elapsed}, nil
+	return nil
 }
