@@ -95,7 +95,7 @@ func appendValue(b []byte, c *column, v any) ([]byte, error) {
 			// go-mysql's ParseTime: DATETIME as its wall clock in UTC,
 			// TIMESTAMP as the instant.
 			b = append(b, '"')
-			b = t.UTC().AppendFormat(b, c.layout)
+			b = c.layout.appendTime(b, t)
 			return append(b, '"'), nil
 		case string:
 			// Zero dates and dates before 1970 stay strings.

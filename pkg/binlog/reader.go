@@ -810,7 +810,11 @@ func appendHead(b []byte, t *table, id, prev, typ string, src *envelope.Source, 
 		b = appendJSONString(b, src.GTID)
 	}
 	b = append(b, `,"ts":"`...)
-	b = src.TS.AppendFormat(b, time.RFC3339)
+	if src.TS.Location() == time.UTC {
+		b = timeLayout{utc: true}.appendTime(b, src.TS) // RFC 3339 in UTC
+	} else {
+		b = src.TS.AppendFormat(b, time.RFC3339)
+	}
 	b = append(b, '"')
 	if ref := src.Snapshot; ref != nil {
 		b = append(b, `,"snapshot":{"id":`...)

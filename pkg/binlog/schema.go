@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -38,7 +39,7 @@ type column struct {
 	values   []string // ENUM and SET member names, in definition order
 	// layout formats DATETIME and TIMESTAMP values decoded as time.Time,
 	// with the column's fractional digits.
-	layout string
+	layout timeLayout
 	// fsp is the fractional second digits of a temporal column read by a
 	// snapshot (information_schema's DATETIME_PRECISION).
 	fsp int
@@ -217,7 +218,7 @@ func buildTable(tm *replication.TableMapEvent, info *infoTable, collations map[u
 			c.padTo = fixedStringLength(tm.ColumnMeta[i])
 		}
 		if kind == kindDatetime || kind == kindTimestamp {
-			c.layout = timeLayout(c.realType, tm.ColumnMeta[i], kind == kindTimestamp)
+			c.layout = newTimeLayout(c.realType, tm.ColumnMeta[i], kind == kindTimestamp)
 		}
 		if (kind == kindEnum || kind == kindSet) && c.values == nil {
 			return nil, &SchemaError{DB: db, Table: name, Reason: fmt.Sprintf(
@@ -295,15 +296,72 @@ func checkCharset(cs string) error {
 		"convert the column to utf8mb4, or exclude the table with Tables.Exclude", cs)
 }
 
-// timeLayout is the Go layout writing a DATETIME or TIMESTAMP the way the
-// type contract wants it, with the column's fractional second digits (the
-// metadata of the "2" types; the old types have none).
-func timeLayout(t byte, meta uint16, utc bool) string {
-	layout := "2006-01-02T15:04:05"
+// timeLayout is how a DATETIME or TIMESTAMP decoded as time.Time is
+// written the way the type contract wants it: "2006-01-02T15:04:05", then
+// the column's fractional second digits (zeros kept), then "Z" for a
+// TIMESTAMP (an instant, in UTC).
+type timeLayout struct {
+	frac int // 0..6
+	utc  bool
+}
+
+// newTimeLayout returns the layout of a column of real type t with
+// metadata meta (the fractional digits of the "2" types; the old types
+// have none).
+func newTimeLayout(t byte, meta uint16, utc bool) timeLayout {
+	l := timeLayout{utc: utc}
 	if (t == mysql.MYSQL_TYPE_DATETIME2 || t == mysql.MYSQL_TYPE_TIMESTAMP2) && meta > 0 && meta <= 6 {
-		layout += "." + "000000"[:meta]
+		l.frac = int(meta)
 	}
-	if utc {
+	return l
+}
+
+// appendTime writes t (in UTC) in the layout: what t.UTC().AppendFormat
+// writes with the equivalent Go layout, without parsing that layout for
+// every value. Years outside 0..9999 (MySQL has none) are written as
+// AppendFormat writes them.
+func (l timeLayout) appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, l.goLayout())
+	}
+	hour, minute, sec := t.Clock()
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = appendTwoDigits(b, int(month), '-')
+	b = appendTwoDigits(b, day, 'T')
+	b = appendTwoDigits(b, hour, ':')
+	b = appendTwoDigits(b, minute, ':')
+	b = append(b, byte('0'+sec/10), byte('0'+sec%10))
+	if l.frac > 0 {
+		// Truncated, not rounded, as package time writes fractions.
+		var digits [9]byte
+		ns := t.Nanosecond()
+		for i := len(digits) - 1; i >= 0; i-- {
+			digits[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		b = append(b, '.')
+		b = append(b, digits[:l.frac]...)
+	}
+	if l.utc {
+		b = append(b, 'Z')
+	}
+	return b
+}
+
+// appendTwoDigits writes v (0..99) as two digits and then sep.
+func appendTwoDigits(b []byte, v int, sep byte) []byte {
+	return append(b, byte('0'+v/10), byte('0'+v%10), sep)
+}
+
+// goLayout is the equivalent layout of package time.
+func (l timeLayout) goLayout() string {
+	layout := "2006-01-02T15:04:05"
+	if l.frac > 0 {
+		layout += "." + "000000"[:l.frac]
+	}
+	if l.utc {
 		layout += "Z"
 	}
 	return layout

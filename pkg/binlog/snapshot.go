@@ -513,7 +513,7 @@ func tableFromInfo(db, name string, info *infoTable) (*table, error) {
 		c.kind = kind
 		c.fsp = ic.precision
 		if kind == kindDatetime || kind == kindTimestamp {
-			c.layout = timeLayout(rt, uint16(ic.precision), kind == kindTimestamp)
+			c.layout = newTimeLayout(rt, uint16(ic.precision), kind == kindTimestamp)
 		}
 	}
 	t.prepareFragments()
