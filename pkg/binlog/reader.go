@@ -707,10 +707,14 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	n := len(e.Rows) / step
 	rows := make([]Row, n)
 	event := &envelope.Source{Name: r.cfg.SourceName, ServerID: h.ServerID, History: r.history, Continues: r.continues, File: st.file, Pos: pos, GTID: st.gtid, TS: ts}
-	prefix := st.file + ":" + strconv.FormatUint(uint64(pos), 10) + ":"
+	// Row ids are "file:pos:row", each built with one allocation.
+	var idBuf [64]byte
+	prefix := append(append(idBuf[:0], st.file...), ':')
+	prefix = append(strconv.AppendUint(prefix, uint64(pos), 10), ':')
+	rowID := func(row int) string { return string(strconv.AppendInt(prefix, int64(row), 10)) }
 	if t.unpublishable != "" {
 		for i := range rows {
-			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: prefix + strconv.Itoa(base+i), Event: event, Index: base + i, Unpublishable: t.unpublishable}
+			rows[i] = Row{DB: t.db, Table: t.name, Type: typ, ID: rowID(base + i), Event: event, Index: base + i, Unpublishable: t.unpublishable}
 		}
 		return &Event{Rows: rows, Time: ts}, nil
 	}
@@ -719,7 +723,7 @@ func (r *Reader) rows(st *streamState, h *replication.EventHeader, e *replicatio
 	// envelope so it rarely grows (growing copies it and wastes the rest).
 	buf := make([]byte, 0, n*t.envelopeSize(len(r.cfg.SourceName)+2*len(st.file)+len(st.gtid)+len(r.history)+len(r.continues)+int(h.EventSize)*step/max(n, 1)))
 	for i := 0; i < n; i++ {
-		id := prefix + strconv.Itoa(base+i)
+		id := rowID(base + i)
 		var before, after []any
 		var skipBefore, skipAfter []int
 		switch typ {
