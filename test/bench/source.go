@@ -37,18 +37,20 @@ func (r sourceResult) RowsPerSec() float64 { return perSecond(r.Rows, r.Elapsed)
 // event ending at w.End was read.
 func measureSource(ctx context.Context, db *testenv.MariaDB, w *workload) (sourceResult, error) {
 	began := time.Now()
-	if err := readStretch(ctx, db, w); err != nil {
+	done, err := readStretch(ctx, db, w)
+	if err != nil {
 		return sourceResult{}, err
 	}
-	return sourceResult{Workload: w.Name, Rows: w.Rows, Elapsed: time.Since(began)}, nil
+	return sourceResult{Workload: w.Name, Rows: w.Rows, Elapsed: done.Sub(began)}, nil
 }
 
 // readStretch reads w's stretch of the binlog with go-mysql alone,
 // configured like pkg/binlog's reader (mariadb flavor, UTC timestamps,
 // DATETIME values as time.Time, JSON as MySQL text, checksums verified),
 // decoding every rows event and counting its rows, until the event ending
-// at w.End. It fails when the stretch does not hold exactly w.Rows rows.
-func readStretch(ctx context.Context, db *testenv.MariaDB, w *workload) error {
+// at w.End. It returns when that event was read (before disconnecting),
+// and fails when the stretch does not hold exactly w.Rows rows.
+func readStretch(ctx context.Context, db *testenv.MariaDB, w *workload) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
@@ -75,13 +77,13 @@ func readStretch(ctx context.Context, db *testenv.MariaDB, w *workload) error {
 
 	streamer, err := syncer.StartSync(mysql.Position{Name: w.Start.File, Pos: w.Start.Pos})
 	if err != nil {
-		return fmt.Errorf("source ceiling of %s: start binlog stream at %s on %s: %w", w.Name, w.Start, db.Addr(), err)
+		return time.Time{}, fmt.Errorf("source ceiling of %s: start binlog stream at %s on %s: %w", w.Name, w.Start, db.Addr(), err)
 	}
 	file, rows := w.Start.File, 0
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
-			return fmt.Errorf("source ceiling of %s: read binlog at %s after %d rows: %w", w.Name, file, rows, err)
+			return time.Time{}, fmt.Errorf("source ceiling of %s: read binlog at %s after %d rows: %w", w.Name, file, rows, err)
 		}
 		switch e := ev.Event.(type) {
 		case *replication.RotateEvent:
@@ -93,8 +95,9 @@ func readStretch(ctx context.Context, db *testenv.MariaDB, w *workload) error {
 			break
 		}
 	}
+	done := time.Now()
 	if rows != w.Rows {
-		return fmt.Errorf("source ceiling of %s: binlog %s .. %s holds %d rows, want %d", w.Name, w.Start, w.End, rows, w.Rows)
+		return time.Time{}, fmt.Errorf("source ceiling of %s: binlog %s .. %s holds %d rows, want %d", w.Name, w.Start, w.End, rows, w.Rows)
 	}
-	return nil
+	return done, nil
 }

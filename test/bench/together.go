@@ -28,32 +28,38 @@ func (r togetherResult) RowsPerSec() float64 { return perSecond(r.Rows, r.Elapse
 // in the producer's pipeline, with nothing of the producer's own work
 // (encoding, batching, hand-offs, checkpoints): the rate is the most any
 // producer could reach end to end on this machine. The clock runs from the
-// start of both until both finished; it fails as either measurement does.
+// start of both until both finished (the source: its last event read);
+// it fails as either measurement does, stopping the other.
 func measureTogether(ctx context.Context, parent *benchTB, db *testenv.MariaDB, brokerName string, w *workload) (togetherResult, error) {
 	s, err := startSink(ctx, parent, "together", brokerName, w)
 	if err != nil {
 		return togetherResult{}, err
 	}
 	defer s.close()
+	// The first failure stops the other side too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var (
 		wg                sync.WaitGroup
 		srcErr, sinkErr   error
-		srcTook, sinkTook time.Duration
+		srcDone, sinkDone time.Time
 		began             = time.Now()
 	)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		srcErr = readStretch(ctx, db, w)
-		srcTook = time.Since(began)
+		if srcDone, srcErr = readStretch(ctx, db, w); srcErr != nil {
+			cancel()
+		}
 	}()
 	go func() {
 		defer wg.Done()
-		sinkErr = s.publish(ctx, len(s.msgs))
-		sinkTook = time.Since(began)
+		if sinkErr = s.publish(ctx, len(s.msgs)); sinkErr != nil {
+			cancel()
+		}
+		sinkDone = time.Now()
 	}()
 	wg.Wait()
-	elapsed := time.Since(began)
 	if srcErr != nil {
 		return togetherResult{}, srcErr
 	}
@@ -63,5 +69,7 @@ func measureTogether(ctx context.Context, parent *benchTB, db *testenv.MariaDB, 
 	if err := s.verify(ctx); err != nil {
 		return togetherResult{}, err
 	}
+	srcTook, sinkTook := srcDone.Sub(began), sinkDone.Sub(began)
+	elapsed := max(srcTook, sinkTook)
 	return togetherResult{Workload: w.Name, Broker: brokerName, Rows: w.Rows, Elapsed: elapsed, Source: srcTook, Sink: sinkTook}, nil
 }
