@@ -67,11 +67,7 @@ func TestCurrentFilePositionRunsNoGTIDLookup(t *testing.T) {
 	db.Exec(t, "CREATE DATABASE f", "CREATE TABLE f.t (id INT PRIMARY KEY)", "INSERT INTO f.t VALUES (1)")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	src, err := Connect(ctx, Config{Host: db.Host, Port: uint16(db.Port), User: db.User, Password: db.Password, ServerID: 1001}, logrus.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	_, src, _ := connectTest(ctx, t, db)
 	selects := func() string {
 		var name, value string
 		if err := db.DB(t).QueryRow("SHOW GLOBAL STATUS LIKE 'Com_select'").Scan(&name, &value); err != nil {
@@ -80,7 +76,10 @@ func TestCurrentFilePositionRunsNoGTIDLookup(t *testing.T) {
 		return value
 	}
 	before := selects()
-	var got position.Position
+	var (
+		got position.Position
+		err error
+	)
 	for range 5 {
 		if got, err = src.CurrentFilePosition(ctx); err != nil {
 			t.Fatal(err)
